@@ -1,0 +1,72 @@
+"""Typed configuration for :class:`engram.Memory`.
+
+``Memory.from_config`` accepts the same dict shape as mem0 (``{"llm": {"provider": ..., "config":
+{...}}, "embedder": ..., "vector_store": ...}``); unknown keys are errors that name the key.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class ProviderSpec(BaseModel):
+    """Which backend to use and its settings."""
+
+    model_config = ConfigDict(extra="forbid")
+    provider: str
+    config: dict[str, Any] = Field(default_factory=dict)
+
+
+class RetrievalConfig(BaseModel):
+    """How search gathers and fuses candidates (see docs/retrieval.md)."""
+
+    model_config = ConfigDict(extra="forbid")
+    vector_weight: float = Field(0.35, ge=0)
+    keyword_weight: float = Field(0.65, ge=0)
+    candidates: int = Field(100, ge=1, le=10_000, description="candidates each signal brings")
+    rerank_candidates: int = Field(50, ge=1, le=1000)
+
+
+class InferenceConfig(BaseModel):
+    """How ``add(infer=True)`` extracts, deduplicates and supersedes."""
+
+    model_config = ConfigDict(extra="forbid")
+    near_duplicate_threshold: float = Field(0.9, ge=0, le=1)
+    related_memories: int = Field(10, ge=0, le=100)
+    recent_messages: int = Field(10, ge=0, le=200)
+    on_extraction_failure: Literal["raise", "store_raw"] = "raise"
+
+
+def default_home() -> Path:
+    """``$ENGRAM_HOME``, else ``~/.engram`` (read at call time, never at import)."""
+    return Path(os.environ.get("ENGRAM_HOME") or Path.home() / ".engram")
+
+
+class MemoryConfig(BaseModel):
+    """Everything :class:`engram.AsyncMemory` needs; every field has an offline default."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    store: ProviderSpec | None = Field(None, alias="vector_store")
+    embedder: ProviderSpec | None = None
+    llm: ProviderSpec | None = None
+    reranker: ProviderSpec | None = None
+    custom_instructions: str | None = Field(None, alias="custom_fact_extraction_prompt")
+    namespace: str = Field("default", min_length=1, max_length=128)
+    retrieval: RetrievalConfig = Field(default_factory=RetrievalConfig)
+    inference: InferenceConfig = Field(default_factory=InferenceConfig)
+    llm_from_env: bool = Field(
+        True, description="use OPENAI_API_KEY / ANTHROPIC_API_KEY when no llm is configured"
+    )
+    version: str | None = Field(None, description="accepted for mem0 compatibility; ignored")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _accept_mem0_keys(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "custom_prompt" in data and "custom_instructions" not in data:
+            data = dict(data)
+            data["custom_instructions"] = data.pop("custom_prompt")
+        return data

@@ -1,0 +1,258 @@
+"""The small typed seams between the engine and its backends.
+
+A backend is a class with a ``Settings`` pydantic model (``extra="forbid"``) and a constructor that
+takes an instance of it; constructors do no I/O (connections and models are opened lazily).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from engram.filters import FilterNode
+from engram.types import (
+    Candidate,
+    EmbedderInfo,
+    HistoryEntry,
+    MemoryRecord,
+    NewMemory,
+    Scope,
+    StoredMessage,
+    Vector,
+    Visibility,
+    WriteOutcome,
+)
+
+
+class BackendSettings(BaseModel):
+    """Base of every backend's settings: unknown keys are an error, not silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Embedder(ABC):
+    """Turns texts into L2-normalised float32 vectors."""
+
+    Settings: ClassVar[type[BackendSettings]]
+
+    @property
+    @abstractmethod
+    def info(self) -> EmbedderInfo:
+        """Name and dimension; recorded by the store that holds the vectors."""
+
+    @abstractmethod
+    async def embed(self, texts: Sequence[str], *, kind: Literal["document", "query"] = "document") -> Vector:
+        """Embed a batch; returns an array of shape (len(texts), dim)."""
+
+    async def aclose(self) -> None:  # noqa: B027 - optional hook
+        """Release resources (HTTP clients, sessions)."""
+
+
+class Reranker(ABC):
+    """Scores (query, document) pairs; higher is more relevant."""
+
+    Settings: ClassVar[type[BackendSettings]]
+    name: ClassVar[str]
+
+    @abstractmethod
+    async def rerank(self, query: str, documents: Sequence[str]) -> list[float]:
+        """One score per document, in the same order."""
+
+
+class LLM(ABC):
+    """A chat model that answers with text (JSON when ``json_schema`` is given)."""
+
+    Settings: ClassVar[type[BackendSettings]]
+
+    @property
+    @abstractmethod
+    def name(self) -> str:
+        """Provider and model, for results and errors (for example ``"openai:gpt-4.1-mini"``)."""
+
+    @abstractmethod
+    async def complete(
+        self,
+        messages: Sequence[dict[str, str]],
+        *,
+        json_schema: dict[str, Any] | None = None,
+        temperature: float | None = None,
+    ) -> str:
+        """Send chat ``messages`` ([{"role", "content"}]) and return the reply text."""
+
+    async def aclose(self) -> None:  # noqa: B027 - optional hook
+        """Release resources."""
+
+
+@dataclass(slots=True)
+class ExtractionRequest:
+    """Everything an extractor sees for one ``add``."""
+
+    messages: list[StoredMessage]  # the new messages, already stored, with ids
+    recent: list[StoredMessage]  # earlier messages of the same scope, oldest first
+    related: list[MemoryRecord]  # existing memories most related to the new messages
+    observed_at: datetime
+    custom_instructions: str | None = None
+    prompt: str | None = None  # per-call instructions (``add(prompt=...)``)
+
+
+@dataclass(slots=True)
+class ExtractedFact:
+    """One memory an extractor proposes."""
+
+    text: str
+    source_message_ids: list[str] = field(default_factory=list)
+    actor_id: str | None = None
+    role: str | None = None
+    supersedes: list[str] = field(default_factory=list)  # ids of related memories this fact replaces
+
+
+@dataclass(slots=True)
+class ExtractionResult:
+    facts: list[ExtractedFact]
+    extractor: str  # "offline" or the LLM's name
+    raw_output: str | None = None
+
+
+class Extractor(ABC):
+    """Turns new messages into facts worth remembering."""
+
+    @property
+    @abstractmethod
+    def name(self) -> str: ...
+
+    @abstractmethod
+    async def extract(self, request: ExtractionRequest) -> ExtractionResult: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ListPage:
+    records: list[MemoryRecord]
+    total: int
+
+
+class Store(ABC):
+    """Owns everything that must commit together: memories, vectors, keyword index, history, messages.
+
+    Every method takes the ``namespace`` (a project, in the server) so that one store can hold many
+    tenants; an id from another namespace behaves as if it did not exist. Scopes in reads are
+    match-filters: ids that are ``None`` match anything.
+    """
+
+    Settings: ClassVar[type[BackendSettings]]
+
+    @abstractmethod
+    async def open(self, embedder: EmbedderInfo) -> None:
+        """Create or migrate the schema and check that ``embedder`` matches what filled the store.
+
+        Raises :class:`~engram.errors.EmbedderMismatchError` when it does not.
+        """
+
+    @abstractmethod
+    async def close(self) -> None: ...
+
+    # -- writes: each call is one transaction, history included ------------------------------
+    @abstractmethod
+    async def add(
+        self, namespace: str, messages: Sequence[StoredMessage], memories: Sequence[NewMemory]
+    ) -> list[WriteOutcome]:
+        """Store messages and memories atomically.
+
+        A memory whose ``hash`` is already current in exactly the same scope is not stored again:
+        its sources are linked to the existing memory and the outcome is ``NONE`` with that id.
+        ``supersedes`` marks those memories superseded by the new one (history ``SUPERSEDE``).
+        """
+
+    @abstractmethod
+    async def update(
+        self,
+        namespace: str,
+        memory_id: str,
+        *,
+        text: str | None = None,
+        text_hash: str | None = None,
+        vector: Vector | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> MemoryRecord:
+        """Change text (with its hash and vector) and/or replace metadata; history ``UPDATE``."""
+
+    @abstractmethod
+    async def delete(self, namespace: str, memory_id: str) -> None:
+        """Delete one memory (history ``DELETE`` keeps its text). NotFoundError if absent."""
+
+    @abstractmethod
+    async def delete_scope(self, namespace: str, scope: Scope) -> int:
+        """Delete every memory matching a non-empty scope; returns how many."""
+
+    @abstractmethod
+    async def reset(self, namespace: str | None = None) -> None:
+        """Remove everything in ``namespace`` (all namespaces when ``None``)."""
+
+    # -- reads --------------------------------------------------------------------------------
+    @abstractmethod
+    async def get(self, namespace: str, memory_id: str) -> MemoryRecord | None: ...
+
+    @abstractmethod
+    async def get_many(self, namespace: str, memory_ids: Sequence[str]) -> list[MemoryRecord]:
+        """The existing memories among ``memory_ids``, in the given order."""
+
+    @abstractmethod
+    async def list(
+        self,
+        namespace: str,
+        scope: Scope,
+        filters: FilterNode | None,
+        visibility: Visibility,
+        *,
+        limit: int,
+        offset: int = 0,
+    ) -> ListPage:
+        """Memories in scope, newest observation first, with the total count."""
+
+    @abstractmethod
+    async def history(self, namespace: str, memory_id: str) -> list[HistoryEntry]: ...
+
+    @abstractmethod
+    async def messages_for(self, namespace: str, memory_id: str) -> list[StoredMessage]:
+        """The raw messages a memory came from, oldest first."""
+
+    @abstractmethod
+    async def recent_messages(self, namespace: str, scope: Scope, limit: int) -> list[StoredMessage]:
+        """The latest messages stored in exactly this scope, oldest first."""
+
+    @abstractmethod
+    async def find_by_hash(self, namespace: str, scope: Scope, hashes: Sequence[str]) -> dict[str, str]:
+        """Current memories in exactly ``scope`` having one of ``hashes``: {hash: memory_id}."""
+
+    # -- candidate generators (narrowed to the scope before scoring) ---------------------------
+    @abstractmethod
+    async def vector_candidates(
+        self,
+        namespace: str,
+        scope: Scope,
+        filters: FilterNode | None,
+        visibility: Visibility,
+        query_vector: Vector,
+        limit: int,
+    ) -> list[Candidate]:
+        """Top ``limit`` by cosine similarity (exact within the scope), best first."""
+
+    @abstractmethod
+    async def keyword_candidates(
+        self,
+        namespace: str,
+        scope: Scope,
+        filters: FilterNode | None,
+        visibility: Visibility,
+        query_text: str,
+        limit: int,
+    ) -> list[Candidate]:
+        """Top ``limit`` by BM25 (score: higher is better), best first."""
+
+    @abstractmethod
+    async def vectors_for(self, namespace: str, memory_ids: Sequence[str]) -> dict[str, Vector]:
+        """Stored vectors of the given memories (for dedup and reranking)."""
