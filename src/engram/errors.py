@@ -121,7 +121,9 @@ class ExtractionError(EngramError):
     code = "extraction_failed"
 
     def __init__(self, message: str, *, raw_output: str) -> None:
-        super().__init__(f"{message}\n--- raw model output ---\n{raw_output}", details={"raw_output": raw_output})
+        super().__init__(
+            f"{message}\n--- raw model output ---\n{raw_output}", details={"raw_output": raw_output}
+        )
         self.raw_output = raw_output
 
 

@@ -20,15 +20,15 @@ from engram.errors import FilterError, ValidationError
 from engram.types import SCOPE_FIELDS, Scope
 
 Op = Literal["eq", "ne", "gt", "gte", "lt", "lte", "in", "nin", "contains", "icontains", "exists"]
-OPS: frozenset[str] = frozenset(
-    {"eq", "ne", "gt", "gte", "lt", "lte", "in", "nin", "contains", "icontains"}
-)
+OPS: frozenset[str] = frozenset({"eq", "ne", "gt", "gte", "lt", "lte", "in", "nin", "contains", "icontains"})
 ORDER_OPS = frozenset({"gt", "gte", "lt", "lte"})
 COLUMN_FIELDS: frozenset[str] = frozenset({*SCOPE_FIELDS, "actor_id", "role"})
 DATE_FIELDS: frozenset[str] = frozenset({"created_at", "updated_at", "observed_at"})
 _METADATA_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]{0,63}(\.[A-Za-z_][A-Za-z0-9_\-]{0,63}){0,4}$")
 Scalar = str | int | float | bool | None
-_LOGICAL_KEYS = {k: k.lstrip("$").upper() for k in ("AND", "OR", "NOT", "and", "or", "not", "$and", "$or", "$not")}
+_LOGICAL_KEYS = {
+    k: k.lstrip("$").upper() for k in ("AND", "OR", "NOT", "and", "or", "not", "$and", "$or", "$not")
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +92,9 @@ def parse_filters(raw: Any, *, path: str = "filters") -> FilterNode | None:
 
 
 def _parse_logical(kind: str, value: Any, path: str) -> FilterNode:
-    items = value if isinstance(value, list) else [value] if kind == "NOT" and isinstance(value, dict) else None
+    items = (
+        value if isinstance(value, list) else [value] if kind == "NOT" and isinstance(value, dict) else None
+    )
     if items is None:
         raise FilterError(f"{kind} takes a list of filter objects", path=path)
     if not items:
@@ -136,7 +138,8 @@ def _parse_field(key: str, value: Any, path: str, *, metadata: bool) -> FilterNo
             op = op_key[1:] if isinstance(op_key, str) and op_key.startswith("$") else op_key
             if op not in OPS:
                 raise FilterError(
-                    f"unknown operator {op_key!r}; use one of {', '.join(sorted(OPS))}", path=f"{path}.{op_key}"
+                    f"unknown operator {op_key!r}; use one of {', '.join(sorted(OPS))}",
+                    path=f"{path}.{op_key}",
                 )
             conds.append(_make_cond(field, op, operand, f"{path}.{op_key}"))
         return conds[0] if len(conds) == 1 else And(tuple(conds))
@@ -225,15 +228,18 @@ def split_scope(
     for key, value in (filters or {}).items():
         if key in SCOPE_FIELDS and isinstance(value, str) and value != "*":
             _merge_scope_value(scope_values, key, value, f"{path}.{key}")
-        elif key in SCOPE_FIELDS and isinstance(value, dict) and set(value) == {"eq"} and isinstance(
-            value["eq"], str
+        elif (
+            key in SCOPE_FIELDS
+            and isinstance(value, dict)
+            and set(value) == {"eq"}
+            and isinstance(value["eq"], str)
         ):
             _merge_scope_value(scope_values, key, value["eq"], f"{path}.{key}")
         elif key == "AND" and isinstance(value, list):
             remaining = []
             for i, item in enumerate(value):
                 if isinstance(item, dict) and len(item) == 1:
-                    (k, v), = item.items()
+                    ((k, v),) = item.items()
                     if k in SCOPE_FIELDS and isinstance(v, str) and v != "*":
                         _merge_scope_value(scope_values, k, v, f"{path}.AND[{i}].{k}")
                         continue

@@ -201,7 +201,7 @@ class Store(ABC):
         """The existing memories among ``memory_ids``, in the given order."""
 
     @abstractmethod
-    async def list(
+    async def list_memories(
         self,
         namespace: str,
         scope: Scope,

@@ -1,0 +1,432 @@
+"""AsyncMemory: the engine. Every public method of :class:`engram.Memory` runs one of these."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from engram import registry
+from engram.config import MemoryConfig, ProviderSpec
+from engram.errors import ConfigError, NotFoundError, ValidationError
+from engram.filters import split_scope
+from engram.inputs import (
+    check_int,
+    check_memory_id,
+    clean_metadata,
+    parse_expiration,
+    parse_messages,
+    parse_timestamp,
+    require_scope,
+    scope_from,
+)
+from engram.interfaces import LLM, Embedder, Extractor, Reranker, Store
+from engram.retrieval import SearchRequest, hybrid_search
+from engram.types import NewMemory, Scope, StoredMessage, Visibility, WriteOutcome, text_hash, utcnow
+
+_DEFAULT_STORE = ProviderSpec(provider="sqlite")
+_DEFAULT_EMBEDDER = ProviderSpec(provider="minilm")
+
+
+@dataclass
+class _Backends:
+    """What every namespace view of one engine shares."""
+
+    config: MemoryConfig
+    store: Store
+    embedder: Embedder
+    llm: LLM | None
+    reranker: Reranker | None
+    extractor: Extractor | None
+    ready: bool = False
+    lock: asyncio.Lock | None = None
+    views: dict[str, AsyncMemory] = field(default_factory=dict)
+
+
+def _build(kind: registry.Kind, spec: ProviderSpec | None, default: ProviderSpec | None, base: type) -> Any:
+    chosen = spec or default
+    if chosen is None:
+        return None
+    return registry.create(kind, chosen.provider, chosen.config, base)
+
+
+class AsyncMemory:
+    """Long-term memory for agents: add conversations, search what matters later.
+
+    ``AsyncMemory()`` works offline with no configuration: SQLite under ``$ENGRAM_HOME`` (default
+    ``~/.engram``), the bundled MiniLM embedder and the offline extractor. Pass a :class:`MemoryConfig`
+    (or its dict) to choose backends by name, or pass backend instances directly.
+    """
+
+    def __init__(
+        self,
+        config: MemoryConfig | dict[str, Any] | None = None,
+        *,
+        store: Store | None = None,
+        embedder: Embedder | None = None,
+        llm: LLM | None = None,
+        reranker: Reranker | None = None,
+        extractor: Extractor | None = None,
+        _backends: _Backends | None = None,
+        _namespace: str | None = None,
+    ) -> None:
+        self._is_root = _backends is None
+        if _backends is not None:
+            self._b = _backends
+            self.namespace = _namespace or _backends.config.namespace
+            return
+        cfg = config if isinstance(config, MemoryConfig) else MemoryConfig.model_validate(config or {})
+        self._b = _Backends(
+            config=cfg,
+            store=store or _build("store", cfg.store, _DEFAULT_STORE, Store),
+            embedder=embedder or _build("embedder", cfg.embedder, _DEFAULT_EMBEDDER, Embedder),
+            llm=llm or _build("llm", cfg.llm, None, LLM),
+            reranker=reranker or _build("reranker", cfg.reranker, None, Reranker),
+            extractor=extractor,
+        )
+        self.namespace = cfg.namespace
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any] | MemoryConfig) -> AsyncMemory:
+        """Build from a config dict (mem0's shape is accepted: llm, embedder, vector_store...)."""
+        return cls(config)
+
+    @property
+    def config(self) -> MemoryConfig:
+        return self._b.config
+
+    @property
+    def store(self) -> Store:
+        return self._b.store
+
+    @property
+    def embedder(self) -> Embedder:
+        return self._b.embedder
+
+    def namespace_view(self, namespace: str) -> AsyncMemory:
+        """The same backends, isolated to another namespace (one per project in the server)."""
+        if not isinstance(namespace, str) or not namespace.strip():
+            raise ValidationError("namespace must be a non-empty string", field="namespace")
+        view = self._b.views.get(namespace)
+        if view is None:
+            view = AsyncMemory(_backends=self._b, _namespace=namespace)
+            self._b.views[namespace] = view
+        return view
+
+    async def _ready(self) -> None:
+        if self._b.ready:
+            return
+        if self._b.lock is None:
+            self._b.lock = asyncio.Lock()
+        async with self._b.lock:
+            if not self._b.ready:
+                await self._b.store.open(self._b.embedder.info)
+                self._b.ready = True
+
+    async def close(self) -> None:
+        """Close the store and release provider clients."""
+        if self._b.ready:
+            await self._b.store.close()
+            self._b.ready = False
+        await self._b.embedder.aclose()
+        if self._b.llm is not None:
+            await self._b.llm.aclose()
+
+    async def __aenter__(self) -> AsyncMemory:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # -- add -------------------------------------------------------------------------------------
+    async def add(
+        self,
+        messages: str | dict[str, Any] | list[dict[str, Any]],
+        *,
+        user_id: str | None = None,
+        agent_id: str | None = None,
+        app_id: str | None = None,
+        run_id: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        infer: bool = True,
+        timestamp: int | float | str | None = None,
+        expiration_date: str | None = None,
+        prompt: str | None = None,
+    ) -> dict[str, Any]:
+        """Remember a conversation. Returns ``{"results": [{"id", "memory", "event"}, ...]}``.
+
+        ``infer=True`` extracts short facts (with the configured LLM, or the offline extractor);
+        ``infer=False`` stores each non-system message as given. Exact duplicates in the same scope
+        are not stored twice: they come back with event ``NONE`` and the existing id.
+        """
+        scope = scope_from(required=True, user_id=user_id, agent_id=agent_id, app_id=app_id, run_id=run_id)
+        parsed = parse_messages(messages)
+        meta = clean_metadata(metadata)
+        observed_at = parse_timestamp(timestamp) or utcnow()
+        expires_at = parse_expiration(expiration_date)
+        if prompt is not None and not isinstance(prompt, str):
+            raise ValidationError("prompt must be a string", field="prompt")
+        if not isinstance(infer, bool):
+            raise ValidationError("infer must be true or false", field="infer")
+        await self._ready()
+        now = utcnow()
+        stored = [
+            StoredMessage(str(uuid.uuid4()), scope, m.role, m.content, m.name, observed_at, now)
+            for m in parsed
+        ]
+        if infer:
+            return await self._add_inferred(scope, stored, meta, expires_at, observed_at, prompt)
+        keep = [m for m in stored if m.role != "system" and m.content.strip()]
+        vectors = await self._b.embedder.embed([m.content for m in keep]) if keep else None
+        memories = [
+            NewMemory(
+                id=str(uuid.uuid4()),
+                text=m.content,
+                hash=text_hash(m.content),
+                scope=scope,
+                vector=vectors[i],
+                actor_id=m.name,
+                role=m.role,
+                metadata=meta,
+                observed_at=observed_at,
+                expires_at=expires_at,
+                source_message_ids=[m.id],
+            )
+            for i, m in enumerate(keep)
+            if vectors is not None
+        ]
+        outcomes = await self._b.store.add(self.namespace, stored, memories)
+        by_id = {mem.id: mem for mem in memories}
+        return {"results": [_outcome_item(o, by_id.get(o.id)) for o in outcomes]}
+
+    async def _add_inferred(
+        self,
+        scope: Scope,
+        stored: list[StoredMessage],
+        meta: dict[str, Any],
+        expires_at: Any,
+        observed_at: Any,
+        prompt: str | None,
+    ) -> dict[str, Any]:
+        from engram.inference import plan_inferred_add
+
+        plan = await plan_inferred_add(
+            namespace=self.namespace,
+            scope=scope,
+            messages=stored,
+            store=self._b.store,
+            embedder=self._b.embedder,
+            extractor=self._extractor(),
+            config=self._b.config.inference,
+            custom_instructions=self._b.config.custom_instructions,
+            prompt=prompt,
+            metadata=meta,
+            expires_at=expires_at,
+            observed_at=observed_at,
+        )
+        outcomes = await self._b.store.add(self.namespace, stored, plan.new)
+        by_id = {mem.id: mem for mem in plan.new}
+        results = [_outcome_item(o, by_id.get(o.id)) for o in [*outcomes, *plan.duplicates]]
+        answer: dict[str, Any] = {"results": results, "extractor": plan.extractor}
+        if plan.notes:
+            answer["notes"] = list(plan.notes)
+        return answer
+
+    def _extractor(self) -> Extractor:
+        if self._b.extractor is None:
+            from engram.inference import build_extractor
+            from engram.llms import llm_from_environment
+
+            llm = self._b.llm
+            if llm is None and self._b.config.llm_from_env:
+                llm = llm_from_environment()
+                self._b.llm = llm
+            self._b.extractor = build_extractor(llm)
+        return self._b.extractor
+
+    # -- search and reads ------------------------------------------------------------------------
+    async def search(
+        self,
+        query: str,
+        *,
+        filters: dict[str, Any] | None = None,
+        top_k: int = 20,
+        threshold: float | None = None,
+        rerank: bool = False,
+        explain: bool = False,
+        include_superseded: bool = False,
+        show_expired: bool = False,
+        user_id: str | None = None,
+        agent_id: str | None = None,
+        app_id: str | None = None,
+        run_id: str | None = None,
+        limit: int | None = None,
+    ) -> dict[str, Any]:
+        """Most relevant memories in a scope: ``{"results": [item + "score"]}``, best first."""
+        if not isinstance(query, str) or not query.strip():
+            raise ValidationError("query must be a non-empty string", field="query")
+        top_k = check_int(limit if limit is not None else top_k, "top_k", low=1, high=1000)
+        if threshold is not None and (
+            isinstance(threshold, bool) or not isinstance(threshold, int | float) or not 0 <= threshold <= 1
+        ):
+            raise ValidationError("threshold must be a number between 0 and 1", field="threshold")
+        scope, tree = self._scope_and_filters(filters, user_id, agent_id, app_id, run_id)
+        reranker = self._b.reranker if rerank else None
+        if rerank and reranker is None:
+            raise ConfigError("rerank=True needs a reranker; configure one under 'reranker'")
+        await self._ready()
+        query_vector = (await self._b.embedder.embed([query], kind="query"))[0]
+        request = SearchRequest(
+            self.namespace,
+            scope,
+            tree,
+            Visibility(include_superseded, show_expired),
+            query,
+            top_k,
+            float(threshold) if threshold is not None else None,
+            explain,
+        )
+        hits = await hybrid_search(self._b.store, request, query_vector, self._b.config.retrieval, reranker)
+        results = []
+        for hit in hits:
+            item = hit.record.to_item()
+            item["score"] = hit.score
+            if explain:
+                item["explain"] = hit.explain
+            results.append(item)
+        return {"results": results}
+
+    def _scope_and_filters(
+        self, filters: Any, user_id: str | None, agent_id: str | None, app_id: str | None, run_id: str | None
+    ) -> tuple[Scope, Any]:
+        kwargs_scope = scope_from(
+            required=False, user_id=user_id, agent_id=agent_id, app_id=app_id, run_id=run_id
+        )
+        scope, tree = split_scope(filters, kwargs_scope=kwargs_scope)
+        return require_scope(scope), tree
+
+    async def get(self, memory_id: str) -> dict[str, Any] | None:
+        """The memory with this id, or ``None``."""
+        check_memory_id(memory_id)
+        await self._ready()
+        record = await self._b.store.get(self.namespace, memory_id)
+        return record.to_item() if record else None
+
+    async def get_all(
+        self,
+        *,
+        filters: dict[str, Any] | None = None,
+        top_k: int = 100,
+        offset: int = 0,
+        include_superseded: bool = False,
+        show_expired: bool = False,
+        user_id: str | None = None,
+        agent_id: str | None = None,
+        app_id: str | None = None,
+        run_id: str | None = None,
+        limit: int | None = None,
+    ) -> dict[str, Any]:
+        """Memories of a scope, most recently observed first: ``{"results": [...], "total": n}``."""
+        top_k = check_int(limit if limit is not None else top_k, "top_k", low=1, high=100_000)
+        offset = check_int(offset, "offset", low=0, high=10**9)
+        scope, tree = self._scope_and_filters(filters, user_id, agent_id, app_id, run_id)
+        await self._ready()
+        page = await self._b.store.list_memories(
+            self.namespace,
+            scope,
+            tree,
+            Visibility(include_superseded, show_expired),
+            limit=top_k,
+            offset=offset,
+        )
+        return {"results": [r.to_item() for r in page.records], "total": page.total}
+
+    async def update(
+        self,
+        memory_id: str,
+        text: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        *,
+        data: str | None = None,
+    ) -> dict[str, Any]:
+        """Change a memory's text and/or replace its metadata (``data`` is mem0's name for ``text``)."""
+        check_memory_id(memory_id)
+        if text is None:
+            text = data
+        if text is None and metadata is None:
+            raise ValidationError("update needs text (or data) or metadata", field="text")
+        if text is not None and (not isinstance(text, str) or not text.strip()):
+            raise ValidationError("text must be a non-empty string", field="text")
+        meta = clean_metadata(metadata) if metadata is not None else None
+        await self._ready()
+        vector = (await self._b.embedder.embed([text]))[0] if text is not None else None
+        record = await self._b.store.update(
+            self.namespace,
+            memory_id,
+            text=text,
+            text_hash=text_hash(text) if text is not None else None,
+            vector=vector,
+            metadata=meta,
+        )
+        return {"message": "Memory updated successfully!", **record.to_item()}
+
+    async def delete(self, memory_id: str) -> dict[str, Any]:
+        """Delete one memory (its history keeps the text)."""
+        check_memory_id(memory_id)
+        await self._ready()
+        await self._b.store.delete(self.namespace, memory_id)
+        return {"message": "Memory deleted successfully!", "id": memory_id}
+
+    async def delete_all(
+        self,
+        *,
+        user_id: str | None = None,
+        agent_id: str | None = None,
+        app_id: str | None = None,
+        run_id: str | None = None,
+    ) -> dict[str, Any]:
+        """Delete every memory of one scope. Refuses to run without a scope."""
+        scope = scope_from(required=True, user_id=user_id, agent_id=agent_id, app_id=app_id, run_id=run_id)
+        await self._ready()
+        count = await self._b.store.delete_scope(self.namespace, scope)
+        return {"message": "Memories deleted successfully!", "deleted": count}
+
+    async def history(self, memory_id: str) -> list[dict[str, Any]]:
+        """Every change of one memory, oldest first (ADD, UPDATE, SUPERSEDE, DELETE)."""
+        check_memory_id(memory_id)
+        await self._ready()
+        return [h.to_item() for h in await self._b.store.history(self.namespace, memory_id)]
+
+    async def sources(self, memory_id: str) -> list[dict[str, Any]]:
+        """The raw messages a memory came from (provenance), oldest first."""
+        check_memory_id(memory_id)
+        await self._ready()
+        if await self._b.store.get(self.namespace, memory_id) is None:
+            raise NotFoundError(f"Memory {memory_id!r} not found", details={"memory_id": memory_id})
+        return [
+            {
+                "id": m.id,
+                "role": m.role,
+                "name": m.name,
+                "content": m.content,
+                "observed_at": m.observed_at.isoformat(),
+                **m.scope.as_dict(),
+            }
+            for m in await self._b.store.messages_for(self.namespace, memory_id)
+        ]
+
+    async def reset(self) -> None:
+        """Empty this namespace; on the root instance, empty the whole store."""
+        await self._ready()
+        await self._b.store.reset(None if self._is_root else self.namespace)
+
+
+def _outcome_item(outcome: WriteOutcome, memory: NewMemory | None) -> dict[str, Any]:
+    item: dict[str, Any] = {"id": outcome.id, "memory": outcome.text, "event": outcome.event}
+    if memory is not None:
+        item["actor_id"] = memory.actor_id
+        item["role"] = memory.role
+    if outcome.existing_id and outcome.event == "NONE":
+        item["existing_id"] = outcome.existing_id
+    return item

@@ -1,0 +1,122 @@
+"""Hybrid retrieval: vector and keyword candidates, one fused score, optional reranking.
+
+Both signals bring candidates from inside the scope. Every candidate gets its exact cosine (keyword-only
+candidates have their vectors fetched), the BM25 score is divided by the best BM25 of the query, and the
+fused score is a weighted sum of the two, in [0, 1] when the weights sum to 1 (see docs/retrieval.md
+for why weighted score fusion and not reciprocal-rank fusion).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from engram.config import RetrievalConfig
+from engram.filters import FilterNode
+from engram.interfaces import Reranker, Store
+from engram.types import MemoryRecord, Scope, Vector, Visibility
+
+
+@dataclass(slots=True)
+class Hit:
+    """One search result before it becomes a dict."""
+
+    record: MemoryRecord
+    score: float
+    explain: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class SearchRequest:
+    namespace: str
+    scope: Scope
+    filters: FilterNode | None
+    visibility: Visibility
+    query: str
+    top_k: int
+    threshold: float | None = None
+    explain: bool = False
+
+
+async def hybrid_search(
+    store: Store,
+    request: SearchRequest,
+    query_vector: Vector,
+    config: RetrievalConfig,
+    reranker: Reranker | None = None,
+) -> list[Hit]:
+    """Search one scope; returns hits best first, at most ``top_k``, all at or above ``threshold``."""
+    n = max(config.candidates, request.top_k)
+    use_vector = config.vector_weight > 0
+    use_keyword = config.keyword_weight > 0
+    vector_task = (
+        store.vector_candidates(
+            request.namespace, request.scope, request.filters, request.visibility, query_vector, n
+        )
+        if use_vector
+        else _empty()
+    )
+    keyword_task = (
+        store.keyword_candidates(
+            request.namespace, request.scope, request.filters, request.visibility, request.query, n
+        )
+        if use_keyword
+        else _empty()
+    )
+    vector_hits, keyword_hits = await asyncio.gather(vector_task, keyword_task)
+    cosine = {c.memory_id: c.score for c in vector_hits}
+    bm25 = {c.memory_id: c.score for c in keyword_hits}
+    vector_rank = {c.memory_id: i + 1 for i, c in enumerate(vector_hits)}
+    keyword_rank = {c.memory_id: i + 1 for i, c in enumerate(keyword_hits)}
+    missing = [mid for mid in bm25 if mid not in cosine]
+    if missing and use_vector:
+        vectors = await store.vectors_for(request.namespace, missing)
+        for mid, vec in vectors.items():
+            cosine[mid] = float(np.dot(vec, query_vector))
+    best_bm25 = max(bm25.values(), default=0.0)
+    fused: dict[str, float] = {}
+    for mid in cosine.keys() | bm25.keys():
+        v = max(cosine.get(mid, 0.0), 0.0) if use_vector else 0.0
+        k = bm25.get(mid, 0.0) / best_bm25 if best_bm25 > 0 else 0.0
+        fused[mid] = (config.vector_weight * v + config.keyword_weight * k) / (
+            config.vector_weight + config.keyword_weight
+        )
+    ranked = sorted(fused, key=lambda mid: (-fused[mid], mid))
+    if reranker is not None:
+        ranked, fused = await _rerank(store, request, reranker, ranked[: config.rerank_candidates], fused)
+    if request.threshold is not None:
+        ranked = [mid for mid in ranked if fused[mid] >= request.threshold]
+    ranked = ranked[: request.top_k]
+    records = {r.id: r for r in await store.get_many(request.namespace, ranked)}
+    hits: list[Hit] = []
+    for mid in ranked:
+        record = records.get(mid)
+        if record is None:  # deleted between the candidate query and now
+            continue
+        explain: dict[str, Any] = {}
+        if request.explain:
+            explain = {
+                "vector": {"cosine": cosine.get(mid), "rank": vector_rank.get(mid)},
+                "keyword": {"bm25": bm25.get(mid), "rank": keyword_rank.get(mid), "best_bm25": best_bm25},
+                "weights": {"vector": config.vector_weight, "keyword": config.keyword_weight},
+                "fused": fused[mid],
+            }
+        hits.append(Hit(record, round(fused[mid], 6), explain))
+    return hits
+
+
+async def _empty() -> list[Any]:
+    return []
+
+
+async def _rerank(
+    store: Store, request: SearchRequest, reranker: Reranker, ids: list[str], fused: dict[str, float]
+) -> tuple[list[str], dict[str, float]]:
+    records = await store.get_many(request.namespace, ids)
+    scores = await reranker.rerank(request.query, [r.text for r in records])
+    rescored = {r.id: 1.0 / (1.0 + math.exp(-s)) for r, s in zip(records, scores, strict=True)}
+    return sorted(rescored, key=lambda mid: (-rescored[mid], mid)), {**fused, **rescored}

@@ -1,0 +1,121 @@
+"""Memory: the synchronous facade. Each method runs the matching AsyncMemory coroutine; no logic here."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import threading
+import weakref
+from collections.abc import Callable, Coroutine
+from concurrent.futures import Future
+from typing import Any, Concatenate, ParamSpec, TypeVar
+
+from engram.config import MemoryConfig
+from engram.interfaces import LLM, Embedder, Extractor, Reranker, Store
+from engram.memory import AsyncMemory
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class _LoopThread:
+    """A private event loop on a daemon thread; blocking calls submit coroutines to it."""
+
+    def __init__(self) -> None:
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._lock = threading.Lock()
+
+    def loop(self) -> asyncio.AbstractEventLoop:
+        with self._lock:
+            if self._loop is None:
+                loop = asyncio.new_event_loop()
+                thread = threading.Thread(target=loop.run_forever, name="engram-loop", daemon=True)
+                thread.start()
+                self._loop = loop
+            return self._loop
+
+    def run(self, coro: Coroutine[Any, Any, R]) -> R:
+        loop = self.loop()
+        if _running_loop() is loop:
+            coro.close()
+            raise RuntimeError("Memory's blocking methods cannot be called from its own event loop")
+        future: Future[R] = asyncio.run_coroutine_threadsafe(coro, loop)
+        return future.result()
+
+    def stop(self) -> None:
+        with self._lock:
+            if self._loop is not None:
+                self._loop.call_soon_threadsafe(self._loop.stop)
+                self._loop = None
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+def _blocking(
+    method: Callable[Concatenate[AsyncMemory, P], Coroutine[Any, Any, R]],
+) -> Callable[Concatenate[Memory, P], R]:
+    @functools.wraps(method)
+    def call(self: Memory, *args: P.args, **kwargs: P.kwargs) -> R:
+        return self._runner.run(method(self._engine, *args, **kwargs))
+
+    return call  # type: ignore[return-value]
+
+
+class Memory:
+    """Synchronous long-term memory with mem0's API. ``Memory()`` works offline, with no setup.
+
+    Every method has the same arguments and results as its :class:`AsyncMemory` twin.
+    """
+
+    def __init__(
+        self,
+        config: MemoryConfig | dict[str, Any] | None = None,
+        *,
+        store: Store | None = None,
+        embedder: Embedder | None = None,
+        llm: LLM | None = None,
+        reranker: Reranker | None = None,
+        extractor: Extractor | None = None,
+    ) -> None:
+        self._engine = AsyncMemory(
+            config, store=store, embedder=embedder, llm=llm, reranker=reranker, extractor=extractor
+        )
+        self._runner = _LoopThread()
+        self._finalizer = weakref.finalize(self, self._runner.stop)
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any] | MemoryConfig) -> Memory:
+        """Build from a config dict (mem0's shape is accepted)."""
+        return cls(config)
+
+    @property
+    def engine(self) -> AsyncMemory:
+        """The AsyncMemory underneath."""
+        return self._engine
+
+    add = _blocking(AsyncMemory.add)
+    search = _blocking(AsyncMemory.search)
+    get = _blocking(AsyncMemory.get)
+    get_all = _blocking(AsyncMemory.get_all)
+    update = _blocking(AsyncMemory.update)
+    delete = _blocking(AsyncMemory.delete)
+    delete_all = _blocking(AsyncMemory.delete_all)
+    history = _blocking(AsyncMemory.history)
+    sources = _blocking(AsyncMemory.sources)
+    reset = _blocking(AsyncMemory.reset)
+
+    def close(self) -> None:
+        """Close the store and stop the background loop."""
+        self._runner.run(self._engine.close())
+        self._runner.stop()
+
+    def __enter__(self) -> Memory:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
