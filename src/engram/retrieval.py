@@ -82,8 +82,10 @@ async def hybrid_search(
     for mid in cosine.keys() | bm25.keys():
         v = max(cosine.get(mid, 0.0), 0.0) if use_vector else 0.0
         k = bm25.get(mid, 0.0) / best_bm25 if best_bm25 > 0 else 0.0
-        fused[mid] = (config.vector_weight * v + config.keyword_weight * k) / (
-            config.vector_weight + config.keyword_weight
+        fused[mid] = round(
+            (config.vector_weight * v + config.keyword_weight * k)
+            / (config.vector_weight + config.keyword_weight),
+            6,
         )
     ranked = sorted(fused, key=lambda mid: (-fused[mid], mid))
     if reranker is not None:
@@ -105,7 +107,7 @@ async def hybrid_search(
                 "weights": {"vector": config.vector_weight, "keyword": config.keyword_weight},
                 "fused": fused[mid],
             }
-        hits.append(Hit(record, round(fused[mid], 6), explain))
+        hits.append(Hit(record, fused[mid], explain))
     return hits
 
 
