@@ -137,9 +137,11 @@ def test_embedder_mismatch_is_explained(tmp_path: Path) -> None:
     path = tmp_path / "m.db"
     with Memory(store=SQLiteStore(path=path), embedder=FakeEmbedder(dim=64)) as m:
         m.add("x", user_id="u", infer=False)
-    with Memory(store=SQLiteStore(path=path), embedder=FakeEmbedder(dim=32)) as m:
-        with pytest.raises(EmbedderMismatchError) as info:
-            m.search("x", user_id="u")
+    with (
+        Memory(store=SQLiteStore(path=path), embedder=FakeEmbedder(dim=32)) as m,
+        pytest.raises(EmbedderMismatchError) as info,
+    ):
+        m.search("x", user_id="u")
     message = str(info.value)
     assert "fake" in message and "64" in message and "32" in message
     assert "reset()" in message and "ENGRAM_HOME" in message

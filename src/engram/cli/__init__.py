@@ -142,10 +142,7 @@ def _mount_server_commands() -> None:
 
 def main() -> None:
     """Entry point of the ``engram`` script."""
-    try:
-        _mount_server_commands()
-    except ImportError:  # the server commands ship with the package; tolerate partial checkouts
-        pass
+    _mount_server_commands()
     try:
         app()
     except EngramError as e:
