@@ -41,9 +41,9 @@ def _m001_initial(conn: sqlite3.Connection) -> None:
             expires_at TEXT,
             superseded_by TEXT,
             valid_until TEXT,
-            deleted_at TEXT,
-            embedding BLOB NOT NULL
+            deleted_at TEXT
         );
+        CREATE TABLE vectors (seq INTEGER PRIMARY KEY, embedding BLOB NOT NULL);
         CREATE INDEX memories_by_user ON memories (namespace, user_id) WHERE deleted_at IS NULL;
         CREATE INDEX memories_by_agent ON memories (namespace, agent_id) WHERE deleted_at IS NULL;
         CREATE INDEX memories_by_app ON memories (namespace, app_id) WHERE deleted_at IS NULL;

@@ -64,7 +64,9 @@ class SQLiteStore(Store):
 
     def __init__(self, settings: SQLiteSettings | None = None, **overrides: Any) -> None:
         base = settings or SQLiteSettings()
-        self.settings = base.model_copy(update=overrides) if overrides else base
+        self.settings = (
+            SQLiteSettings.model_validate({**base.model_dump(), **overrides}) if overrides else base
+        )
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._conn_lock = threading.Lock()
@@ -114,7 +116,7 @@ class SQLiteStore(Store):
         conn = self._conn()
         conn.execute("BEGIN IMMEDIATE")
         try:
-            generation = int(conn.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()[0])
+            generation = self._generation(conn)
             conn.execute("UPDATE meta SET value = ? WHERE key = 'generation'", (str(generation + 1),))
             yield conn, generation
             conn.execute("COMMIT")
@@ -212,9 +214,8 @@ class SQLiteStore(Store):
                     continue
                 cursor = conn.execute(
                     "INSERT INTO memories (id, namespace, user_id, agent_id, app_id, run_id, scope_key, "
-                    "text, "
-                    "hash, actor_id, role, metadata, created_at, observed_at, expires_at, embedding) "
-                    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    "text, hash, actor_id, role, metadata, created_at, observed_at, expires_at) "
+                    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                     (
                         mem.id,
                         namespace,
@@ -228,8 +229,11 @@ class SQLiteStore(Store):
                         now,
                         iso(mem.observed_at),
                         mem.expires_at.isoformat() if mem.expires_at else None,
-                        np.asarray(mem.vector, dtype=np.float32).tobytes(),
                     ),
+                )
+                conn.execute(
+                    "INSERT INTO vectors (seq, embedding) VALUES (?, ?)",
+                    (cursor.lastrowid, np.asarray(mem.vector, dtype=np.float32).tobytes()),
                 )
                 conn.execute(
                     "INSERT INTO memories_fts (rowid, text) VALUES (?, ?)", (cursor.lastrowid, mem.text)
@@ -366,8 +370,12 @@ class SQLiteStore(Store):
                 )
                 conn.execute("INSERT INTO memories_fts (rowid, text) VALUES (?, ?)", (seq, text))
                 conn.execute(
-                    "UPDATE memories SET text = ?, hash = ?, embedding = ?, updated_at = ? WHERE seq = ?",
-                    (text, text_hash, np.asarray(vector, dtype=np.float32).tobytes(), now, seq),
+                    "UPDATE memories SET text = ?, hash = ?, updated_at = ? WHERE seq = ?",
+                    (text, text_hash, now, seq),
+                )
+                conn.execute(
+                    "UPDATE vectors SET embedding = ? WHERE seq = ?",
+                    (np.asarray(vector, dtype=np.float32).tobytes(), seq),
                 )
             if metadata is not None:
                 conn.execute(
@@ -428,7 +436,7 @@ class SQLiteStore(Store):
         with self._write() as (conn, _):
             if namespace is None:
                 conn.execute("INSERT INTO memories_fts (memories_fts) VALUES ('delete-all')")
-                for table in ("memories", "messages", "memory_sources", "history"):
+                for table in ("memories", "vectors", "messages", "memory_sources", "history"):
                     conn.execute(f"DELETE FROM {table}")
                 conn.execute("DELETE FROM meta WHERE key IN ('embedder', 'dim')")
                 conn.execute(
@@ -446,6 +454,10 @@ class SQLiteStore(Store):
                 conn.execute(
                     "DELETE FROM memory_sources WHERE memory_id IN "
                     "(SELECT id FROM memories WHERE namespace = ?)",
+                    (namespace,),
+                )
+                conn.execute(
+                    "DELETE FROM vectors WHERE seq IN (SELECT seq FROM memories WHERE namespace = ?)",
                     (namespace,),
                 )
                 for table in ("memories", "messages", "history"):
@@ -608,15 +620,21 @@ class SQLiteStore(Store):
         return await self._run(self._vectors_for_sync, namespace, list(memory_ids))
 
     def _vectors_for_sync(self, namespace: str, memory_ids: list[str]) -> dict[str, Vector]:
-        out: dict[str, Vector] = {}
-        for chunk in _chunks(memory_ids):
+        out = self._cache.lookup(namespace, memory_ids, self._generation(self._conn()))
+        missing = [mid for mid in memory_ids if mid not in out]
+        for chunk in _chunks(missing):
             marks = ",".join("?" * len(chunk))
             for memory_id, blob in self._conn().execute(
-                f"SELECT id, embedding FROM memories WHERE namespace = ? AND id IN ({marks})",
+                "SELECT m.id, v.embedding FROM memories m JOIN vectors v ON v.seq = m.seq "
+                f"WHERE m.namespace = ? AND m.id IN ({marks})",
                 [namespace, *chunk],
             ):
                 out[memory_id] = np.frombuffer(blob, dtype=np.float32)
         return out
+
+    @staticmethod
+    def _generation(conn: sqlite3.Connection) -> int:
+        return int(conn.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()[0])
 
     # -- candidates ------------------------------------------------------------------------------
     async def vector_candidates(
@@ -629,6 +647,7 @@ class SQLiteStore(Store):
         limit: int,
     ) -> list[Candidate]:
         self._check_dim(query_vector, "query_vector")
+        query_vector = np.ascontiguousarray(query_vector, dtype=np.float32)
         return await self._run(self._vector_sync, namespace, scope, filters, visibility, query_vector, limit)
 
     def _vector_sync(
@@ -644,7 +663,10 @@ class SQLiteStore(Store):
             where, params = _where(namespace, scope, filters, visibility)
             rows = (
                 self._conn()
-                .execute(f"SELECT m.id, m.embedding FROM memories m WHERE {where}", params)
+                .execute(
+                    f"SELECT m.id, v.embedding FROM memories m JOIN vectors v ON v.seq = m.seq WHERE {where}",
+                    params,
+                )
                 .fetchall()
             )
             if not rows:
@@ -665,16 +687,16 @@ class SQLiteStore(Store):
     def _scope_vectors(self, namespace: str, scope: Scope) -> ScopeVectors:
         key = cache_key(namespace, scope)
         conn = self._conn()
-        generation = int(conn.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()[0])
-        entry = self._cache.get(key, generation)
+        entry = self._cache.get(key, self._generation(conn))
         if entry is not None:
             return entry
         where, params = _scope_sql(scope)
         conn.execute("BEGIN")
         try:
-            generation = int(conn.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()[0])
+            generation = self._generation(conn)
             rows = conn.execute(
-                f"SELECT m.id, m.embedding, m.superseded_by IS NOT NULL, m.expires_at FROM memories m "
+                "SELECT m.id, v.embedding, m.superseded_by IS NOT NULL, m.expires_at "
+                "FROM memories m JOIN vectors v ON v.seq = m.seq "
                 f"WHERE m.namespace = ? AND m.deleted_at IS NULL AND {where} ORDER BY m.seq",
                 [namespace, *params],
             ).fetchall()

@@ -33,6 +33,7 @@ class ScopeVectors:
     superseded: np.ndarray  # bool (n,)
     expires: np.ndarray  # int64 (n,) date ordinal, max int when never
     _pending: list[tuple[str, Vector, int]] = field(default_factory=list)
+    _index: dict[str, int] | None = None
 
     def append(self, rows: list[tuple[str, Vector, int]]) -> None:
         self._pending.extend(rows)
@@ -47,6 +48,12 @@ class ScopeVectors:
         self.superseded = np.concatenate([self.superseded, np.zeros(len(ids), dtype=bool)])
         self.expires = np.concatenate([self.expires, np.asarray(expires, dtype=np.int64)])
         self._pending.clear()
+        self._index = None
+
+    def row_of(self, memory_id: str) -> int | None:
+        if self._index is None:
+            self._index = {mid: i for i, mid in enumerate(self.ids)}
+        return self._index.get(memory_id)
 
     @property
     def size(self) -> int:
@@ -73,6 +80,22 @@ class VectorCache:
             self._entries.move_to_end(key)
             entry.materialize()
             return entry
+
+    def lookup(self, namespace: str, memory_ids: list[str], generation: int) -> dict[str, Vector]:
+        """Vectors of ``memory_ids`` found in current entries of ``namespace``."""
+        found: dict[str, Vector] = {}
+        with self._lock:
+            for key, entry in self._entries.items():
+                if key[0] != namespace or entry.generation != generation:
+                    continue
+                entry.materialize()
+                for mid in memory_ids:
+                    row = entry.row_of(mid)
+                    if row is not None:
+                        found[mid] = entry.matrix[row]
+                if len(found) == len(memory_ids):
+                    break
+        return found
 
     def put(self, key: ScopeKey, entry: ScopeVectors) -> None:
         if entry.size > self._max:
