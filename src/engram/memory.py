@@ -7,6 +7,8 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic import ValidationError as PydanticValidationError
+
 from engram import registry
 from engram.config import MemoryConfig, ProviderSpec
 from engram.errors import ConfigError, NotFoundError, ValidationError
@@ -44,6 +46,16 @@ class _Backends:
     views: dict[str, AsyncMemory] = field(default_factory=dict)
 
 
+def _parse_config(config: dict[str, Any] | None) -> MemoryConfig:
+    if config is not None and not isinstance(config, dict):
+        raise ConfigError(f"config must be a dict or a MemoryConfig, got {type(config).__name__}")
+    try:
+        return MemoryConfig.model_validate(config or {})
+    except PydanticValidationError as e:
+        problems = "; ".join(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in e.errors())
+        raise ConfigError(f"Invalid configuration: {problems}") from e
+
+
 def _build(kind: registry.Kind, spec: ProviderSpec | None, default: ProviderSpec | None, base: type) -> Any:
     chosen = spec or default
     if chosen is None:
@@ -76,7 +88,7 @@ class AsyncMemory:
             self._b = _backends
             self.namespace = _namespace or _backends.config.namespace
             return
-        cfg = config if isinstance(config, MemoryConfig) else MemoryConfig.model_validate(config or {})
+        cfg = config if isinstance(config, MemoryConfig) else _parse_config(config)
         self._b = _Backends(
             config=cfg,
             store=store or _build("store", cfg.store, _DEFAULT_STORE, Store),
