@@ -1,0 +1,56 @@
+"""Helpers shared by the embedders."""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+import numpy as np
+from pydantic import BaseModel
+from pydantic import ValidationError as PydanticValidationError
+
+from engram.types import Vector
+
+
+def l2_normalize(vectors: np.ndarray) -> Vector:
+    """Row-wise L2 normalisation as float32; an all-zero row stays zero instead of becoming NaN."""
+    out = np.asarray(vectors, dtype=np.float32)
+    if out.ndim != 2:
+        raise ValueError(f"expected a 2-d array of vectors, got shape {out.shape}")
+    norms = np.linalg.norm(out, axis=1, keepdims=True)
+    norms[norms == 0.0] = 1.0
+    return np.ascontiguousarray(out / norms, dtype=np.float32)
+
+
+def check_texts(texts: object) -> list[str]:
+    """The texts as a list, refusing a bare string (a common mistake that would embed characters)."""
+    from engram.errors import ValidationError
+
+    if isinstance(texts, str):
+        raise ValidationError("embed() takes a sequence of texts, not a single string", field="texts")
+    items: list[str] = list(texts)  # type: ignore[call-overload]
+    for i, text in enumerate(items):
+        if not isinstance(text, str):
+            raise ValidationError(f"texts[{i}] is {type(text).__name__}, expected str", field="texts")
+    return items
+
+
+S = TypeVar("S", bound=BaseModel)
+
+
+def build_settings(model: type[S], settings: S | None, overrides: dict[str, Any]) -> S:
+    """``settings`` (or the defaults) with keyword ``overrides`` applied and validated."""
+    from engram.errors import ConfigError
+
+    if settings is not None and not isinstance(settings, model):
+        raise ConfigError(f"expected {model.__qualname__}, got {type(settings).__name__}")
+    if not overrides:
+        return settings if settings is not None else model()
+    data = settings.model_dump() if settings is not None else {}
+    data.update(overrides)
+    try:
+        return model.model_validate(data)
+    except PydanticValidationError as e:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '(settings)'}: {err['msg']}" for err in e.errors()
+        )
+        raise ConfigError(f"Invalid {model.__qualname__}: {problems}") from e
