@@ -41,7 +41,8 @@ def _m001_initial(conn: sqlite3.Connection) -> None:
             expires_at TEXT,
             superseded_by TEXT,
             valid_until TEXT,
-            deleted_at TEXT
+            deleted_at TEXT,
+            scope_tokens TEXT NOT NULL DEFAULT ''
         );
         CREATE TABLE vectors (seq INTEGER PRIMARY KEY, embedding BLOB NOT NULL);
         CREATE INDEX memories_by_user ON memories (namespace, user_id) WHERE deleted_at IS NULL;
@@ -53,7 +54,7 @@ def _m001_initial(conn: sqlite3.Connection) -> None:
             WHERE deleted_at IS NULL AND superseded_by IS NULL;
 
         CREATE VIRTUAL TABLE memories_fts USING fts5 (
-            text, content='memories', content_rowid='seq',
+            text, scope_tokens, content='memories', content_rowid='seq',
             tokenize='porter unicode61 remove_diacritics 2'
         );
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import sqlite3
 import threading
@@ -202,6 +203,7 @@ class SQLiteStore(Store):
             )
             now = iso(utcnow())
             for mem in memories:
+                tokens = scope_tokens(namespace, mem.scope)
                 self._check_dim(mem.vector, "memories[].vector")
                 existing = conn.execute(
                     "SELECT id FROM memories WHERE namespace = ? AND scope_key = ? AND hash = ? "
@@ -214,8 +216,9 @@ class SQLiteStore(Store):
                     continue
                 cursor = conn.execute(
                     "INSERT INTO memories (id, namespace, user_id, agent_id, app_id, run_id, scope_key, "
-                    "text, hash, actor_id, role, metadata, created_at, observed_at, expires_at) "
-                    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    "text, hash, actor_id, role, metadata, created_at, observed_at, expires_at, "
+                    "scope_tokens) "
+                    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                     (
                         mem.id,
                         namespace,
@@ -229,6 +232,7 @@ class SQLiteStore(Store):
                         now,
                         iso(mem.observed_at),
                         mem.expires_at.isoformat() if mem.expires_at else None,
+                        tokens,
                     ),
                 )
                 conn.execute(
@@ -236,7 +240,8 @@ class SQLiteStore(Store):
                     (cursor.lastrowid, np.asarray(mem.vector, dtype=np.float32).tobytes()),
                 )
                 conn.execute(
-                    "INSERT INTO memories_fts (rowid, text) VALUES (?, ?)", (cursor.lastrowid, mem.text)
+                    "INSERT INTO memories_fts (rowid, text, scope_tokens) VALUES (?, ?, ?)",
+                    (cursor.lastrowid, mem.text, tokens),
                 )
                 self._link_sources(conn, mem.id, mem.source_message_ids)
                 self._history(conn, namespace, mem.id, "ADD", None, mem.text, now, mem.actor_id, mem.role)
@@ -364,11 +369,11 @@ class SQLiteStore(Store):
                         f"Memory {clash[0]!r} in the same scope already says this",
                         details={"existing_id": clash[0]},
                     )
+                tokens = _fts_delete(conn, seq)
                 conn.execute(
-                    "INSERT INTO memories_fts (memories_fts, rowid, text) VALUES ('delete', ?, ?)",
-                    (seq, old_text),
+                    "INSERT INTO memories_fts (rowid, text, scope_tokens) VALUES (?, ?, ?)",
+                    (seq, text, tokens),
                 )
-                conn.execute("INSERT INTO memories_fts (rowid, text) VALUES (?, ?)", (seq, text))
                 conn.execute(
                     "UPDATE memories SET text = ?, hash = ?, updated_at = ? WHERE seq = ?",
                     (text, text_hash, now, seq),
@@ -419,10 +424,7 @@ class SQLiteStore(Store):
             ).fetchall()
             now = iso(utcnow())
             for seq, memory_id, text, actor_id, role in rows:
-                conn.execute(
-                    "INSERT INTO memories_fts (memories_fts, rowid, text) VALUES ('delete', ?, ?)",
-                    (seq, text),
-                )
+                _fts_delete(conn, seq)
                 conn.execute("UPDATE memories SET deleted_at = ? WHERE seq = ?", (now, seq))
                 self._history(conn, namespace, memory_id, "DELETE", text, None, now, actor_id, role)
         if rows:
@@ -444,13 +446,10 @@ class SQLiteStore(Store):
                     (self._embedder.name, str(self._embedder.dim)),
                 )
             else:
-                for seq, text in conn.execute(
-                    "SELECT seq, text FROM memories WHERE namespace = ? AND deleted_at IS NULL", (namespace,)
+                for (seq,) in conn.execute(
+                    "SELECT seq FROM memories WHERE namespace = ? AND deleted_at IS NULL", (namespace,)
                 ).fetchall():
-                    conn.execute(
-                        "INSERT INTO memories_fts (memories_fts, rowid, text) VALUES ('delete', ?, ?)",
-                        (seq, text),
-                    )
+                    _fts_delete(conn, seq)
                 conn.execute(
                     "DELETE FROM memory_sources WHERE memory_id IN "
                     "(SELECT id FROM memories WHERE namespace = ?)",
@@ -733,7 +732,10 @@ class SQLiteStore(Store):
         terms = query_terms(query_text)
         if not terms:
             return []
-        match = " OR ".join('"' + t.replace('"', '""') + '"' for t in terms)
+        words = " OR ".join('"' + t.replace('"', '""') + '"' for t in terms)
+        match = f"({words}) AND " + " AND ".join(
+            f'scope_tokens : "{token}"' for token in scope_tokens(namespace, scope).split()
+        )
         return await self._run(self._keyword_sync, namespace, scope, filters, visibility, match, limit)
 
     def _keyword_sync(
@@ -749,7 +751,7 @@ class SQLiteStore(Store):
         rows = (
             self._conn()
             .execute(
-                "SELECT m.id, bm25(memories_fts) AS rank FROM memories_fts "
+                "SELECT m.id, bm25(memories_fts, 1.0, 0.0) AS rank FROM memories_fts "
                 "JOIN memories m ON m.seq = memories_fts.rowid "
                 f"WHERE memories_fts MATCH ? AND {where} ORDER BY rank LIMIT ?",
                 [match, *params, limit],
@@ -760,6 +762,26 @@ class SQLiteStore(Store):
 
 
 # -- helpers ---------------------------------------------------------------------------------------
+def scope_tokens(namespace: str, scope: Scope) -> str:
+    """Opaque FTS tokens for the namespace and each given scope id, so that keyword search narrows to
+    the scope inside the full-text index instead of filtering a global match afterwards."""
+    parts = [("n", namespace), *((name[0], value) for name, value in scope.given().items())]
+    return " ".join(
+        "s" + letter + hashlib.blake2b(value.encode("utf-8"), digest_size=8).hexdigest()
+        for letter, value in parts
+    )
+
+
+def _fts_delete(conn: sqlite3.Connection, seq: int) -> str:
+    """Remove one memory from the FTS index (external content needs the old values); returns its tokens."""
+    text, tokens = conn.execute("SELECT text, scope_tokens FROM memories WHERE seq = ?", (seq,)).fetchone()
+    conn.execute(
+        "INSERT INTO memories_fts (memories_fts, rowid, text, scope_tokens) VALUES ('delete', ?, ?, ?)",
+        (seq, text, tokens),
+    )
+    return str(tokens)
+
+
 def _chunks(items: list[str]) -> Iterator[list[str]]:
     for i in range(0, len(items), _CHUNK):
         yield items[i : i + _CHUNK]
