@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import sqlite3
 import threading
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import date, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -21,13 +20,20 @@ from engram.config import default_home
 from engram.errors import ConflictError, EmbedderMismatchError, NotFoundError, StoreError
 from engram.filters import FilterNode
 from engram.interfaces import BackendSettings, ListPage, Store
-from engram.keywords import query_terms
+from engram.stores.sqlite.rows import (
+    chunks,
+    fts_delete,
+    memory_from_row,
+    message_from_row,
+    scope_sql,
+    scope_tokens,
+    where_clause,
+)
 from engram.stores.sqlite.schema import migrate
-from engram.stores.sqlite.sql_filters import compile_filter, iso
-from engram.stores.sqlite.vector_cache import ScopeVectors, VectorCache, cache_key
+from engram.stores.sqlite.search import CandidateSearch
+from engram.stores.sqlite.sql_filters import iso
+from engram.stores.sqlite.vector_cache import VectorCache
 from engram.types import (
-    SCOPE_FIELDS,
-    Candidate,
     EmbedderInfo,
     HistoryEntry,
     MemoryRecord,
@@ -47,7 +53,6 @@ _MEMORY_COLUMNS = (
     "m.created_at, m.updated_at, m.observed_at, m.expires_at, m.superseded_by, m.valid_until"
 )
 _MESSAGE_COLUMNS = "id, user_id, agent_id, app_id, run_id, role, name, content, observed_at, created_at"
-_CHUNK = 500  # stay well under SQLite's bound-parameter limit
 
 
 class SQLiteSettings(BackendSettings):
@@ -58,7 +63,7 @@ class SQLiteSettings(BackendSettings):
     cache_vectors: int = Field(2_000_000, ge=0, description="vectors kept in the in-process search cache")
 
 
-class SQLiteStore(Store):
+class SQLiteStore(CandidateSearch, Store):
     """Memories, vectors (float32 blobs), an FTS5 index, history and messages in one SQLite file."""
 
     Settings = SQLiteSettings
@@ -369,7 +374,7 @@ class SQLiteStore(Store):
                         f"Memory {clash[0]!r} in the same scope already says this",
                         details={"existing_id": clash[0]},
                     )
-                tokens = _fts_delete(conn, seq)
+                tokens = fts_delete(conn, seq)
                 conn.execute(
                     "INSERT INTO memories_fts (rowid, text, scope_tokens) VALUES (?, ?, ?)",
                     (seq, text, tokens),
@@ -412,7 +417,7 @@ class SQLiteStore(Store):
     async def delete_scope(self, namespace: str, scope: Scope) -> int:
         if scope.is_empty():
             raise StoreError("delete_scope needs a non-empty scope")
-        where, params = _scope_sql(scope)
+        where, params = scope_sql(scope)
         return await self._run(self._delete_sync, namespace, where, params)
 
     def _delete_sync(self, namespace: str, where: str, params: list[Any]) -> int:
@@ -424,7 +429,7 @@ class SQLiteStore(Store):
             ).fetchall()
             now = iso(utcnow())
             for seq, memory_id, text, actor_id, role in rows:
-                _fts_delete(conn, seq)
+                fts_delete(conn, seq)
                 conn.execute("UPDATE memories SET deleted_at = ? WHERE seq = ?", (now, seq))
                 self._history(conn, namespace, memory_id, "DELETE", text, None, now, actor_id, role)
         if rows:
@@ -449,7 +454,7 @@ class SQLiteStore(Store):
                 for (seq,) in conn.execute(
                     "SELECT seq FROM memories WHERE namespace = ? AND deleted_at IS NULL", (namespace,)
                 ).fetchall():
-                    _fts_delete(conn, seq)
+                    fts_delete(conn, seq)
                 conn.execute(
                     "DELETE FROM memory_sources WHERE memory_id IN "
                     "(SELECT id FROM memories WHERE namespace = ?)",
@@ -478,21 +483,21 @@ class SQLiteStore(Store):
 
     def _records(self, conn: sqlite3.Connection, namespace: str, memory_ids: list[str]) -> list[MemoryRecord]:
         by_id: dict[str, MemoryRecord] = {}
-        for chunk in _chunks(memory_ids):
+        for chunk in chunks(memory_ids):
             marks = ",".join("?" * len(chunk))
             for row in conn.execute(
                 f"SELECT {_MEMORY_COLUMNS} FROM memories m "
                 f"WHERE m.namespace = ? AND m.deleted_at IS NULL AND m.id IN ({marks})",
                 [namespace, *chunk],
             ):
-                by_id[row[0]] = _record(row)
+                by_id[row[0]] = memory_from_row(row)
         self._attach_sources(conn, list(by_id.values()))
         return [by_id[i] for i in memory_ids if i in by_id]
 
     @staticmethod
     def _attach_sources(conn: sqlite3.Connection, records: list[MemoryRecord]) -> None:
         index = {r.id: r for r in records}
-        for chunk in _chunks(list(index)):
+        for chunk in chunks(list(index)):
             marks = ",".join("?" * len(chunk))
             for memory_id, message_id in conn.execute(
                 "SELECT s.memory_id, s.message_id FROM memory_sources s "
@@ -523,7 +528,7 @@ class SQLiteStore(Store):
         limit: int,
         offset: int,
     ) -> ListPage:
-        where, params = _where(namespace, scope, filters, visibility)
+        where, params = where_clause(namespace, scope, filters, visibility)
         conn = self._conn()
         conn.execute("BEGIN")
         try:
@@ -533,7 +538,7 @@ class SQLiteStore(Store):
                 "ORDER BY m.observed_at DESC, m.seq DESC LIMIT ? OFFSET ?",
                 [*params, limit, offset],
             ).fetchall()
-            records = [_record(r) for r in rows]
+            records = [memory_from_row(r) for r in rows]
             self._attach_sources(conn, records)
         finally:
             conn.execute("COMMIT")
@@ -573,7 +578,7 @@ class SQLiteStore(Store):
             )
             .fetchall()
         )
-        return [_message(r) for r in rows]
+        return [message_from_row(r) for r in rows]
 
     async def recent_messages(self, namespace: str, scope: Scope, limit: int) -> list[StoredMessage]:
         if limit <= 0:
@@ -590,7 +595,7 @@ class SQLiteStore(Store):
             )
             .fetchall()
         )
-        return [_message(r) for r in reversed(rows)]
+        return [message_from_row(r) for r in reversed(rows)]
 
     async def find_by_hash(self, namespace: str, scope: Scope, hashes: Sequence[str]) -> dict[str, str]:
         if not hashes:
@@ -599,7 +604,7 @@ class SQLiteStore(Store):
 
     def _find_by_hash_sync(self, namespace: str, scope: Scope, hashes: list[str]) -> dict[str, str]:
         found: dict[str, str] = {}
-        for chunk in _chunks(hashes):
+        for chunk in chunks(hashes):
             marks = ",".join("?" * len(chunk))
             found.update(
                 self._conn()
@@ -612,246 +617,3 @@ class SQLiteStore(Store):
                 .fetchall()
             )
         return found
-
-    async def vectors_for(self, namespace: str, memory_ids: Sequence[str]) -> dict[str, Vector]:
-        if not memory_ids:
-            return {}
-        return await self._run(self._vectors_for_sync, namespace, list(memory_ids))
-
-    def _vectors_for_sync(self, namespace: str, memory_ids: list[str]) -> dict[str, Vector]:
-        out = self._cache.lookup(namespace, memory_ids, self._generation(self._conn()))
-        missing = [mid for mid in memory_ids if mid not in out]
-        for chunk in _chunks(missing):
-            marks = ",".join("?" * len(chunk))
-            for memory_id, blob in self._conn().execute(
-                "SELECT m.id, v.embedding FROM memories m JOIN vectors v ON v.seq = m.seq "
-                f"WHERE m.namespace = ? AND m.id IN ({marks})",
-                [namespace, *chunk],
-            ):
-                out[memory_id] = np.frombuffer(blob, dtype=np.float32)
-        return out
-
-    @staticmethod
-    def _generation(conn: sqlite3.Connection) -> int:
-        return int(conn.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()[0])
-
-    # -- candidates ------------------------------------------------------------------------------
-    async def vector_candidates(
-        self,
-        namespace: str,
-        scope: Scope,
-        filters: FilterNode | None,
-        visibility: Visibility,
-        query_vector: Vector,
-        limit: int,
-    ) -> list[Candidate]:
-        self._check_dim(query_vector, "query_vector")
-        query_vector = np.ascontiguousarray(query_vector, dtype=np.float32)
-        return await self._run(self._vector_sync, namespace, scope, filters, visibility, query_vector, limit)
-
-    def _vector_sync(
-        self,
-        namespace: str,
-        scope: Scope,
-        filters: FilterNode | None,
-        visibility: Visibility,
-        query_vector: Vector,
-        limit: int,
-    ) -> list[Candidate]:
-        if filters is not None:
-            where, params = _where(namespace, scope, filters, visibility)
-            rows = (
-                self._conn()
-                .execute(
-                    f"SELECT m.id, v.embedding FROM memories m JOIN vectors v ON v.seq = m.seq WHERE {where}",
-                    params,
-                )
-                .fetchall()
-            )
-            if not rows:
-                return []
-            ids = [r[0] for r in rows]
-            matrix = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), -1)
-            return _top(ids, matrix @ query_vector, None, limit)
-        entry = self._scope_vectors(namespace, scope)
-        if not entry.ids:
-            return []
-        mask = np.ones(len(entry.ids), dtype=bool)
-        if not visibility.include_superseded:
-            mask &= ~entry.superseded
-        if not visibility.show_expired:
-            mask &= entry.expires >= visibility.effective_today().toordinal()
-        return _top(entry.ids, entry.matrix @ query_vector, mask, limit)
-
-    def _scope_vectors(self, namespace: str, scope: Scope) -> ScopeVectors:
-        key = cache_key(namespace, scope)
-        conn = self._conn()
-        entry = self._cache.get(key, self._generation(conn))
-        if entry is not None:
-            return entry
-        where, params = _scope_sql(scope)
-        conn.execute("BEGIN")
-        try:
-            generation = self._generation(conn)
-            rows = conn.execute(
-                "SELECT m.id, v.embedding, m.superseded_by IS NOT NULL, m.expires_at "
-                "FROM memories m JOIN vectors v ON v.seq = m.seq "
-                f"WHERE m.namespace = ? AND m.deleted_at IS NULL AND {where} ORDER BY m.seq",
-                [namespace, *params],
-            ).fetchall()
-        finally:
-            conn.execute("COMMIT")
-        matrix = (
-            np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), self._dim).copy()
-            if rows
-            else np.zeros((0, self._dim), dtype=np.float32)
-        )
-        entry = ScopeVectors(
-            generation=generation,
-            ids=[r[0] for r in rows],
-            matrix=matrix,
-            superseded=np.fromiter((bool(r[2]) for r in rows), dtype=bool, count=len(rows)),
-            expires=np.fromiter(
-                (date.fromisoformat(r[3]).toordinal() if r[3] else _NEVER for r in rows),
-                dtype=np.int64,
-                count=len(rows),
-            ),
-        )
-        self._cache.put(key, entry)
-        return entry
-
-    async def keyword_candidates(
-        self,
-        namespace: str,
-        scope: Scope,
-        filters: FilterNode | None,
-        visibility: Visibility,
-        query_text: str,
-        limit: int,
-    ) -> list[Candidate]:
-        terms = query_terms(query_text)
-        if not terms:
-            return []
-        words = " OR ".join('"' + t.replace('"', '""') + '"' for t in terms)
-        match = f"({words}) AND " + " AND ".join(
-            f'scope_tokens : "{token}"' for token in scope_tokens(namespace, scope).split()
-        )
-        return await self._run(self._keyword_sync, namespace, scope, filters, visibility, match, limit)
-
-    def _keyword_sync(
-        self,
-        namespace: str,
-        scope: Scope,
-        filters: FilterNode | None,
-        visibility: Visibility,
-        match: str,
-        limit: int,
-    ) -> list[Candidate]:
-        where, params = _where(namespace, scope, filters, visibility)
-        rows = (
-            self._conn()
-            .execute(
-                "SELECT m.id, bm25(memories_fts, 1.0, 0.0) AS rank FROM memories_fts "
-                "JOIN memories m ON m.seq = memories_fts.rowid "
-                f"WHERE memories_fts MATCH ? AND {where} ORDER BY rank LIMIT ?",
-                [match, *params, limit],
-            )
-            .fetchall()
-        )
-        return [Candidate(r[0], -float(r[1])) for r in rows]
-
-
-# -- helpers ---------------------------------------------------------------------------------------
-def scope_tokens(namespace: str, scope: Scope) -> str:
-    """Opaque FTS tokens for the namespace and each given scope id, so that keyword search narrows to
-    the scope inside the full-text index instead of filtering a global match afterwards."""
-    parts = [("n", namespace), *((name[0], value) for name, value in scope.given().items())]
-    return " ".join(
-        "s" + letter + hashlib.blake2b(value.encode("utf-8"), digest_size=8).hexdigest()
-        for letter, value in parts
-    )
-
-
-def _fts_delete(conn: sqlite3.Connection, seq: int) -> str:
-    """Remove one memory from the FTS index (external content needs the old values); returns its tokens."""
-    text, tokens = conn.execute("SELECT text, scope_tokens FROM memories WHERE seq = ?", (seq,)).fetchone()
-    conn.execute(
-        "INSERT INTO memories_fts (memories_fts, rowid, text, scope_tokens) VALUES ('delete', ?, ?, ?)",
-        (seq, text, tokens),
-    )
-    return str(tokens)
-
-
-def _chunks(items: list[str]) -> Iterator[list[str]]:
-    for i in range(0, len(items), _CHUNK):
-        yield items[i : i + _CHUNK]
-
-
-def _scope_sql(scope: Scope) -> tuple[str, list[Any]]:
-    given = scope.given()
-    if not given:
-        return "1", []
-    return " AND ".join(f"m.{k} = ?" for k in given if k in SCOPE_FIELDS), list(given.values())
-
-
-def _where(
-    namespace: str, scope: Scope, filters: FilterNode | None, visibility: Visibility
-) -> tuple[str, list[Any]]:
-    scope_sql, params = _scope_sql(scope)
-    clauses = ["m.namespace = ?", "m.deleted_at IS NULL", scope_sql]
-    params = [namespace, *params]
-    if not visibility.include_superseded:
-        clauses.append("m.superseded_by IS NULL")
-    if not visibility.show_expired:
-        clauses.append("(m.expires_at IS NULL OR m.expires_at >= ?)")
-        params.append(visibility.effective_today().isoformat())
-    if filters is not None:
-        sql, filter_params = compile_filter(filters)
-        clauses.append(sql)
-        params.extend(filter_params)
-    return " AND ".join(clauses), params
-
-
-def _top(ids: list[str], scores: np.ndarray, mask: np.ndarray | None, limit: int) -> list[Candidate]:
-    if mask is not None:
-        scores = np.where(mask, scores, -np.inf)
-    n = min(limit, len(ids))
-    if n <= 0:
-        return []
-    top = np.argpartition(-scores, n - 1)[:n] if n < len(ids) else np.arange(len(ids))
-    top = top[np.argsort(-scores[top], kind="stable")]
-    return [Candidate(ids[i], float(scores[i])) for i in top if np.isfinite(scores[i])]
-
-
-def _dt(value: str | None) -> datetime | None:
-    return datetime.fromisoformat(value) if value else None
-
-
-def _record(row: tuple[Any, ...]) -> MemoryRecord:
-    return MemoryRecord(
-        id=row[0],
-        text=row[1],
-        hash=row[2],
-        scope=Scope(row[3], row[4], row[5], row[6]),
-        actor_id=row[7],
-        role=row[8],
-        metadata=json.loads(row[9]),
-        created_at=datetime.fromisoformat(row[10]),
-        updated_at=_dt(row[11]),
-        observed_at=datetime.fromisoformat(row[12]),
-        expires_at=date.fromisoformat(row[13]) if row[13] else None,
-        superseded_by=row[14],
-        valid_until=_dt(row[15]),
-    )
-
-
-def _message(row: tuple[Any, ...]) -> StoredMessage:
-    return StoredMessage(
-        id=row[0],
-        scope=Scope(row[1], row[2], row[3], row[4]),
-        role=row[5],
-        name=row[6],
-        content=row[7],
-        observed_at=datetime.fromisoformat(row[8]),
-        created_at=datetime.fromisoformat(row[9]),
-    )

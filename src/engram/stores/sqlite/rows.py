@@ -1,0 +1,115 @@
+"""Row conversion and SQL fragments shared by the SQLite store's methods."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+from collections.abc import Iterator
+from datetime import date, datetime
+from typing import Any
+
+import numpy as np
+
+from engram.filters import FilterNode
+from engram.stores.sqlite.sql_filters import compile_filter
+from engram.types import SCOPE_FIELDS, Candidate, MemoryRecord, Scope, StoredMessage, Visibility
+
+CHUNK = 500  # stay well under SQLite's bound-parameter limit
+
+
+def scope_tokens(namespace: str, scope: Scope) -> str:
+    """Opaque FTS tokens for the namespace and each given scope id, so that keyword search narrows to
+    the scope inside the full-text index instead of filtering a global match afterwards."""
+    parts = [("n", namespace), *((name[0], value) for name, value in scope.given().items())]
+    return " ".join(
+        "s" + letter + hashlib.blake2b(value.encode("utf-8"), digest_size=8).hexdigest()
+        for letter, value in parts
+    )
+
+
+def fts_delete(conn: sqlite3.Connection, seq: int) -> str:
+    """Remove one memory from the FTS index (external content needs the old values); returns its tokens."""
+    text, tokens = conn.execute("SELECT text, scope_tokens FROM memories WHERE seq = ?", (seq,)).fetchone()
+    conn.execute(
+        "INSERT INTO memories_fts (memories_fts, rowid, text, scope_tokens) VALUES ('delete', ?, ?, ?)",
+        (seq, text, tokens),
+    )
+    return str(tokens)
+
+
+def chunks(items: list[str]) -> Iterator[list[str]]:
+    for i in range(0, len(items), CHUNK):
+        yield items[i : i + CHUNK]
+
+
+def scope_sql(scope: Scope) -> tuple[str, list[Any]]:
+    given = scope.given()
+    if not given:
+        return "1", []
+    return " AND ".join(f"m.{k} = ?" for k in given if k in SCOPE_FIELDS), list(given.values())
+
+
+def where_clause(
+    namespace: str, scope: Scope, filters: FilterNode | None, visibility: Visibility
+) -> tuple[str, list[Any]]:
+    scope_where, params = scope_sql(scope)
+    clauses = ["m.namespace = ?", "m.deleted_at IS NULL", scope_where]
+    params = [namespace, *params]
+    if not visibility.include_superseded:
+        clauses.append("m.superseded_by IS NULL")
+    if not visibility.show_expired:
+        clauses.append("(m.expires_at IS NULL OR m.expires_at >= ?)")
+        params.append(visibility.effective_today().isoformat())
+    if filters is not None:
+        sql, filter_params = compile_filter(filters)
+        clauses.append(sql)
+        params.extend(filter_params)
+    return " AND ".join(clauses), params
+
+
+def top_candidates(
+    ids: list[str], scores: np.ndarray, mask: np.ndarray | None, limit: int
+) -> list[Candidate]:
+    if mask is not None:
+        scores = np.where(mask, scores, -np.inf)
+    n = min(limit, len(ids))
+    if n <= 0:
+        return []
+    top = np.argpartition(-scores, n - 1)[:n] if n < len(ids) else np.arange(len(ids))
+    top = top[np.argsort(-scores[top], kind="stable")]
+    return [Candidate(ids[i], float(scores[i])) for i in top if np.isfinite(scores[i])]
+
+
+def parse_dt(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+def memory_from_row(row: tuple[Any, ...]) -> MemoryRecord:
+    return MemoryRecord(
+        id=row[0],
+        text=row[1],
+        hash=row[2],
+        scope=Scope(row[3], row[4], row[5], row[6]),
+        actor_id=row[7],
+        role=row[8],
+        metadata=json.loads(row[9]),
+        created_at=datetime.fromisoformat(row[10]),
+        updated_at=parse_dt(row[11]),
+        observed_at=datetime.fromisoformat(row[12]),
+        expires_at=date.fromisoformat(row[13]) if row[13] else None,
+        superseded_by=row[14],
+        valid_until=parse_dt(row[15]),
+    )
+
+
+def message_from_row(row: tuple[Any, ...]) -> StoredMessage:
+    return StoredMessage(
+        id=row[0],
+        scope=Scope(row[1], row[2], row[3], row[4]),
+        role=row[5],
+        name=row[6],
+        content=row[7],
+        observed_at=datetime.fromisoformat(row[8]),
+        created_at=datetime.fromisoformat(row[9]),
+    )

@@ -1,0 +1,182 @@
+"""Candidate generation of the SQLite store: exact vector scoring within a scope, and FTS5 BM25."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Sequence
+from datetime import date
+from typing import Any, TypeVar
+
+import numpy as np
+
+from engram.filters import FilterNode
+from engram.keywords import query_terms
+from engram.stores.sqlite.rows import chunks, scope_sql, scope_tokens, top_candidates, where_clause
+from engram.stores.sqlite.vector_cache import ScopeVectors, VectorCache, cache_key
+from engram.types import Candidate, Scope, Vector, Visibility
+
+T = TypeVar("T")
+_NEVER = np.iinfo(np.int64).max
+
+
+class CandidateSearch:
+    """Mixed into :class:`SQLiteStore`; relies on its connection, runner and vector cache."""
+
+    _cache: VectorCache
+    _dim: int
+
+    def _conn(self) -> sqlite3.Connection:
+        raise NotImplementedError
+
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        raise NotImplementedError
+
+    def _check_dim(self, vector: Vector, field: str) -> None:
+        raise NotImplementedError
+
+    async def vectors_for(self, namespace: str, memory_ids: Sequence[str]) -> dict[str, Vector]:
+        if not memory_ids:
+            return {}
+        return await self._run(self._vectors_for_sync, namespace, list(memory_ids))
+
+    def _vectors_for_sync(self, namespace: str, memory_ids: list[str]) -> dict[str, Vector]:
+        out = self._cache.lookup(namespace, memory_ids, self._generation(self._conn()))
+        missing = [mid for mid in memory_ids if mid not in out]
+        for chunk in chunks(missing):
+            marks = ",".join("?" * len(chunk))
+            for memory_id, blob in self._conn().execute(
+                "SELECT m.id, v.embedding FROM memories m JOIN vectors v ON v.seq = m.seq "
+                f"WHERE m.namespace = ? AND m.id IN ({marks})",
+                [namespace, *chunk],
+            ):
+                out[memory_id] = np.frombuffer(blob, dtype=np.float32)
+        return out
+
+    @staticmethod
+    def _generation(conn: sqlite3.Connection) -> int:
+        return int(conn.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()[0])
+
+    # -- candidates ------------------------------------------------------------------------------
+    async def vector_candidates(
+        self,
+        namespace: str,
+        scope: Scope,
+        filters: FilterNode | None,
+        visibility: Visibility,
+        query_vector: Vector,
+        limit: int,
+    ) -> list[Candidate]:
+        self._check_dim(query_vector, "query_vector")
+        query_vector = np.ascontiguousarray(query_vector, dtype=np.float32)
+        return await self._run(self._vector_sync, namespace, scope, filters, visibility, query_vector, limit)
+
+    def _vector_sync(
+        self,
+        namespace: str,
+        scope: Scope,
+        filters: FilterNode | None,
+        visibility: Visibility,
+        query_vector: Vector,
+        limit: int,
+    ) -> list[Candidate]:
+        if filters is not None:
+            where, params = where_clause(namespace, scope, filters, visibility)
+            rows = (
+                self._conn()
+                .execute(
+                    f"SELECT m.id, v.embedding FROM memories m JOIN vectors v ON v.seq = m.seq WHERE {where}",
+                    params,
+                )
+                .fetchall()
+            )
+            if not rows:
+                return []
+            ids = [r[0] for r in rows]
+            matrix = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), -1)
+            return top_candidates(ids, matrix @ query_vector, None, limit)
+        entry = self._scope_vectors(namespace, scope)
+        if not entry.ids:
+            return []
+        mask = np.ones(len(entry.ids), dtype=bool)
+        if not visibility.include_superseded:
+            mask &= ~entry.superseded
+        if not visibility.show_expired:
+            mask &= entry.expires >= visibility.effective_today().toordinal()
+        return top_candidates(entry.ids, entry.matrix @ query_vector, mask, limit)
+
+    def _scope_vectors(self, namespace: str, scope: Scope) -> ScopeVectors:
+        key = cache_key(namespace, scope)
+        conn = self._conn()
+        entry = self._cache.get(key, self._generation(conn))
+        if entry is not None:
+            return entry
+        where, params = scope_sql(scope)
+        conn.execute("BEGIN")
+        try:
+            generation = self._generation(conn)
+            rows = conn.execute(
+                "SELECT m.id, v.embedding, m.superseded_by IS NOT NULL, m.expires_at "
+                "FROM memories m JOIN vectors v ON v.seq = m.seq "
+                f"WHERE m.namespace = ? AND m.deleted_at IS NULL AND {where} ORDER BY m.seq",
+                [namespace, *params],
+            ).fetchall()
+        finally:
+            conn.execute("COMMIT")
+        matrix = (
+            np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), self._dim).copy()
+            if rows
+            else np.zeros((0, self._dim), dtype=np.float32)
+        )
+        entry = ScopeVectors(
+            generation=generation,
+            ids=[r[0] for r in rows],
+            matrix=matrix,
+            superseded=np.fromiter((bool(r[2]) for r in rows), dtype=bool, count=len(rows)),
+            expires=np.fromiter(
+                (date.fromisoformat(r[3]).toordinal() if r[3] else _NEVER for r in rows),
+                dtype=np.int64,
+                count=len(rows),
+            ),
+        )
+        self._cache.put(key, entry)
+        return entry
+
+    async def keyword_candidates(
+        self,
+        namespace: str,
+        scope: Scope,
+        filters: FilterNode | None,
+        visibility: Visibility,
+        query_text: str,
+        limit: int,
+    ) -> list[Candidate]:
+        terms = query_terms(query_text)
+        if not terms:
+            return []
+        words = " OR ".join('"' + t.replace('"', '""') + '"' for t in terms)
+        match = f"({words}) AND " + " AND ".join(
+            f'scope_tokens : "{token}"' for token in scope_tokens(namespace, scope).split()
+        )
+        return await self._run(self._keyword_sync, namespace, scope, filters, visibility, match, limit)
+
+    def _keyword_sync(
+        self,
+        namespace: str,
+        scope: Scope,
+        filters: FilterNode | None,
+        visibility: Visibility,
+        match: str,
+        limit: int,
+    ) -> list[Candidate]:
+        where, params = where_clause(namespace, scope, filters, visibility)
+        rows = (
+            self._conn()
+            .execute(
+                "SELECT m.id, bm25(memories_fts, 1.0, 0.0) AS rank FROM memories_fts "
+                "JOIN memories m ON m.seq = memories_fts.rowid "
+                f"WHERE memories_fts MATCH ? AND {where} ORDER BY rank LIMIT ?",
+                [match, *params, limit],
+            )
+            .fetchall()
+        )
+        return [Candidate(r[0], -float(r[1])) for r in rows]
