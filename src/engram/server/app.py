@@ -1,0 +1,106 @@
+"""The FastAPI application: ``create_app(settings)`` wires the engine, the state and the workers."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi import FastAPI
+
+from engram.config import MemoryConfig
+from engram.memory import AsyncMemory
+from engram.server.auth import Auth, BodySizeLimit, RateLimiter
+from engram.server.errors import install_error_handlers
+from engram.server.settings import ServerSettings
+from engram.server.worker import Runner, namespace_for, new_worker_id
+from engram.service import KeyContext, ServiceState
+
+logger = logging.getLogger("engram.server")
+
+
+def build_engine(settings: ServerSettings) -> AsyncMemory:
+    """One engine per process; every project is a namespace view of it."""
+    raw: dict[str, Any] = dict(settings.memory_config or {})
+    if settings.home is not None and not (raw.get("store") or raw.get("vector_store")):
+        raw["store"] = {"provider": "sqlite", "config": {"path": str(settings.home / "engram.db")}}
+    raw.setdefault("llm_from_env", True)
+    return AsyncMemory(config=MemoryConfig.model_validate(raw))
+
+
+def build_state(settings: ServerSettings) -> ServiceState:
+    from engram.stores.sqlite.service import SQLiteServiceState
+
+    return SQLiteServiceState(settings.resolved_state_path())
+
+
+@dataclass
+class Server:
+    """What the routes share."""
+
+    settings: ServerSettings
+    state: ServiceState
+    engine: AsyncMemory
+    runner: Runner
+    auth: Auth
+    request_worker_id: str = field(default_factory=new_worker_id)
+
+    def memory(self, ctx: KeyContext) -> AsyncMemory:
+        return self.engine.namespace_view(namespace_for(ctx.project.id))
+
+
+def create_app(
+    settings: ServerSettings | None = None,
+    *,
+    engine: AsyncMemory | None = None,
+    state: ServiceState | None = None,
+) -> FastAPI:
+    """Build the server app. ``engine`` and ``state`` default to what ``settings`` describe."""
+    from engram.server.routes_admin import admin_router
+    from engram.server.routes_memories import memories_router
+
+    settings = settings or ServerSettings.from_env()
+    state = state or build_state(settings)
+    engine = engine or build_engine(settings)
+    runner = Runner(engine, state, settings)
+    server = Server(
+        settings, state, engine, runner, Auth(state, RateLimiter(), settings.rate_limit_per_minute)
+    )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await state.open()
+        stop = asyncio.Event()
+        tasks = [asyncio.create_task(runner.run_forever(stop)) for _ in range(settings.worker_tasks)]
+        try:
+            yield
+        finally:
+            stop.set()
+            runner.wake.set()
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await runner.aclose()
+            await engine.close()
+            await state.close()
+
+    app = FastAPI(
+        title="Engram server",
+        version="0.1.0",
+        description="mem0-compatible memory API: projects, API keys, durable async adds.",
+        lifespan=lifespan,
+    )
+    app.state.server = server
+    install_error_handlers(app)
+    app.include_router(memories_router(server))
+    app.include_router(admin_router(server))
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """Factory for ``uvicorn --factory`` (each worker process reads ``ENGRAM_SERVER_*``)."""
+    return create_app(ServerSettings.from_env())
