@@ -26,6 +26,7 @@ from engram.types import (
     Vector,
     Visibility,
     WriteOutcome,
+    normalize_text,
     text_hash,
 )
 
@@ -178,31 +179,94 @@ def _merge_exact(facts: list[_Fact]) -> list[_Fact]:
 async def _near_duplicates(
     namespace: str, scope: Scope, facts: list[_Fact], store: Store, threshold: float
 ) -> tuple[list[_Fact], list[WriteOutcome]]:
-    """Split ``facts`` into new ones and near-duplicates of current memories in exactly ``scope``."""
-    hits: list[list[tuple[str, float]]] = []
+    """Split ``facts`` into new ones and near-duplicates of current memories in exactly ``scope``.
+
+    A fact is a near-duplicate when its cosine similarity to a memory reaches ``threshold`` and the two
+    agree on numbers, proper names and negation, or when it restates a raw message stored by
+    ``add(infer=False)`` ("I love sci-fi" already covers "alice loves sci-fi").
+    """
+    found: list[list[tuple[str, float]]] = []
     for fact in facts:
         assert fact.vector is not None
-        found = await store.vector_candidates(
+        candidates = await store.vector_candidates(
             namespace, scope, None, Visibility(), fact.vector, _NEAR_CANDIDATES
         )
-        hits.append([(c.memory_id, c.score) for c in found if c.score >= threshold])
-    wanted = list(dict.fromkeys(memory_id for row in hits for memory_id, _ in row))
-    same_scope = (
-        {r.id for r in await store.get_many(namespace, wanted) if r.scope == scope} if wanted else set()
-    )
+        found.append([(c.memory_id, c.score) for c in candidates])
+    wanted = list(dict.fromkeys(memory_id for row in found for memory_id, _ in row))
+    records = {r.id: r for r in await store.get_many(namespace, wanted)} if wanted else {}
     keep: list[_Fact] = []
     duplicates: list[WriteOutcome] = []
-    for fact, row in zip(facts, hits, strict=True):
-        match = next((m for m, _ in row if m in same_scope and m not in fact.supersedes), None)
+    for fact, row in zip(facts, found, strict=True):
+        match = None
+        for memory_id, score in row:
+            record = records.get(memory_id)
+            if record is None or record.scope != scope or memory_id in fact.supersedes:
+                continue
+            if (score >= threshold and same_claims(fact.text, record.text)) or _restates(fact, record):
+                match = memory_id
+                break
         if match is not None:
             duplicates.append(WriteOutcome(match, fact.text, "NONE", existing_id=match))
             continue
-        twin = next((k for k in keep if _cosine(k, fact) >= threshold), None)
+        twin = next(
+            (k for k in keep if _cosine(k, fact) >= threshold and same_claims(k.text, fact.text)), None
+        )
         if twin is not None:
             _absorb(twin, fact)
             continue
         keep.append(fact)
     return keep, duplicates
+
+
+_NUMBER_WORDS = {
+    word: str(i)
+    for i, word in enumerate(
+        "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen "  # noqa: SIM905
+        "sixteen seventeen eighteen nineteen twenty".split()
+    )
+}
+_NEGATIONS = {
+    "not", "no", "never", "none", "nobody", "nothing", "neither", "nor", "without", "dislike",
+    "dislikes", "disliked", "hate", "hates", "hated", "stopped", "quit", "anymore", "longer",
+}  # fmt: skip
+_WORD = re.compile(r"[\w']+", re.UNICODE)
+
+
+def _claims(text: str) -> tuple[frozenset[str], frozenset[str], bool]:
+    words = _WORD.findall(text)
+    numbers = frozenset(
+        _NUMBER_WORDS.get(w.lower(), w.lstrip("0") or "0")
+        for w in words
+        if w.isdigit() or w.lower() in _NUMBER_WORDS
+    )
+    names = frozenset(w.lower().removesuffix("'s") for w in words[1:] if w[:1].isupper())
+    negated = any(w.lower() in _NEGATIONS or w.lower().endswith("n't") for w in words)
+    return numbers, names, negated
+
+
+def same_claims(a: str, b: str) -> bool:
+    """True when two similar sentences agree on numbers, capitalised names and negation.
+
+    Embeddings barely tell "Bob has two kids" from "Bob has three kids" or "likes" from "does not
+    like"; this cheap check keeps such pairs apart.
+    """
+    return _claims(a) == _claims(b)
+
+
+def _restates(fact: _Fact, record: MemoryRecord) -> bool:
+    """Whether a first-person memory (stored raw by infer=False) already says this fact."""
+    if (record.role or "user").lower() != "user" or not _FIRST_PERSON.search(record.text):
+        return False
+    from engram.extract.offline import rewrite
+    from engram.extract.speakers import looks_like_name
+
+    speaker = record.actor_id or (record.scope.user_id if looks_like_name(record.scope.user_id) else "User")
+    restated = normalize_text(rewrite(record.text, me=speaker or "User", you="the assistant"))
+    wanted = normalize_text(fact.text)
+    return bool(wanted) and f" {wanted} " in f" {restated} "
+
+
+_FIRST_PERSON = re.compile(r"\b(?:I|I'm|I've|I'd|I'll|my|me|we|our)\b", re.IGNORECASE)
 
 
 def _cosine(a: _Fact, b: _Fact) -> float:
