@@ -1,0 +1,422 @@
+"""Speed and scale, Engram and mem0 2.2.1 side by side: ``python -m bench.speed [--quick] [--scale]``.
+
+Measures, in one invocation with the two systems interleaved: add throughput with ``infer=False`` (one
+message per call and 50 per call), Engram's own work per add beyond the embedding, search latency in one
+scope of 1k / 10k / 100k memories (query embedding included and excluded), peak RSS and bytes on disk,
+``import`` time and a fresh process's first add + search. ``--scale`` adds 1M memories over 1,000
+scopes (Engram only, precomputed vectors, store and index only) and times the load.
+
+Synthetic memories: sentences of 8-24 words drawn from LoCoMo's word frequencies, with vectors that
+mix two or three real MiniLM turn vectors plus noise (so the vector space looks like real text, not
+uniform noise). Queries are LoCoMo questions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.common import (
+    RESULTS,
+    REPO,
+    BenchError,
+    Runner,
+    engram_runner,
+    latency_summary,
+    load_locomo,
+    md_table,
+    mem0_runner,
+    progress,
+    write_results,
+)
+from bench.mem0_env import cache_dir, python_path, runner_env
+
+SCOPE = "bench-user"
+
+
+# -- synthetic data -------------------------------------------------------------------------------
+def _embed(texts: list[str]) -> np.ndarray:
+    sys.path.insert(0, str(REPO / "src"))
+    from engram.embedders.minilm import MiniLMEmbedder
+
+    return np.asarray(MiniLMEmbedder().embed_sync(texts), dtype=np.float32)
+
+
+def base_vectors(turns: list[str], questions: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """MiniLM vectors of the LoCoMo turns and questions, cached on disk (they take ~30 s)."""
+    key = hashlib.sha256(json.dumps([turns, questions]).encode()).hexdigest()[:16]
+    path = cache_dir() / f"locomo-vectors-{key}.npz"
+    if path.exists():
+        data = np.load(path)
+        return data["turns"], data["questions"]
+    t, q = _embed(turns), _embed(questions)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(path, turns=t, questions=q)
+    return t, q
+
+
+class Synth:
+    """Deterministic synthetic memories with realistic words and vectors."""
+
+    def __init__(self, turns: list[str], turn_vectors: np.ndarray, seed: int = 7) -> None:
+        words = Counter(w.strip(".,!?\"'()").lower() for t in turns for w in t.split()[1:])
+        words.pop("", None)
+        self.vocab = np.array(list(words))
+        freq = np.array([words[w] for w in self.vocab], dtype=np.float64)
+        self.p = freq / freq.sum()
+        self.base = turn_vectors
+        self.rng = np.random.default_rng(seed)
+
+    def texts(self, n: int) -> list[str]:
+        lengths = self.rng.integers(8, 25, n)
+        flat = self.rng.choice(self.vocab, size=int(lengths.sum()), p=self.p)
+        out, pos = [], 0
+        for i, k in enumerate(lengths):
+            out.append(f"{' '.join(flat[pos:pos + k])} #{i}")
+            pos += k
+        return out
+
+    def vectors(self, n: int) -> np.ndarray:
+        m = len(self.base)
+        a, b = self.rng.integers(0, m, n), self.rng.integers(0, m, n)
+        w = self.rng.uniform(0.5, 0.9, (n, 1)).astype(np.float32)
+        v = w * self.base[a] + (1 - w) * self.base[b]
+        v += self.rng.normal(0, 0.02, v.shape).astype(np.float32)
+        v /= np.linalg.norm(v, axis=1, keepdims=True)
+        return v.astype(np.float32)
+
+
+# -- pieces ---------------------------------------------------------------------------------------
+def message(text: str) -> dict[str, Any]:
+    speaker, _, _ = text.partition(":")
+    return {"role": "user", "name": speaker or None, "content": text}
+
+
+def add_throughput(runners: dict[str, Runner], texts: list[str], per_call: int, rounds: int) -> dict[str, Any]:
+    """Alternate the systems every round; memories per second over all rounds."""
+    total_ms: dict[str, float] = dict.fromkeys(runners, 0.0)
+    count: dict[str, int] = dict.fromkeys(runners, 0)
+    per_round = len(texts) // rounds
+    for r in progress(range(rounds), desc=f"add x{per_call}"):
+        chunk = texts[r * per_round : (r + 1) * per_round]
+        items = [
+            {"messages": [message(t) for t in chunk[i : i + per_call]], "user_id": f"add-{per_call}"}
+            for i in range(0, len(chunk), per_call)
+        ]
+        for name, runner in runners.items():
+            out = runner.call("add_many", engine=_engine(name), items=items)
+            total_ms[name] += sum(out["ms"])
+            count[name] += sum(len(ids) for ids in out["ids"])
+    return {
+        name: {"memories": count[name], "seconds": round(total_ms[name] / 1000, 3),
+               "memories_per_s": round(count[name] / (total_ms[name] / 1000), 1),
+               "ms_per_memory": round(total_ms[name] / count[name], 3)}
+        for name in runners
+    }
+
+
+def add_overhead(runners: dict[str, Runner], texts: list[str]) -> dict[str, Any]:
+    """ms per one-message add with the embedding answered from a warm cache (the system's own work)."""
+    out: dict[str, Any] = {}
+    for name, runner in runners.items():
+        runner.call("warm", texts=texts)
+    for name, runner in runners.items():
+        items = [{"messages": [message(t)], "user_id": "overhead"} for t in texts]
+        ms = runner.call("add_many", engine=_engine(name), items=items, cached=True)["ms"]
+        out[name] = latency_summary(ms)
+    return out
+
+
+def _engine(name: str) -> str:
+    return "mem0" if name == "mem0" else "hybrid"
+
+
+def search_latency(runners: dict[str, Runner], queries: list[str], qvec_path: str) -> dict[str, Any]:
+    out: dict[str, Any] = {name: {} for name in runners}
+    for name, runner in runners.items():
+        runner.call("warm", texts=queries)
+    for mode in ("included", "excluded"):
+        for name, runner in runners.items():
+            res = runner.call("search_many", engine=_engine(name), queries=queries, user_id=SCOPE, top_k=20,
+                              cached=mode == "excluded", details=False)
+            out[name][f"embedding_{mode}"] = latency_summary(res["ms"])
+    for name, runner in runners.items():
+        res = runner.call("store_search_many", engine=_engine(name), user_id=SCOPE, queries=queries,
+                          vectors=qvec_path, top_k=20)
+        if res["empty"]:
+            raise BenchError(f"{name}: {res['empty']} empty store-only searches")
+        out[name]["store_only"] = latency_summary(res["ms"])
+    return out
+
+
+def fresh_process(system: str, home: str) -> dict[str, float]:
+    """``import`` time and the first add + search of a new process (median of the calls made)."""
+    if system == "engram":
+        python, env = sys.executable, {"ENGRAM_HOME": home}
+        code = (
+            "import sys, time, json; sys.path.insert(0, %r); t0 = time.perf_counter(); import engram;"
+            "from engram import Memory; t1 = time.perf_counter(); m = Memory();"
+            "m.add([{'role': 'user', 'content': 'I love sci-fi movies'}], user_id='alice', infer=False);"
+            "t2 = time.perf_counter(); r = m.search('what movies does alice like', user_id='alice');"
+            "t3 = time.perf_counter(); assert r['results'];"
+            "print(json.dumps({'import_ms': (t1-t0)*1000, 'first_add_ms': (t2-t1)*1000,"
+            " 'first_search_ms': (t3-t2)*1000}))" % str(REPO / "src")
+        )
+    else:
+        python, env = str(python_path()), {**runner_env(), "MEM0_DIR": home}
+        code = (
+            "import sys, time, json, os; sys.path.insert(0, %r); sys.argv = ['x'];"
+            "t0 = time.perf_counter(); import mem0; from mem0 import Memory; t1 = time.perf_counter();"
+            "import runpy; g = runpy.run_path(%r, run_name='mem0_runner');"
+            "from mem0.utils.factory import EmbedderFactory;"
+            "sys.modules['mem0_runner_mod'] = type(sys)('mem0_runner_mod');"
+            "sys.modules['mem0_runner_mod'].EngramMiniLM = g['EngramMiniLM'];"
+            "EmbedderFactory.provider_to_class['huggingface'] = 'mem0_runner_mod.EngramMiniLM';"
+            "h = os.environ['MEM0_DIR']; m = Memory.from_config({'vector_store': {'provider': 'qdrant',"
+            " 'config': {'collection_name': 'b', 'embedding_model_dims': 384, 'path': h + '/q'}},"
+            " 'embedder': {'provider': 'huggingface', 'config': {'model': 'all-MiniLM-L6-v2',"
+            " 'embedding_dims': 384}}, 'llm': {'provider': 'openai', 'config': {'api_key': 'x'}},"
+            " 'history_db_path': h + '/h.db'});"
+            "m.add([{'role': 'user', 'content': 'I love sci-fi movies'}], user_id='alice', infer=False);"
+            "t2 = time.perf_counter(); r = m.search('what movies does alice like', filters={'user_id': 'alice'});"
+            "t3 = time.perf_counter(); assert r['results'];"
+            "print(json.dumps({'import_ms': (t1-t0)*1000, 'first_add_ms': (t2-t1)*1000,"
+            " 'first_search_ms': (t3-t2)*1000}))" % (str(REPO / "src"), str(REPO / "bench" / "_mem0_runner.py"))
+        )
+    t0 = time.perf_counter()
+    proc = subprocess.run([python, "-c", code], capture_output=True, text=True,
+                          env={**os.environ, **env}, cwd=home, check=False)
+    wall = (time.perf_counter() - t0) * 1000
+    if proc.returncode != 0:
+        raise BenchError(f"{system} fresh process failed: {proc.stderr[-2000:]}")
+    data: dict[str, float] = json.loads(proc.stdout.strip().splitlines()[-1])
+    data["process_wall_ms"] = wall
+    return data
+
+
+# -- main -----------------------------------------------------------------------------------------
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    convs = load_locomo()
+    turn_texts = [t.content for c in convs for t in c.turns]
+    questions = [q.question for c in convs for q in c.questions]
+    tv, qv = base_vectors(turn_texts, questions)
+    synth = Synth(turn_texts, tv)
+    sizes = [1000, 10_000] if args.quick else [1000, 10_000, 100_000]
+    mem0_max = args.mem0_max if not args.quick else 10_000
+    n_queries = 40 if args.quick else 200
+    queries = questions[:: max(1, len(questions) // n_queries)][:n_queries]
+    q_idx = [questions.index(q) for q in queries]
+    systems = [s for s in args.systems.split(",") if s]
+    tmp = tempfile.TemporaryDirectory(prefix="engram-bench-speed-")
+    base = Path(tmp.name)
+    qvec_path = str(base / "queries.npy")
+    np.save(qvec_path, qv[q_idx])
+    result: dict[str, Any] = {"quick": args.quick, "sizes": sizes, "mem0_max_size": mem0_max,
+                              "queries": len(queries)}
+    runners: dict[str, Runner] = {}
+    try:
+        if "engram" in systems:
+            runners["engram"] = engram_runner()
+            runners["engram"].call("init", home=str(base / "engram"), engines={"hybrid": {}})
+        if "mem0" in systems:
+            runners["mem0"] = mem0_runner()
+            runners["mem0"].call("init", home=str(base / "mem0"))
+        n_add = 200 if args.quick else 1000
+        result["add_one_at_a_time"] = add_throughput(runners, turn_texts[:n_add], 1, 4 if args.quick else 10)
+        result["add_batched_50"] = add_throughput(runners, turn_texts[n_add : 2 * n_add], 50,
+                                                  2 if args.quick else 10)
+        result["add_own_work_cached_embedding"] = add_overhead(runners, turn_texts[2 * n_add : 2 * n_add + 200])
+        result["search"] = {}
+        loaded = 0
+        texts = synth.texts(sizes[-1])
+        vec_path = str(base / "memories.npy")
+        np.save(vec_path, synth.vectors(sizes[-1]))
+        for size in sizes:
+            for name, runner in runners.items():
+                if name == "mem0" and size > mem0_max:
+                    continue
+                out = runner.call("bulk", engine=_engine(name), user_ids=[SCOPE] * (size - loaded),
+                                  texts=texts[loaded:size], vectors=vec_path, offset=loaded)
+                result.setdefault("bulk_load_s", {}).setdefault(name, {})[str(size)] = round(out["ms"] / 1000, 2)
+            live = {n: r for n, r in runners.items() if not (n == "mem0" and size > mem0_max)}
+            result["search"][str(size)] = search_latency(live, queries, qvec_path)
+            loaded = size
+            print(f"[speed] {size}: {json.dumps(result['search'][str(size)])}", file=sys.stderr)
+        result["process"] = {name: r.call("checkpoint") for name, r in runners.items()}
+        for name, st in result["process"].items():
+            n = min(sizes[-1], mem0_max) if name == "mem0" else sizes[-1]
+            st["memories_in_store"] = n + 3 * n_add + 200
+            st["disk_bytes_per_100k"] = round(st["disk_bytes"] / st["memories_in_store"] * 100_000)
+    finally:
+        for r in runners.values():
+            r.close()
+    result["fresh_process"] = {}
+    for system in systems:
+        runs = [fresh_process(system, tempfile.mkdtemp(dir=base)) for _ in range(1 if args.quick else 3)]
+        result["fresh_process"][system] = {k: round(float(np.median([r[k] for r in runs])), 1) for k in runs[0]}
+    if args.scale:
+        result["scale_1m"] = scale(base, synth, queries, qvec_path, args.scale_n)
+    tmp.cleanup()
+    result["ratios"] = ratios(result)
+    return result
+
+
+def scale(base: Path, synth: Synth, queries: list[str], qvec_path: str, n: int) -> dict[str, Any]:
+    """n memories over 1,000 scopes, precomputed vectors; load time, disk, RSS, store-only latency."""
+    runner = engram_runner("engram-1m")
+    try:
+        runner.call("init", home=str(base / "engram-1m"), engines={"hybrid": {}})
+        per = n // 1000
+        vec_path = str(base / "scale.npy")
+        step = 100_000
+        load_ms = 0.0
+        for start in progress(range(0, n, step), total=n // step, desc="1M load"):
+            count = min(step, n - start)
+            np.save(vec_path, synth.vectors(count))
+            users = [f"scope-{(start + i) // per:04d}" for i in range(count)]
+            load_ms += runner.call("bulk", engine="hybrid", user_ids=users, texts=synth.texts(count),
+                                   vectors=vec_path, chunk=5000)["ms"]
+        stats = runner.call("checkpoint")
+        lat: list[float] = []
+        for s in range(0, 1000, 100):
+            lat += runner.call("store_search_many", engine="hybrid", user_id=f"scope-{s:04d}", queries=queries,
+                               vectors=qvec_path, top_k=20)["ms"]
+        full = runner.call("search_many", engine="hybrid", queries=queries, user_id="scope-0500", top_k=20,
+                           details=False)["ms"]
+        stats = {**stats, **runner.call("stats")}
+    finally:
+        runner.close()
+    return {"memories": n, "scopes": 1000, "load_s": round(load_ms / 1000, 1),
+            "load_memories_per_s": round(n / (load_ms / 1000)), "store_only": latency_summary(lat),
+            "full_search_embedding_included": latency_summary(full), **stats}
+
+
+def ratios(result: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if "mem0" not in result["add_one_at_a_time"]:
+        return out
+    for key in ("add_one_at_a_time", "add_batched_50"):
+        e, m = result[key]["engram"], result[key]["mem0"]
+        out[f"{key}_throughput_x"] = round(e["memories_per_s"] / m["memories_per_s"], 2)
+    for size, row in result["search"].items():
+        if "mem0" in row:
+            for mode in ("embedding_included", "embedding_excluded"):
+                out[f"search_p50_{mode}_{size}_engram_over_mem0"] = round(
+                    row["engram"][mode]["p50_ms"] / row["mem0"][mode]["p50_ms"], 3)
+    return out
+
+
+def markdown(result: dict[str, Any]) -> str:
+    text = "### Search latency in one scope (ms, top_k=20, default embedder)\n\n"
+    rows = []
+    for size, row in result["search"].items():
+        for name, r in row.items():
+            rows.append([size, name, r["embedding_included"]["p50_ms"], r["embedding_included"]["p95_ms"],
+                         r["embedding_included"]["p99_ms"], r["embedding_excluded"]["p50_ms"],
+                         r["embedding_excluded"]["p95_ms"], r["embedding_excluded"]["p99_ms"],
+                         r["store_only"]["p50_ms"], r["store_only"]["p95_ms"]])
+    text += md_table(["memories", "system", "p50 incl.", "p95 incl.", "p99 incl.", "p50 excl.", "p95 excl.",
+                      "p99 excl.", "store-only p50", "store-only p95"], rows)
+    text += "\n### add with infer=False\n\n"
+    rows = []
+    for key, label in (("add_one_at_a_time", "one message per call"), ("add_batched_50", "50 messages per call")):
+        for name, r in result[key].items():
+            rows.append([label, name, r["memories_per_s"], r["ms_per_memory"]])
+    for name, r in result["add_own_work_cached_embedding"].items():
+        rows.append(["own work per add (embedding cached)", name, "", f"p50 {r['p50_ms']} / mean {r['mean_ms']}"])
+    text += md_table(["mode", "system", "memories/s", "ms per memory"], rows)
+    text += "\n### Process\n\n"
+    rows = [[n, round(p["rss_peak_mb"]), p["memories_in_store"], p["disk_bytes_per_100k"]]
+            for n, p in result["process"].items()]
+    text += md_table(["system", "peak RSS MB", "memories", "bytes on disk per 100k"], rows)
+    rows = [[n, *(f["import_ms"], f["first_add_ms"], f["first_search_ms"], f["process_wall_ms"])]
+            for n, f in result["fresh_process"].items()]
+    text += "\n" + md_table(["system", "import ms", "first add ms", "first search ms", "process wall ms"], rows)
+    if "scale_1m" in result:
+        s = result["scale_1m"]
+        text += (f"\n### {s['memories']:,} memories over {s['scopes']} scopes (Engram, store only)\n\n"
+                 f"load {s['load_s']} s ({s['load_memories_per_s']}/s); store-only search p50 "
+                 f"{s['store_only']['p50_ms']} ms, p95 {s['store_only']['p95_ms']} ms, p99 "
+                 f"{s['store_only']['p99_ms']} ms; full search p50 {s['full_search_embedding_included']['p50_ms']}"
+                 f" ms; disk {s['disk_bytes'] / 1e9:.2f} GB; peak RSS {s['rss_peak_mb']:.0f} MB\n")
+    if result.get("ratios"):
+        text += "\n### Same-run ratios\n\n" + md_table(["ratio", "value"], sorted(result["ratios"].items()))
+    return text
+
+
+def plot(result: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for name in ("engram", "mem0"):
+        for mode, style in (("embedding_included", "-"), ("embedding_excluded", "--")):
+            xs = [int(s) for s, row in result["search"].items() if name in row]
+            if not xs:
+                continue
+            ys = [result["search"][str(s)][name][mode]["p50_ms"] for s in xs]
+            ax.plot(xs, ys, style, marker="o", label=f"{name} p50, query embedding {mode.split('_')[1]}")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("memories in the scope")
+    ax.set_ylabel("search latency p50 (ms)")
+    ax.set_title("Search latency against store size (one scope, top_k=20)")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def check(result: dict[str, Any]) -> list[str]:
+    problems = []
+    for size, row in result["search"].items():
+        for name, r in row.items():
+            for mode, s in r.items():
+                if not 0 < s["p50_ms"] <= s["p95_ms"] <= s["p99_ms"]:
+                    problems.append(f"{name} {size} {mode}: bad percentiles {s}")
+    for key in ("add_one_at_a_time", "add_batched_50"):
+        for name, r in result[key].items():
+            if r["memories_per_s"] <= 0:
+                problems.append(f"{name} {key}: no throughput")
+    return problems
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.speed", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="1k and 10k only, fewer queries (CI)")
+    parser.add_argument("--scale", action="store_true", help="also 1M memories over 1,000 scopes (Engram)")
+    parser.add_argument("--scale-n", type=int, default=1_000_000)
+    parser.add_argument("--systems", default="engram,mem0")
+    parser.add_argument("--mem0-max", type=int, default=100_000, help="largest store size mem0 is run at")
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args(argv)
+    t0 = time.time()
+    result = run(args)
+    result["wall_s"] = round(time.time() - t0, 1)
+    result["problems"] = check(result)
+    name = "speed-quick" if args.quick else "speed"
+    out_dir = args.out or (Path(tempfile.gettempdir()) / "engram-bench" if args.quick else RESULTS)
+    write_results(name, result, markdown(result), out_dir)
+    plot(result, out_dir / f"{name}.png")
+    print(markdown(result))
+    for p in result["problems"]:
+        print(f"[speed] FAIL {p}", file=sys.stderr)
+    return 1 if result["problems"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
