@@ -10,7 +10,10 @@ from engram.errors import ExtractionError
 from engram.extract.parse import OutputProblemError, complete_facts, parse_facts
 from engram.testing import ScriptedLLM
 
-GOOD = '{"facts": [{"text": "Alice loves sci-fi movies", "source_message_ids": ["m1"], "attributed_to": "Alice", "supersedes": []}]}'
+GOOD = (
+    '{"facts": [{"text": "Alice loves sci-fi movies", "source_message_ids": ["m1"], '
+    '"attributed_to": "Alice", "supersedes": []}]}'
+)
 
 # (label, raw model output, expected fact texts) - each repaired without asking the model again
 REPAIRABLE: list[tuple[str, str, list[str]]] = [
@@ -35,7 +38,8 @@ REPAIRABLE: list[tuple[str, str, list[str]]] = [
     ("unquoted keys", '{facts: [{text: "Alice has a dog named Rex"}]}', ["Alice has a dog named Rex"]),
     (
         "truncated array, last fact cut mid-sentence",
-        '{"facts": [{"text": "Alice lives in Berlin", "source_message_ids": ["m1"]}, {"text": "Alice works as a nur',
+        '{"facts": [{"text": "Alice lives in Berlin", "source_message_ids": ["m1"]}, '
+        '{"text": "Alice works as a nur',
         ["Alice lives in Berlin"],
     ),
     (
@@ -108,7 +112,10 @@ def test_unusable_outputs_are_refused(label: str, raw: str) -> None:
 
 
 def test_fields_are_coerced() -> None:
-    raw = '{"facts": [{"fact": "Alice moved to Madrid", "sources": "m1, m2", "speaker": "Alice", "replaces": "r1"}]}'
+    raw = (
+        '{"facts": [{"fact": "Alice moved to Madrid", "sources": "m1, m2", "speaker": "Alice", '
+        '"replaces": "r1"}]}'
+    )
     (fact,) = parse_facts(raw).facts
     assert fact.text == "Alice moved to Madrid"
     assert fact.source_message_ids == ["m1", "m2"]
