@@ -24,10 +24,10 @@ from engram.llms.openai import with_json_instructions
 class AnthropicSettings(BackendSettings):
     """Settings of a Claude model."""
 
-    model: str = "claude-sonnet-4-5"
+    model: str = "claude-haiku-4-5"
     api_key: SecretStr | None = Field(None, description="default: ANTHROPIC_API_KEY")
     base_url: str | None = Field(None, description="default: ANTHROPIC_BASE_URL or the public API")
-    temperature: float | None = Field(None, ge=0, le=1, description="None: use the caller's value")
+    temperature: float | None = Field(None, ge=0, le=1, description="None: the model's default")
     top_p: float | None = Field(None, gt=0, le=1)
     max_tokens: int = Field(4096, ge=1)
     timeout: float = Field(60.0, gt=0)
@@ -95,7 +95,11 @@ class AnthropicLLM(LLM):
         json_schema: dict[str, Any] | None = None,
         temperature: float | None = None,
     ) -> str:
-        """One Messages API call; with ``json_schema`` the answer is a forced tool call's JSON input."""
+        """One Messages API call; with ``json_schema`` the answer is a forced tool call's JSON input.
+
+        ``temperature`` from the caller is ignored (current Claude models fix their sampling); set
+        ``temperature`` in the settings to send one anyway.
+        """
         client = self._client_or_build()
         chat = [dict(m) for m in messages]
         use_tool = json_schema is not None and self.settings.json_mode == "tool"
@@ -113,11 +117,11 @@ class AnthropicLLM(LLM):
         }
         if system:
             request["system"] = system
-        temp = self.settings.temperature if self.settings.temperature is not None else temperature
-        if temp is not None:
-            request["temperature"] = temp
-        if self.settings.top_p is not None:
-            request["top_p"] = self.settings.top_p
+        # recent SDKs dropped the sampling arguments; a configured value still goes in the body
+        extra = {"temperature": self.settings.temperature, "top_p": self.settings.top_p}
+        extra = {k: v for k, v in extra.items() if v is not None}
+        if extra:
+            request["extra_body"] = extra
         if use_tool and json_schema is not None:
             request["tools"] = [
                 {"name": "record_output", "description": "Record the answer.", "input_schema": json_schema}

@@ -75,10 +75,12 @@ class OpenAILLM(LLM):
 
     def __init__(self, settings: OpenAISettings | None = None, **overrides: Any) -> None:
         settings_cls: type[OpenAISettings] = self.Settings  # type: ignore[assignment]
-        base = settings if settings is not None else settings_cls()
-        self.settings: OpenAISettings = (
-            settings_cls.model_validate({**base.model_dump(), **overrides}) if overrides else base
-        )
+        if settings is None:
+            self.settings: OpenAISettings = settings_cls.model_validate(overrides)
+        elif overrides:
+            self.settings = settings_cls.model_validate({**settings.model_dump(), **overrides})
+        else:
+            self.settings = settings
         self._client: AsyncOpenAI | None = None
         self._json_mode: JsonMode = self.settings.json_mode
         self._send_temperature = True
