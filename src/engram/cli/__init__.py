@@ -21,7 +21,11 @@ SEED_CONVERSATION = [
         "content": "I'm planning to watch a movie tonight. Any recommendations?",
     },
     {"role": "assistant", "content": "How about a thriller? They can be quite engaging."},
-    {"role": "user", "name": "alice", "content": "I'm not a big fan of thrillers, but I love sci-fi movies."},
+    {
+        "role": "user",
+        "name": "alice",
+        "content": "I'm not a big fan of thriller movies, but I love sci-fi movies.",
+    },
     {"role": "assistant", "content": "Got it! I'll skip thrillers and suggest sci-fi movies from now on."},
 ]
 

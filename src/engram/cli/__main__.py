@@ -1,0 +1,5 @@
+"""``python -m engram.cli``: the same as the ``engram`` script."""
+
+from engram.cli import main
+
+main()
