@@ -76,6 +76,9 @@ def test_our_client_full_flow(srv: ServerProcess, key: str) -> None:
         assert done["results"][0]["event"] == "ADD"
         sync = client.add("I play the cello", user_id="u-flow", infer=False, async_mode=False)
         assert sync["results"][0]["memory"] == "I play the cello"
+        inferred = client.add("My favourite colour is teal", user_id="u-infer", wait=True)  # infer=True
+        assert inferred["results"] and all(r["event"] == "ADD" for r in inferred["results"])
+        assert client.get_all(user_id="u-infer")["count"] == len(inferred["results"])
 
         hits = client.search("peanuts allergy", user_id="u-flow", top_k=2)["results"]
         assert hits[0]["id"] == first and "score" in hits[0]

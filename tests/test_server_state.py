@@ -150,3 +150,39 @@ async def test_webhooks_entities_exports_are_per_project(state: SQLiteServiceSta
     assert await state.get_export(b, export.id) is None
     latest = await state.get_export(a, None)
     assert latest is not None and latest.id == export.id
+
+
+async def test_unexpected_errors_answer_a_bare_json_500(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The catch-all handler: no message, no trace, from the app as built by create_app."""
+    import httpx
+
+    from engram.memory import AsyncMemory
+    from engram.server.app import create_app
+    from engram.server.settings import ServerSettings
+
+    settings = ServerSettings(
+        home=tmp_path, memory_config={"embedder": {"provider": "fake"}, "llm_from_env": False}, worker_tasks=0
+    )
+    app = create_app(settings)
+    state = app.state.server.state
+    await state.open()
+    org = await state.ensure_org("o")
+    key = await state.create_key((await state.ensure_project(org.id, "p")).id)
+
+    async def boom(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("secret internals at /srv/engram")
+
+    monkeypatch.setattr(AsyncMemory, "search", boom)
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://engram") as http:
+        response = await http.post(
+            "/v3/memories/search/",
+            headers={"Authorization": f"Token {key}"},
+            json={"query": "q", "user_id": "u"},
+        )
+    await state.close()
+    assert response.status_code == 500
+    assert response.json()["error"] == {"code": "internal_error", "message": "internal error", "details": {}}
+    assert "secret" not in response.text and "Traceback" not in response.text
