@@ -52,7 +52,9 @@ async def test_only_the_keyword_side_finds_a_rare_token(engine: AsyncMemory) -> 
     ]
     target = "Order QX7781 shipped by courier."
     await engine.add(
-        [{"role": "user", "content": t} for t in [*DISTRACTORS, *near_misses, target]], user_id="u", infer=False
+        [{"role": "user", "content": t} for t in [*DISTRACTORS, *near_misses, target]],
+        user_id="u",
+        infer=False,
     )
     found = await engine.search("what is the cabin wifi password QX7781", user_id="u", top_k=5, explain=True)
     hit = next(r for r in found["results"] if r["memory"] == target)
