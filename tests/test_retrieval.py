@@ -6,9 +6,9 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from engram.embedders.minilm import MiniLMEmbedder
 
 from engram import AsyncMemory
+from engram.embedders.minilm import MiniLMEmbedder
 from engram.stores.sqlite import SQLiteStore
 
 DISTRACTORS = [
