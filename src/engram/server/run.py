@@ -9,6 +9,7 @@ import os
 import signal
 from typing import Any
 
+from engram.errors import MissingDependencyError
 from engram.server.settings import ServerSettings
 
 logger = logging.getLogger("engram.server")
@@ -16,7 +17,11 @@ logger = logging.getLogger("engram.server")
 
 def run(**overrides: Any) -> None:
     """Serve until interrupted. Settings come from ``ENGRAM_SERVER_*`` and ``overrides``."""
-    import uvicorn
+    try:
+        import fastapi  # noqa: F401
+        import uvicorn
+    except ImportError as e:
+        raise MissingDependencyError(e.name or "fastapi", "server") from e
 
     settings = ServerSettings.from_env(**overrides)
     os.environ.update(settings.to_env())  # uvicorn worker processes rebuild the settings from these

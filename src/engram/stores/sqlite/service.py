@@ -411,6 +411,14 @@ class SQLiteServiceState(ServiceState):
         marks = ",".join("?" for _ in kinds)
 
         def go(conn: sqlite3.Connection) -> Job | None:
+            runnable = conn.execute(  # a cheap read first: idle polls take no write lock
+                f"SELECT 1 FROM jobs WHERE kind IN ({marks}) AND ((status = 'PENDING' AND run_after <= ?)"
+                " OR (status = 'RUNNING' AND lease_expires_at <= ?)) LIMIT 1",
+                (*kinds, time.time(), time.time()),
+            ).fetchone()
+            if runnable is None:
+                return None
+
             def tx() -> Job | None:
                 now = time.time()
                 # Jobs whose worker died too often end FAILED rather than crash-looping.
