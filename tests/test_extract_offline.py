@@ -79,6 +79,8 @@ USER_CASES: list[tuple[str, list[str]]] = [
     ("The weather is nice today.", []),
     ("Any tips for a first marathon?", []),
     ("Hmm, interesting.", []),
+    ("It's special to me.", []),
+    ("Gonna start a pottery class next month!", ["alice is going to start a pottery class in June 2024"]),
 ]
 
 ASSISTANT_CASES: list[tuple[str, list[str]]] = [
@@ -164,6 +166,20 @@ async def test_extract_names_speakers_and_keeps_provenance() -> None:
         ("alice loves sci-fi", ["m-2"], "assistant", None),
         ("Bob's wife Sara is a pilot", ["m-3"], "user", "Bob"),
     ]
+
+
+async def test_you_between_two_people_is_the_other_person() -> None:
+    request = ExtractionRequest(
+        [
+            _message("a", "user", "I adopted a puppy.", name="Mel"),
+            _message("b", "user", "You've got a big heart. I have two cats.", name="Caro"),
+        ],
+        [],
+        [],
+        OBSERVED,
+    )
+    texts = [f.text for f in (await OfflineExtractor().extract(request)).facts]
+    assert texts == ["Mel adopted a puppy", "Mel has got a big heart", "Caro has two cats"]
 
 
 @pytest.mark.parametrize(("user_id", "subject"), [("alice", "alice"), ("u_123", "User"), ("user", "User")])

@@ -7,6 +7,7 @@ ones a new fact replaces) and the observation date (to resolve "I", "my", "next 
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass
 from datetime import datetime
@@ -16,6 +17,7 @@ from engram.extract.speakers import speaker_name
 from engram.interfaces import LLM, ExtractedFact, ExtractionRequest, ExtractionResult, Extractor
 from engram.types import StoredMessage
 
+logger = logging.getLogger("engram.extract")
 DEFAULT_INSTRUCTIONS = """\
 You maintain the long-term memory of an AI assistant. Read the NEW messages of a conversation and \
 write down the facts worth remembering in later conversations.
@@ -159,6 +161,8 @@ class LLMExtractor(Extractor):
                 temperature=self.temperature,
             )
             raws.append(raw)
+            for note in parsed.notes:
+                logger.info("%s extraction: %s", self.name, note)
             facts.extend(_resolve(fact, chunk.messages, related_alias) for fact in parsed.facts)
         return ExtractionResult(facts=facts, extractor=self.name, raw_output="\n".join(raws) or None)
 

@@ -260,10 +260,16 @@ def _clauses(sentence: str) -> list[str]:
     return merged
 
 
+_PRONOUN_SUBJECTS = {"it", "this", "that", "these", "those", "they", "he", "she", "there", "here", "which"}
+_SUBJECTLESS = re.compile(r"^(?:gonna|going to|planning to|hoping to|about to)\b", re.I)
+
+
 def _informative_user(clause: str) -> bool:
     words = clause.split()
     if len(words) < 2 or len(clause) < 6:
         return False
+    if re.sub(r"'s$", "", words[0].lower()) in _PRONOUN_SUBJECTS:
+        return False  # "It's special to me": cannot stand on its own
     if _FIRST_PERSON.search(clause):
         return True
     first, second = words[0].strip(",.!"), words[1].strip(",.!").lower()
@@ -274,8 +280,10 @@ def _clean(sentence: str) -> str:
     return re.sub(r"\s+", " ", sentence).strip().rstrip(".!…;:,").strip()
 
 
-def facts_from_user(text: str, speaker: str, observed: datetime) -> list[str]:
-    """Facts in one user message, phrased about ``speaker``."""
+def facts_from_user(
+    text: str, speaker: str, observed: datetime, *, listener: str = "the assistant"
+) -> list[str]:
+    """Facts in one user message, phrased about ``speaker`` ("you" becomes ``listener``)."""
     facts: list[str] = []
     for raw in split_sentences(text):
         if raw.rstrip().endswith("?"):
@@ -285,9 +293,11 @@ def facts_from_user(text: str, speaker: str, observed: datetime) -> list[str]:
             continue
         for clause in _clauses(sentence):
             clause = _clean(clause)
+            if _SUBJECTLESS.match(clause):
+                clause = "I'm " + re.sub(r"^gonna\b", "going to", clause, flags=re.I)
             if not clause or _FILLER.match(clause) or not _informative_user(clause):
                 continue
-            facts.append(_clean(resolve_dates(rewrite(clause, me=speaker, you="the assistant"), observed)))
+            facts.append(_clean(resolve_dates(rewrite(clause, me=speaker, you=listener), observed)))
     return facts
 
 
@@ -328,19 +338,22 @@ class OfflineExtractor(Extractor):
 
     async def extract(self, request: ExtractionRequest) -> ExtractionResult:
         """Facts from every user and assistant message of the request, in order."""
-        users = [m for m in [*request.messages, *request.recent] if m.role.lower() == "user"]
+        users = [m for m in [*request.messages, *request.recent] if m.role.lower() in ("user", "human")]
         user_label = speaker_name(users[0]) if users else "User"
+        humans = list(dict.fromkeys(speaker_name(m) for m in users))
         facts: list[ExtractedFact] = []
         seen: set[str] = set()
         for message in request.messages:
             role = message.role.lower()
-            if role == "system" or not message.content.strip():
-                continue
+            if role not in ("user", "human", "assistant", "ai") or not message.content.strip():
+                continue  # system, tool and function messages say nothing about the speaker
             speaker = speaker_name(message)
-            if role == "assistant":
+            if role in ("assistant", "ai"):
                 texts = facts_from_assistant(message.content, user_label, speaker, request.observed_at)
             else:
-                texts = facts_from_user(message.content, speaker, request.observed_at)
+                others = [h for h in humans if h != speaker]
+                listener = others[0] if len(others) == 1 else "the assistant"
+                texts = facts_from_user(message.content, speaker, request.observed_at, listener=listener)
             for text in texts:
                 if text.lower() in seen or len(text) < 6:
                     continue
