@@ -295,6 +295,8 @@ def stub() -> Iterator[Stub]:
     state = Stub()
 
     class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive, like real servers: exercises connection reuse
+
         def do_POST(self) -> None:
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
             state.requests.append(
@@ -318,8 +320,13 @@ def stub() -> Iterator[Stub]:
         def log_message(self, format: str, *args: Any) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
+    class Server(ThreadingHTTPServer):
+        daemon_threads = True
+
+        def handle_error(self, request: Any, client_address: Any) -> None:
+            pass  # clients that time out or close kept-alive connections are expected here
+
+    server = Server(("127.0.0.1", 0), Handler)
     thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     state.url = f"http://127.0.0.1:{server.server_address[1]}/v1"
@@ -362,6 +369,15 @@ async def test_openai_batches_requests(stub: Stub) -> None:
     assert stub.requests[0]["headers"]["authorization"] == "Bearer not-needed"
     assert (await OpenAIEmbedder(base_url=stub.url, model="m", dimensions=8).embed([])).shape == (0, 8)
     assert len(stub.requests) == 3  # nothing sent for an empty batch
+
+
+def test_openai_survives_a_new_event_loop(stub: Stub) -> None:
+    """A client made under one asyncio.run must not be reused (dead pool) under the next."""
+    e = OpenAIEmbedder(base_url=stub.url, model="m", dimensions=8, max_retries=0)
+    first = asyncio.run(e.embed(["hello"]))
+    second = asyncio.run(e.embed(["hello"]))
+    asyncio.run(e.aclose())
+    assert np.array_equal(first, second) and len(stub.requests) == 2
 
 
 async def test_openai_sends_dimensions_for_text_embedding_3(stub: Stub) -> None:

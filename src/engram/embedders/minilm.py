@@ -74,6 +74,15 @@ def _vocab_path() -> Path:
     return Path(str(resources.files("engram.embedders").joinpath("data", "minilm-vocab.txt")))
 
 
+def _default_threads() -> int:
+    """The CPUs this process may use (not the host's count inside a container), at most 8."""
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        usable = os.cpu_count() or 1
+    return max(1, min(usable, 8))
+
+
 def _sha256(path: Path) -> str:
     with path.open("rb") as f:
         return hashlib.file_digest(f, "sha256").hexdigest()
@@ -162,7 +171,9 @@ class MiniLMEmbedder(Embedder):
         )
         max_length: int = Field(256, ge=8, le=512, description="tokens per text (longer texts truncate)")
         batch_size: int = Field(64, ge=1, le=1024, description="texts per onnxruntime run")
-        threads: int | None = Field(None, ge=1, le=256, description="intra-op threads; default: CPU count")
+        threads: int | None = Field(
+            None, ge=1, le=256, description="intra-op threads; default: usable CPUs, at most 8"
+        )
 
     def __init__(self, settings: MiniLMEmbedder.Settings | None = None, **overrides: Any) -> None:
         self.settings = build_settings(MiniLMEmbedder.Settings, settings, overrides)
@@ -229,7 +240,7 @@ class MiniLMEmbedder(Embedder):
         except ImportError as e:  # pragma: no cover - a core dependency
             raise _missing("onnxruntime", e) from e
         options = ort.SessionOptions()
-        options.intra_op_num_threads = self.settings.threads or max(1, os.cpu_count() or 1)
+        options.intra_op_num_threads = self.settings.threads or _default_threads()
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL

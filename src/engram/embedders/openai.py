@@ -8,6 +8,7 @@ Uses the official ``openai`` SDK (``AsyncOpenAI``), created on the first call. T
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Sequence
 from typing import Any, Literal
@@ -93,13 +94,19 @@ class OpenAIEmbedder(Embedder):
         else:
             self._send_dimensions = s.send_dimensions and s.dimensions is not None
         self._client: Any = None
+        self._client_loop: asyncio.AbstractEventLoop | None = None
 
     @property
     def info(self) -> EmbedderInfo:
         return EmbedderInfo(name=f"openai:{self.settings.model}", dim=self._dim)
 
     def _get_client(self) -> Any:
+        loop = asyncio.get_running_loop()
+        if self._client is not None and self._client_loop is not loop:
+            # The HTTP connection pool belongs to the loop that made it (e.g. a previous asyncio.run).
+            self._client = None
         if self._client is None:
+            self._client_loop = loop
             try:
                 from openai import AsyncOpenAI
             except ImportError as e:  # pragma: no cover - a core dependency
@@ -201,5 +208,5 @@ class OpenAIEmbedder(Embedder):
 
     async def aclose(self) -> None:
         client, self._client = self._client, None
-        if client is not None:
+        if client is not None and self._client_loop is asyncio.get_running_loop():
             await client.close()
