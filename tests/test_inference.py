@@ -355,3 +355,26 @@ async def test_corrective_retry_recovers(
     result = await engine.add("I like tea", user_id="alice")
     assert [r["memory"] for r in result["results"]] == ["Alice likes tea"]
     assert len(llm.calls) == 2
+
+
+def test_sync_facade_berlin_then_madrid(tmp_path: Path) -> None:
+    from engram import Memory
+
+    def madrid(messages: list[dict[str, str]]) -> str:
+        return facts({"text": "User lives in Madrid", "supersedes": [alias_of(messages, "Berlin")]})
+
+    llm = ScriptedLLM([facts("User lives in Berlin"), madrid])
+    memory = Memory(store=SQLiteStore(path=tmp_path / "sync.db"), embedder=FakeEmbedder(), llm=llm)
+    try:
+        berlin = memory.add("I live in Berlin", user_id="u_1")["results"][0]
+        madrid_id = memory.add("I moved to Madrid", user_id="u_1")["results"][0]["id"]
+        assert "[User, user]: I live in Berlin" in llm.calls[1].prompt_text  # no name: "User"
+        current = memory.search("where does the user live", user_id="u_1")["results"]
+        assert [r["memory"] for r in current] == ["User lives in Madrid"]
+        both = memory.search("where does the user live", user_id="u_1", include_superseded=True)["results"]
+        assert {r["memory"] for r in both} == {"User lives in Madrid", "User lives in Berlin"}
+        history = memory.history(berlin["id"])
+        assert [h["event"] for h in history] == ["ADD", "SUPERSEDE"]
+        assert (memory.get(berlin["id"]) or {})["superseded_by"] == madrid_id
+    finally:
+        memory.close()
