@@ -12,6 +12,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from engram.config import MemoryConfig
+from engram.errors import ConfigError
 from engram.memory import AsyncMemory
 from engram.server.auth import Auth, BodySizeLimit, RateLimiter
 from engram.server.errors import install_error_handlers
@@ -32,9 +33,21 @@ def build_engine(settings: ServerSettings) -> AsyncMemory:
 
 
 def build_state(settings: ServerSettings) -> ServiceState:
-    from engram.stores.sqlite.service import SQLiteServiceState
+    """The server-state backend: SQLite beside the memories, or one registered by entry point."""
+    if settings.state_backend == "sqlite":
+        from engram.stores.sqlite.service import SQLiteServiceState
 
-    return SQLiteServiceState(settings.resolved_state_path())
+        return SQLiteServiceState(settings.resolved_state_path())
+    from importlib.metadata import entry_points
+
+    for ep in entry_points(group="engram.service_states", name=settings.state_backend):
+        instance = ep.load()(**settings.state_config)
+        if not isinstance(instance, ServiceState):
+            raise ConfigError(f"{settings.state_backend!r} does not implement ServiceState")
+        return instance
+    raise ConfigError(
+        f"Unknown server state backend {settings.state_backend!r}", details={"field": "state_backend"}
+    )
 
 
 @dataclass

@@ -25,6 +25,12 @@ class ServerSettings(BaseModel):
     workers: int = Field(1, ge=1, le=64, description="uvicorn worker processes")
     home: Path | None = Field(None, description="data directory; default $ENGRAM_HOME")
     state_path: Path | None = Field(None, description="server state database; default <home>/server.db")
+    state_backend: str = Field(
+        "sqlite", description="'sqlite', or a name registered in the engram.service_states entry points"
+    )
+    state_config: dict[str, Any] = Field(
+        default_factory=dict, description="keyword arguments of that backend"
+    )
     memory_config: dict[str, Any] | None = Field(
         None, description="engram MemoryConfig dict (JSON in ENGRAM_SERVER_MEMORY_CONFIG)"
     )
@@ -49,11 +55,11 @@ class ServerSettings(BaseModel):
             raw = os.environ.get(ENV_PREFIX + name.upper())
             if raw is None or raw == "":
                 continue
-            if name == "memory_config":
+            if name in ("memory_config", "state_config"):
                 try:
                     values[name] = json.loads(raw)
                 except json.JSONDecodeError as e:
-                    raise ConfigError(f"{ENV_PREFIX}MEMORY_CONFIG is not valid JSON: {e}") from e
+                    raise ConfigError(f"{ENV_PREFIX}{name.upper()} is not valid JSON: {e}") from e
             else:
                 values[name] = raw
         values.update({k: v for k, v in overrides.items() if v is not None})
