@@ -9,6 +9,7 @@ under ``~/.cache``), and the model file's sha256 is checked before it is run.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import os
@@ -112,13 +113,14 @@ def _write_disk_cache(key: tuple[str, int, int, int, int, str]) -> None:
     path = _cache_path()
     entries = [e for e in _read_disk_cache() if isinstance(e, list) and e[:1] != [key[0]]]
     entries.append(list(key))
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
         tmp.write_text(json.dumps(entries[-16:]), "utf-8")
-        os.replace(tmp, path)
+        os.replace(tmp, path)  # atomic: concurrent processes never see a half-written file
     except OSError:
-        pass
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
 
 
 def verify_model_file(path: Path, expected_sha256: str, *, use_disk_cache: bool = True) -> None:
