@@ -276,3 +276,24 @@ async def test_connection_refused_is_wrapped() -> None:
     with pytest.raises(ProviderError) as info:
         await llm.complete([{"role": "user", "content": "x"}])
     assert info.value.__cause__ is not None
+
+
+async def test_engine_picks_up_openai_from_the_environment(
+    stub: StubServer, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from engram import AsyncMemory
+    from engram.stores.sqlite import SQLiteStore
+    from engram.testing import FakeEmbedder
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-env")
+    monkeypatch.setenv("OPENAI_BASE_URL", stub.url)
+    stub.replies.append(Reply(content=f"```json\n{GOOD}\n```"))
+    memory = AsyncMemory(store=SQLiteStore(path=tmp_path / "env.db"), embedder=FakeEmbedder())
+    try:
+        result = await memory.add("I love sci-fi movies", user_id="alice")
+    finally:
+        await memory.close()
+    assert result["extractor"] == "openai:gpt-4.1-mini"
+    assert [r["memory"] for r in result["results"]] == ["alice loves sci-fi movies"]
+    assert stub.headers[0]["authorization"] == "Bearer sk-env"
+    assert "m1 [alice, user]: I love sci-fi movies" in stub.requests[0]["messages"][1]["content"]
