@@ -252,6 +252,34 @@ def test_minilm_verification_cache_notices_later_tampering(tmp_path: Path, engra
         MiniLMEmbedder(model_path=copy).load()
 
 
+def test_minilm_verification_is_remembered_across_processes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from engram.embedders import minilm as module
+
+    copy = _copy_model(tmp_path)
+    MiniLMEmbedder(model_path=copy).load()
+    monkeypatch.setattr(module, "_verified", set())  # as in a new process: only the disk cache is left
+
+    def no_hashing(path: Path) -> str:
+        raise AssertionError("the verified file was hashed again")
+
+    monkeypatch.setattr(module, "_sha256", no_hashing)
+    MiniLMEmbedder(model_path=copy).load()
+    with pytest.raises(AssertionError, match="hashed again"):
+        MiniLMEmbedder(model_path=copy, verify_cache=False).load()
+
+
+def test_minilm_loads_when_the_cache_cannot_be_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("x")
+    monkeypatch.setenv("ENGRAM_HOME", str(blocker / "home"))
+    e = MiniLMEmbedder(model_path=_copy_model(tmp_path))
+    assert e.embed_sync(["still works"]).shape == (1, 384)
+
+
 def test_importing_engram_loads_no_heavy_library(tmp_path: Path) -> None:
     code = (
         "import sys, engram, engram.embedders.minilm, engram.embedders.openai, engram.embedders;"
