@@ -80,6 +80,7 @@ USER_CASES: list[tuple[str, list[str]]] = [
     ("Any tips for a first marathon?", []),
     ("Hmm, interesting.", []),
     ("It's special to me.", []),
+    ("We last met in Paris.", ["alice last met in Paris"]),
     ("Gonna start a pottery class next month!", ["alice is going to start a pottery class in June 2024"]),
 ]
 

@@ -84,6 +84,7 @@ _ADVERBS = {
     "still", "absolutely", "totally", "definitely", "recently", "finally", "currently", "mostly",
     "generally", "rarely", "seldom", "only", "even", "already", "truly", "honestly", "sort",
     "kind", "of", "now", "no", "longer", "mainly", "especially", "probably", "certainly",
+    "last", "first", "once", "all", "both", "together", "each", "ever", "soon",
 }  # fmt: skip
 _UNCHANGED = {
     "can", "could", "will", "would", "shall", "should", "may", "might", "must", "did", "had",
