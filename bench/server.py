@@ -219,8 +219,10 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
         proc.terminate()
         proc.wait(30)
         log.close()
+    load = os.getloadavg()[0]
     return {
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+        "load_average_1m": round(load, 2),
         "embedder": args.embedder,
         "server_processes": args.workers,
         "worker_tasks": args.worker_tasks,
@@ -233,8 +235,9 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
 
 def _markdown(result: dict[str, Any]) -> str:
     lines = [
-        f"Machine: {result['machine']}; embedder `{result['embedder']}`; {result['memories']} memories in 5 "
-        f"users; {result['server_processes']} server process(es), {result['worker_tasks']} job workers each.",
+        f"Machine: {result['machine']} (1-minute load average {result['load_average_1m']} at the end); "
+        f"embedder `{result['embedder']}`; {result['memories']} memories in 5 users; "
+        f"{result['server_processes']} server process(es), {result['worker_tasks']} job workers each.",
         "",
         "| concurrent clients | searches/s | p50 (ms) | p95 (ms) |",
         "| ---: | ---: | ---: | ---: |",
