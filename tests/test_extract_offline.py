@@ -81,6 +81,8 @@ USER_CASES: list[tuple[str, list[str]]] = [
     ("Hmm, interesting.", []),
     ("It's special to me.", []),
     ("We last met in Paris.", ["alice last met in Paris"]),
+    ("I wanna learn guitar.", ["alice wants to learn guitar"]),
+    ("Allergies can be tough.", []),
     ("Gonna start a pottery class next month!", ["alice is going to start a pottery class in June 2024"]),
 ]
 

@@ -68,7 +68,7 @@ _STARTERS = {
 _NAME_VERBS = {
     "is", "was", "has", "had", "lives", "lived", "works", "worked", "loves", "likes", "hates",
     "just", "got", "moved", "started", "studies", "plays", "wants", "needs", "became", "married",
-    "turned", "owns", "runs", "teaches", "goes", "went", "will", "can", "and",
+    "turned", "owns", "runs", "teaches", "goes", "went",
 }  # fmt: skip
 _CLAUSE_SPLIT = re.compile(
     r",?\s+(?:but|and|although|though|whereas|while|plus)\s+(?=(?:I|I'm|I've|I'd|I'll|my|My)\b)|;\s+"
@@ -261,8 +261,10 @@ def _clauses(sentence: str) -> list[str]:
     return merged
 
 
+_SLANG_MAP = {"gonna": "going to", "wanna": "want to", "gotta": "have to"}
+_SLANG = re.compile(r"\b(?:gonna|wanna|gotta)\b", re.I)
 _PRONOUN_SUBJECTS = {"it", "this", "that", "these", "those", "they", "he", "she", "there", "here", "which"}
-_SUBJECTLESS = re.compile(r"^(?:gonna|going to|planning to|hoping to|about to)\b", re.I)
+_SUBJECTLESS = re.compile(r"^(?:going to|planning to|hoping to|about to)\b", re.I)
 
 
 def _informative_user(clause: str) -> bool:
@@ -289,13 +291,13 @@ def facts_from_user(
     for raw in split_sentences(text):
         if raw.rstrip().endswith("?"):
             continue
-        sentence = _clean(_strip_openers(_clean(raw)))
+        sentence = _clean(_strip_openers(_clean(_SLANG.sub(lambda m: _SLANG_MAP[m.group(0).lower()], raw))))
         if not sentence or _FILLER.match(sentence) or _REQUEST.match(sentence):
             continue
         for clause in _clauses(sentence):
             clause = _clean(clause)
             if _SUBJECTLESS.match(clause):
-                clause = "I'm " + re.sub(r"^gonna\b", "going to", clause, flags=re.I)
+                clause = "I'm " + clause
             if not clause or _FILLER.match(clause) or not _informative_user(clause):
                 continue
             facts.append(_clean(resolve_dates(rewrite(clause, me=speaker, you=listener), observed)))
