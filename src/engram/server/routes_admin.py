@@ -1,6 +1,5 @@
 """Ping, entities, exports, feedback and webhooks."""
 
-
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 from urllib.parse import urlparse
 
@@ -46,7 +45,7 @@ class FeedbackBody(BaseModel):
 
 def _check_event_types(value: list[str] | None) -> list[str] | None:
     if value is not None:
-        unknown = [v for v in value if v not in WEBHOOK_EVENT_TYPES]
+        unknown = [v for v in value if v not in (*WEBHOOK_EVENT_TYPES, "memory_categorize")]
         if unknown:
             raise ValueError(f"unknown event types {unknown}; known: {', '.join(WEBHOOK_EVENT_TYPES)}")
     return value
