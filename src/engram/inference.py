@@ -17,6 +17,8 @@ import numpy as np
 
 from engram.config import InferenceConfig
 from engram.errors import ExtractionError, ProviderError
+from engram.extract.offline import rewrite
+from engram.extract.speakers import looks_like_name
 from engram.interfaces import LLM, Embedder, ExtractedFact, ExtractionRequest, Extractor, Store
 from engram.types import (
     MemoryRecord,
@@ -119,7 +121,8 @@ async def plan_inferred_add(
     exact = [f for f in facts if f.hash in existing]
     fresh = [f for f in facts if f.hash not in existing]
     keep, duplicates = await _near_duplicates(namespace, scope, fresh, store, config.near_duplicate_threshold)
-    new = [_memory(f, scope, metadata, expires_at, observed_at) for f in [*exact, *keep]]
+    planned = {id(f) for f in [*exact, *keep]}
+    new = [_memory(f, scope, metadata, expires_at, observed_at) for f in facts if id(f) in planned]
     return InferencePlan(new, duplicates, result.extractor, [])
 
 
@@ -257,9 +260,6 @@ def _restates(fact: _Fact, record: MemoryRecord) -> bool:
     """Whether a first-person memory (stored raw by infer=False) already says this fact."""
     if (record.role or "user").lower() != "user" or not _FIRST_PERSON.search(record.text):
         return False
-    from engram.extract.offline import rewrite
-    from engram.extract.speakers import looks_like_name
-
     speaker = record.actor_id or (record.scope.user_id if looks_like_name(record.scope.user_id) else "User")
     restated = normalize_text(rewrite(record.text, me=speaker or "User", you="the assistant"))
     wanted = normalize_text(fact.text)
