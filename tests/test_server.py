@@ -253,6 +253,9 @@ def test_mem0_python_client(srv: ServerProcess, key: str, line: str, tmp_path: P
     assert out["history"] == ["ADD", "UPDATE"]
     assert ("user", f"u-mem0-{line}", 2) in [tuple(u) for u in out["users"]]
     assert out["missing"] != "no error"
+    assert out["batch_update"].startswith("Successfully updated") and out["batch_delete"]
+    assert out["export"] == 2 and out["webhooks"] == ["driver"]
+    assert out.get("feedback", "NEGATIVE") == "NEGATIVE"
     assert out["after_delete_count"] == 1 and out["final_count"] == 0
 
 

@@ -63,6 +63,18 @@ try:
 except Exception as e:  # mem0 maps 404 to its own exception classes
     out["missing"] = type(e).__name__
 
+second_id = client.add("Temporary memory", user_id=user, infer=False, async_mode=False)["results"][0]["id"]
+out["batch_update"] = client.batch_update([{"memory_id": second_id, "text": "Temporary, revised"}])["message"]
+out["batch_delete"] = client.batch_delete([{"memory_id": second_id}])["message"]
+if not v1:  # 1.0.11's feedback() raises a TypeError in its own telemetry call after the request
+    out["feedback"] = client.feedback(memory_id, feedback="NEGATIVE", feedback_reason="outdated")["feedback"]
+export = client.create_memory_export(schema='{"type": "object"}', user_id=user)
+out["export"] = len(client.get_memory_export(memory_export_id=export["id"])["memories"])
+hook = client.create_webhook(
+    url="http://127.0.0.1:9/hook", name="driver", project_id=client.project_id, event_types=["memory_add"]
+)
+out["webhooks"] = [w["name"] for w in client.get_webhooks(project_id=client.project_id)]
+client.delete_webhook(hook["webhook_id"])
 out["delete"] = client.delete(memory_id)["message"]
 out["after_delete_count"] = (
     client.get_all(user_id=user) if v1 else client.get_all(filters={"user_id": user})
