@@ -186,3 +186,18 @@ async def test_unexpected_errors_answer_a_bare_json_500(
     assert response.status_code == 500
     assert response.json()["error"] == {"code": "internal_error", "message": "internal error", "details": {}}
     assert "secret" not in response.text and "Traceback" not in response.text
+
+
+async def test_cors_is_off_by_default_and_configurable(tmp_path: Path) -> None:
+    import httpx
+
+    from engram.server.app import create_app
+    from engram.server.settings import ServerSettings
+
+    preflight = {"Origin": "http://app.example", "Access-Control-Request-Method": "POST"}
+    for origins, allowed in (("", None), ("http://app.example", "http://app.example")):
+        settings = ServerSettings(home=tmp_path, worker_tasks=0, cors_origins=origins)
+        transport = httpx.ASGITransport(app=create_app(settings))
+        async with httpx.AsyncClient(transport=transport, base_url="http://engram") as http:
+            response = await http.options("/v3/memories/search/", headers=preflight)
+        assert response.headers.get("access-control-allow-origin") == allowed

@@ -45,6 +45,7 @@ class ServerSettings(BaseModel):
     webhook_backoff_seconds: float = Field(2.0, gt=0, description="first retry delay; doubles each time")
     webhook_backoff_max: float = Field(600.0, gt=0)
     webhook_timeout: float = Field(10.0, gt=0)
+    cors_origins: str = Field("", description="comma-separated origins allowed to call from a browser")
     job_delay_ms: int = Field(0, ge=0, description="artificial delay per add job (tests and benchmarks)")
 
     @classmethod
