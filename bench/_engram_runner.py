@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import resource
 import sys
 import time
@@ -20,10 +21,10 @@ from typing import Any, Literal
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
+sys.path.insert(0, os.environ.get("ENGRAM_BENCH_SRC") or str(Path(__file__).resolve().parent.parent / "src"))
 
-from engram.interfaces import BackendSettings, Embedder  # noqa: E402
-from engram.types import EmbedderInfo, Scope, Vector  # noqa: E402
+from engram.interfaces import BackendSettings, Embedder
+from engram.types import EmbedderInfo, Scope, Vector
 
 
 class CachingEmbedder(Embedder):
@@ -131,7 +132,12 @@ class EngramRunner:
         return {"ms": times, "ids": ids}
 
     def op_search_many(
-        self, engine: str, queries: list[str], user_id: str, top_k: int = 20, cached: bool = False,
+        self,
+        engine: str,
+        queries: list[str],
+        user_id: str,
+        top_k: int = 20,
+        cached: bool = False,
         details: bool = True,
     ) -> dict[str, Any]:
         assert self.embedder is not None
@@ -146,8 +152,13 @@ class EngramRunner:
             if details:
                 answers.append(
                     [
-                        {"id": r["id"], "score": r["score"],
-                         "tags": [self.tags[m] for m in r.get("source_message_ids") or [] if m in self.tags]}
+                        {
+                            "id": r["id"],
+                            "score": r["score"],
+                            "tags": [
+                                self.tags[m] for m in r.get("source_message_ids") or [] if m in self.tags
+                            ],
+                        }
                         for r in out["results"]
                     ]
                 )
@@ -156,8 +167,15 @@ class EngramRunner:
         self.embedder.enabled = False
         return {"ms": times, "results": answers}
 
-    def op_bulk(self, engine: str, user_ids: list[str], texts: list[str], vectors: str, offset: int = 0,
-                chunk: int = 2000) -> dict[str, Any]:
+    def op_bulk(
+        self,
+        engine: str,
+        user_ids: list[str],
+        texts: list[str],
+        vectors: str,
+        offset: int = 0,
+        chunk: int = 2000,
+    ) -> dict[str, Any]:
         """Write precomputed memories straight to the store (store and index cost only, no embedding).
 
         ``vectors`` is an .npy file; rows ``offset .. offset+len(texts)`` are used.
@@ -182,8 +200,9 @@ class EngramRunner:
             self.run(eng.store.add(eng.namespace, [], batch))
         return {"ms": (time.perf_counter() - t0) * 1000}
 
-    def op_store_search_many(self, engine: str, user_id: str, queries: list[str], vectors: str,
-                             top_k: int = 20) -> dict[str, Any]:
+    def op_store_search_many(
+        self, engine: str, user_id: str, queries: list[str], vectors: str, top_k: int = 20
+    ) -> dict[str, Any]:
         """Store + fusion only: ``hybrid_search`` given precomputed query vectors (no embedding)."""
         from engram.retrieval import SearchRequest, hybrid_search
         from engram.types import Visibility
@@ -229,6 +248,8 @@ def main() -> None:
             out.flush()
             break
         try:
+            if os.environ.get("ENGRAM_BENCH_INJECT_FAILURE") == op:  # lets the tests prove a crash is red
+                raise RuntimeError(f"injected failure in {op}")
             answer = getattr(runner, f"op_{op}")(**command)
         except Exception as e:
             traceback.print_exc(file=sys.stderr)

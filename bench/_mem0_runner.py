@@ -26,7 +26,7 @@ import sys
 import time
 import traceback
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +34,7 @@ import numpy as np
 
 sys.path.insert(0, os.environ["ENGRAM_SRC"])
 
-from mem0.embeddings.base import EmbeddingBase  # noqa: E402
+from mem0.embeddings.base import EmbeddingBase
 
 
 class EngramMiniLM(EmbeddingBase):
@@ -69,11 +69,13 @@ class Mem0Runner:
         self.home: Path | None = None
         self.tags: dict[str, str] = {}
 
-    def op_init(self, home: str, engines: dict[str, Any] | None = None) -> dict[str, Any]:
+    def op_init(
+        self, home: str, engines: dict[str, Any] | None = None, factory_module: str = "__main__"
+    ) -> dict[str, Any]:
         from mem0 import Memory
         from mem0.utils.factory import EmbedderFactory
 
-        EmbedderFactory.provider_to_class["huggingface"] = "__main__.EngramMiniLM"
+        EmbedderFactory.provider_to_class["huggingface"] = f"{factory_module}.EngramMiniLM"
         self.home = Path(home)
         config = {
             "vector_store": {
@@ -85,7 +87,10 @@ class Mem0Runner:
                     "on_disk": False,
                 },
             },
-            "embedder": {"provider": "huggingface", "config": {"model": "all-MiniLM-L6-v2", "embedding_dims": 384}},
+            "embedder": {
+                "provider": "huggingface",
+                "config": {"model": "all-MiniLM-L6-v2", "embedding_dims": 384},
+            },
             "llm": {"provider": "openai", "config": {"api_key": "sk-offline-unused"}},
             "history_db_path": str(self.home / "history.db"),
         }
@@ -107,8 +112,9 @@ class Mem0Runner:
             if item.get("infer"):
                 raise ValueError("the mem0 runner is offline: infer=True needs an LLM")
             t0 = time.perf_counter()
-            out = self.memory.add(item["messages"], user_id=item["user_id"], metadata=item.get("metadata"),
-                                  infer=False)
+            out = self.memory.add(
+                item["messages"], user_id=item["user_id"], metadata=item.get("metadata"), infer=False
+            )
             times.append((time.perf_counter() - t0) * 1000)
             got = [r["id"] for r in out["results"]]
             ids.append(got)
@@ -117,8 +123,15 @@ class Mem0Runner:
         EngramMiniLM.enabled = False
         return {"ms": times, "ids": ids}
 
-    def op_search_many(self, engine: str, queries: list[str], user_id: str, top_k: int = 20,
-                       cached: bool = False, details: bool = True) -> dict[str, Any]:
+    def op_search_many(
+        self,
+        engine: str,
+        queries: list[str],
+        user_id: str,
+        top_k: int = 20,
+        cached: bool = False,
+        details: bool = True,
+    ) -> dict[str, Any]:
         EngramMiniLM.enabled = cached
         times: list[float] = []
         answers: list[list[dict[str, Any]]] = []
@@ -127,16 +140,30 @@ class Mem0Runner:
             out = self.memory.search(q, filters={"user_id": user_id}, top_k=top_k, threshold=0.0)
             times.append((time.perf_counter() - t0) * 1000)
             if details:
-                answers.append([{"id": r["id"], "score": r.get("score"),
-                                 "tags": [self.tags[r["id"]]] if r["id"] in self.tags else []}
-                                for r in out["results"]])
+                answers.append(
+                    [
+                        {
+                            "id": r["id"],
+                            "score": r.get("score"),
+                            "tags": [self.tags[r["id"]]] if r["id"] in self.tags else [],
+                        }
+                        for r in out["results"]
+                    ]
+                )
             elif not out["results"]:
                 raise RuntimeError(f"empty search result for {q!r}")
         EngramMiniLM.enabled = False
         return {"ms": times, "results": answers}
 
-    def op_bulk(self, engine: str, user_ids: list[str], texts: list[str], vectors: str, offset: int = 0,
-                chunk: int = 1000) -> dict[str, Any]:
+    def op_bulk(
+        self,
+        engine: str,
+        user_ids: list[str],
+        texts: list[str],
+        vectors: str,
+        offset: int = 0,
+        chunk: int = 1000,
+    ) -> dict[str, Any]:
         """Precomputed memories straight into mem0's vector store, with the payload mem0 itself writes."""
         from mem0.utils.lemmatization import lemmatize_for_bm25
 
@@ -145,19 +172,29 @@ class Mem0Runner:
         t0 = time.perf_counter()
         for start in range(0, len(texts), chunk):
             idx = range(start, min(start + chunk, len(texts)))
-            now = datetime.now(timezone.utc).isoformat()
+            now = datetime.now(UTC).isoformat()
             payloads = [
-                {"data": texts[i], "hash": hashlib.md5(texts[i].encode()).hexdigest(), "created_at": now,
-                 "updated_at": now, "user_id": user_ids[i], "role": "user",
-                 "text_lemmatized": lemmatize_for_bm25(texts[i])}
+                {
+                    "data": texts[i],
+                    "hash": hashlib.md5(texts[i].encode()).hexdigest(),
+                    "created_at": now,
+                    "updated_at": now,
+                    "user_id": user_ids[i],
+                    "role": "user",
+                    "text_lemmatized": lemmatize_for_bm25(texts[i]),
+                }
                 for i in idx
             ]
-            store.insert(vectors=[np.asarray(matrix[offset + i]).tolist() for i in idx],
-                         ids=[str(uuid.uuid4()) for _ in idx], payloads=payloads)
+            store.insert(
+                vectors=[np.asarray(matrix[offset + i]).tolist() for i in idx],
+                ids=[str(uuid.uuid4()) for _ in idx],
+                payloads=payloads,
+            )
         return {"ms": (time.perf_counter() - t0) * 1000}
 
-    def op_store_search_many(self, engine: str, user_id: str, queries: list[str], vectors: str,
-                             top_k: int = 20) -> dict[str, Any]:
+    def op_store_search_many(
+        self, engine: str, user_id: str, queries: list[str], vectors: str, top_k: int = 20
+    ) -> dict[str, Any]:
         """mem0's search pipeline minus the embedding: the query vectors come precomputed."""
         matrix = np.load(vectors)
         for q, v in zip(queries, matrix, strict=False):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -82,8 +83,13 @@ def load_locomo(path: Path | None = None, categories: Iterable[int] = (1, 2, 3, 
             for t in conv[key]
         ]
         known = {t.dia_id for t in turns}
-        skipped = {"questions_empty_evidence": 0, "questions_no_usable_evidence": 0,
-                   "evidence_malformed": 0, "evidence_missing_turn": 0, "questions_other_category": 0}
+        skipped = {
+            "questions_empty_evidence": 0,
+            "questions_no_usable_evidence": 0,
+            "evidence_malformed": 0,
+            "evidence_missing_turn": 0,
+            "questions_other_category": 0,
+        }
         questions: list[Question] = []
         for qa in sample["qa"]:
             if qa.get("category") not in wanted:
@@ -192,10 +198,8 @@ class Runner:
 
     def close(self) -> None:
         if self.proc.poll() is None:
-            try:
+            with contextlib.suppress(BenchError):
                 self.call("exit")
-            except BenchError:
-                pass
             try:
                 self.proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
@@ -239,8 +243,12 @@ def machine() -> dict[str, Any]:
 def write_results(name: str, payload: dict[str, Any], markdown: str, out_dir: Path | None = None) -> Path:
     directory = out_dir or RESULTS
     directory.mkdir(parents=True, exist_ok=True)
-    payload = {"benchmark": name, "generated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-               "machine": machine(), **payload}
+    payload = {
+        "benchmark": name,
+        "generated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": machine(),
+        **payload,
+    }
     (directory / f"{name}.json").write_text(json.dumps(payload, indent=2) + "\n", "utf-8")
     (directory / f"{name}.md").write_text(markdown, "utf-8")
     return directory / f"{name}.json"

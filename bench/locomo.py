@@ -43,12 +43,15 @@ ENGRAM_ENGINES: dict[str, tuple[str, dict[str, Any]]] = {
     "engram-infer": ("Engram infer=True (offline extractor)", {"namespace": "infer"}),
 }
 ALL_SYSTEMS = ["mem0", *ENGRAM_ENGINES]
-LABELS = {"mem0": "mem0 2.2.1 infer=False (Qdrant local, default)", **{k: v[0] for k, v in ENGRAM_ENGINES.items()}}
+LABELS = {
+    "mem0": "mem0 2.2.1 infer=False (Qdrant local, default)",
+    **{k: v[0] for k, v in ENGRAM_ENGINES.items()},
+}
 CHUNK = 64  # turns per add_many round; systems alternate every round
 
 
 def session_timestamp(date: str | None) -> str | None:
-    """"1:56 pm on 8 May, 2023" -> ISO 8601 (None when absent or unparseable)."""
+    """ "1:56 pm on 8 May, 2023" -> ISO 8601 (None when absent or unparseable)."""
     if not date:
         return None
     try:
@@ -128,8 +131,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         per_q: dict[str, list[tuple[int, dict[str, float]]]] = defaultdict(list)
         empty: dict[str, int] = defaultdict(int)
         total_turns = sum(len(c.turns) for c in convs)
-        bar = progress(range(total_turns * len(adders) + sum(len(c.questions) for c in convs) * len(systems)),
-                       desc="locomo")
+        bar = progress(
+            range(total_turns * len(adders) + sum(len(c.questions) for c in convs) * len(systems)),
+            desc="locomo",
+        )
         ticks = iter(bar)
 
         def tick(n: int) -> None:
@@ -235,21 +240,41 @@ def check(result: dict[str, Any]) -> list[str]:
 
 
 def markdown(result: dict[str, Any]) -> str:
-    head = ["system", "R@1", "R@5", "R@10", "R@20", "NDCG@10", "session R@10", "cat1 R@10", "cat2 R@10",
-            "cat3 R@10", "cat4 R@10", "search ms"]
+    head = [
+        "system",
+        "R@1",
+        "R@5",
+        "R@10",
+        "R@20",
+        "NDCG@10",
+        "session R@10",
+        "cat1 R@10",
+        "cat2 R@10",
+        "cat3 R@10",
+        "cat4 R@10",
+        "search ms",
+    ]
     rows = []
-    for name, row in result["systems"].items():
+    for row in result["systems"].values():
         if "error" in row:
             rows.append([row["label"], "error: " + row["error"][:80], *[""] * (len(head) - 2)])
             continue
         m = row["metrics"]
         a = m["all"]
-        rows.append([
-            row["label"], *(a[f"turn_r@{k}"] for k in KS), a["ndcg@10"], a["session_r@10"],
-            *(m[c]["turn_r@10"] if c in m else "" for c in ("1", "2", "3", "4")), row["search_ms_mean"],
-        ])
-    text = (f"LoCoMo evidence recall (turn level unless noted), {result['questions']} questions of "
-            f"categories 1-4 over {len(result['conversations'])} conversation(s), {result['turns']} turns.\n\n")
+        rows.append(
+            [
+                row["label"],
+                *(a[f"turn_r@{k}"] for k in KS),
+                a["ndcg@10"],
+                a["session_r@10"],
+                *(m[c]["turn_r@10"] if c in m else "" for c in ("1", "2", "3", "4")),
+                row["search_ms_mean"],
+            ]
+        )
+    text = (
+        f"LoCoMo evidence recall (turn level unless noted), {result['questions']} questions of "
+        f"categories 1-4 over {len(result['conversations'])} conversation(s), {result['turns']} turns.\n\n"
+    )
     text += md_table(head, rows)
     text += "\nSkipped: " + ", ".join(f"{k}={v}" for k, v in sorted(result["skipped"].items())) + "\n"
     return text

@@ -28,8 +28,8 @@ from typing import Any
 import numpy as np
 
 from bench.common import (
-    RESULTS,
     REPO,
+    RESULTS,
     BenchError,
     Runner,
     engram_runner,
@@ -83,7 +83,7 @@ class Synth:
         flat = self.rng.choice(self.vocab, size=int(lengths.sum()), p=self.p)
         out, pos = [], 0
         for i, k in enumerate(lengths):
-            out.append(f"{' '.join(flat[pos:pos + k])} #{i}")
+            out.append(f"{' '.join(flat[pos : pos + k])} #{i}")
             pos += k
         return out
 
@@ -103,7 +103,9 @@ def message(text: str) -> dict[str, Any]:
     return {"role": "user", "name": speaker or None, "content": text}
 
 
-def add_throughput(runners: dict[str, Runner], texts: list[str], per_call: int, rounds: int) -> dict[str, Any]:
+def add_throughput(
+    runners: dict[str, Runner], texts: list[str], per_call: int, rounds: int
+) -> dict[str, Any]:
     """Alternate the systems every round; memories per second over all rounds."""
     total_ms: dict[str, float] = dict.fromkeys(runners, 0.0)
     count: dict[str, int] = dict.fromkeys(runners, 0)
@@ -119,9 +121,12 @@ def add_throughput(runners: dict[str, Runner], texts: list[str], per_call: int, 
             total_ms[name] += sum(out["ms"])
             count[name] += sum(len(ids) for ids in out["ids"])
     return {
-        name: {"memories": count[name], "seconds": round(total_ms[name] / 1000, 3),
-               "memories_per_s": round(count[name] / (total_ms[name] / 1000), 1),
-               "ms_per_memory": round(total_ms[name] / count[name], 3)}
+        name: {
+            "memories": count[name],
+            "seconds": round(total_ms[name] / 1000, 3),
+            "memories_per_s": round(count[name] / (total_ms[name] / 1000), 1),
+            "ms_per_memory": round(total_ms[name] / count[name], 3),
+        }
         for name in runners
     }
 
@@ -129,7 +134,7 @@ def add_throughput(runners: dict[str, Runner], texts: list[str], per_call: int, 
 def add_overhead(runners: dict[str, Runner], texts: list[str]) -> dict[str, Any]:
     """ms per one-message add with the embedding answered from a warm cache (the system's own work)."""
     out: dict[str, Any] = {}
-    for name, runner in runners.items():
+    for runner in runners.values():
         runner.call("warm", texts=texts)
     for name, runner in runners.items():
         items = [{"messages": [message(t)], "user_id": "overhead"} for t in texts]
@@ -144,16 +149,29 @@ def _engine(name: str) -> str:
 
 def search_latency(runners: dict[str, Runner], queries: list[str], qvec_path: str) -> dict[str, Any]:
     out: dict[str, Any] = {name: {} for name in runners}
-    for name, runner in runners.items():
+    for runner in runners.values():
         runner.call("warm", texts=queries)
     for mode in ("included", "excluded"):
         for name, runner in runners.items():
-            res = runner.call("search_many", engine=_engine(name), queries=queries, user_id=SCOPE, top_k=20,
-                              cached=mode == "excluded", details=False)
+            res = runner.call(
+                "search_many",
+                engine=_engine(name),
+                queries=queries,
+                user_id=SCOPE,
+                top_k=20,
+                cached=mode == "excluded",
+                details=False,
+            )
             out[name][f"embedding_{mode}"] = latency_summary(res["ms"])
     for name, runner in runners.items():
-        res = runner.call("store_search_many", engine=_engine(name), user_id=SCOPE, queries=queries,
-                          vectors=qvec_path, top_k=20)
+        res = runner.call(
+            "store_search_many",
+            engine=_engine(name),
+            user_id=SCOPE,
+            queries=queries,
+            vectors=qvec_path,
+            top_k=20,
+        )
         if res["empty"]:
             raise BenchError(f"{name}: {res['empty']} empty store-only searches")
         out[name]["store_only"] = latency_summary(res["ms"])
@@ -164,39 +182,18 @@ def fresh_process(system: str, home: str) -> dict[str, float]:
     """``import`` time and the first add + search of a new process (median of the calls made)."""
     if system == "engram":
         python, env = sys.executable, {"ENGRAM_HOME": home}
-        code = (
-            "import sys, time, json; sys.path.insert(0, %r); t0 = time.perf_counter(); import engram;"
-            "from engram import Memory; t1 = time.perf_counter(); m = Memory();"
-            "m.add([{'role': 'user', 'content': 'I love sci-fi movies'}], user_id='alice', infer=False);"
-            "t2 = time.perf_counter(); r = m.search('what movies does alice like', user_id='alice');"
-            "t3 = time.perf_counter(); assert r['results'];"
-            "print(json.dumps({'import_ms': (t1-t0)*1000, 'first_add_ms': (t2-t1)*1000,"
-            " 'first_search_ms': (t3-t2)*1000}))" % str(REPO / "src")
-        )
     else:
         python, env = str(python_path()), {**runner_env(), "MEM0_DIR": home}
-        code = (
-            "import sys, time, json, os; sys.path.insert(0, %r); sys.argv = ['x'];"
-            "t0 = time.perf_counter(); import mem0; from mem0 import Memory; t1 = time.perf_counter();"
-            "import runpy; g = runpy.run_path(%r, run_name='mem0_runner');"
-            "from mem0.utils.factory import EmbedderFactory;"
-            "sys.modules['mem0_runner_mod'] = type(sys)('mem0_runner_mod');"
-            "sys.modules['mem0_runner_mod'].EngramMiniLM = g['EngramMiniLM'];"
-            "EmbedderFactory.provider_to_class['huggingface'] = 'mem0_runner_mod.EngramMiniLM';"
-            "h = os.environ['MEM0_DIR']; m = Memory.from_config({'vector_store': {'provider': 'qdrant',"
-            " 'config': {'collection_name': 'b', 'embedding_model_dims': 384, 'path': h + '/q'}},"
-            " 'embedder': {'provider': 'huggingface', 'config': {'model': 'all-MiniLM-L6-v2',"
-            " 'embedding_dims': 384}}, 'llm': {'provider': 'openai', 'config': {'api_key': 'x'}},"
-            " 'history_db_path': h + '/h.db'});"
-            "m.add([{'role': 'user', 'content': 'I love sci-fi movies'}], user_id='alice', infer=False);"
-            "t2 = time.perf_counter(); r = m.search('what movies does alice like', filters={'user_id': 'alice'});"
-            "t3 = time.perf_counter(); assert r['results'];"
-            "print(json.dumps({'import_ms': (t1-t0)*1000, 'first_add_ms': (t2-t1)*1000,"
-            " 'first_search_ms': (t3-t2)*1000}))" % (str(REPO / "src"), str(REPO / "bench" / "_mem0_runner.py"))
-        )
+    script = str(REPO / "bench" / "_fresh_process.py")
     t0 = time.perf_counter()
-    proc = subprocess.run([python, "-c", code], capture_output=True, text=True,
-                          env={**os.environ, **env}, cwd=home, check=False)
+    proc = subprocess.run(
+        [python, script, system],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env},
+        cwd=home,
+        check=False,
+    )
     wall = (time.perf_counter() - t0) * 1000
     if proc.returncode != 0:
         raise BenchError(f"{system} fresh process failed: {proc.stderr[-2000:]}")
@@ -222,8 +219,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     base = Path(tmp.name)
     qvec_path = str(base / "queries.npy")
     np.save(qvec_path, qv[q_idx])
-    result: dict[str, Any] = {"quick": args.quick, "sizes": sizes, "mem0_max_size": mem0_max,
-                              "queries": len(queries)}
+    result: dict[str, Any] = {
+        "quick": args.quick,
+        "sizes": sizes,
+        "mem0_max_size": mem0_max,
+        "queries": len(queries),
+    }
     runners: dict[str, Runner] = {}
     try:
         if "engram" in systems:
@@ -234,9 +235,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             runners["mem0"].call("init", home=str(base / "mem0"))
         n_add = 200 if args.quick else 1000
         result["add_one_at_a_time"] = add_throughput(runners, turn_texts[:n_add], 1, 4 if args.quick else 10)
-        result["add_batched_50"] = add_throughput(runners, turn_texts[n_add : 2 * n_add], 50,
-                                                  2 if args.quick else 10)
-        result["add_own_work_cached_embedding"] = add_overhead(runners, turn_texts[2 * n_add : 2 * n_add + 200])
+        result["add_batched_50"] = add_throughput(
+            runners, turn_texts[n_add : 2 * n_add], 50, 2 if args.quick else 10
+        )
+        result["add_own_work_cached_embedding"] = add_overhead(
+            runners, turn_texts[2 * n_add : 2 * n_add + 200]
+        )
         result["search"] = {}
         loaded = 0
         texts = synth.texts(sizes[-1])
@@ -246,9 +250,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             for name, runner in runners.items():
                 if name == "mem0" and size > mem0_max:
                     continue
-                out = runner.call("bulk", engine=_engine(name), user_ids=[SCOPE] * (size - loaded),
-                                  texts=texts[loaded:size], vectors=vec_path, offset=loaded)
-                result.setdefault("bulk_load_s", {}).setdefault(name, {})[str(size)] = round(out["ms"] / 1000, 2)
+                out = runner.call(
+                    "bulk",
+                    engine=_engine(name),
+                    user_ids=[SCOPE] * (size - loaded),
+                    texts=texts[loaded:size],
+                    vectors=vec_path,
+                    offset=loaded,
+                )
+                result.setdefault("bulk_load_s", {}).setdefault(name, {})[str(size)] = round(
+                    out["ms"] / 1000, 2
+                )
             live = {n: r for n, r in runners.items() if not (n == "mem0" and size > mem0_max)}
             result["search"][str(size)] = search_latency(live, queries, qvec_path)
             loaded = size
@@ -264,7 +276,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     result["fresh_process"] = {}
     for system in systems:
         runs = [fresh_process(system, tempfile.mkdtemp(dir=base)) for _ in range(1 if args.quick else 3)]
-        result["fresh_process"][system] = {k: round(float(np.median([r[k] for r in runs])), 1) for k in runs[0]}
+        result["fresh_process"][system] = {
+            k: round(float(np.median([r[k] for r in runs])), 1) for k in runs[0]
+        }
     if args.scale:
         result["scale_1m"] = scale(base, synth, queries, qvec_path, args.scale_n)
     tmp.cleanup()
@@ -285,21 +299,40 @@ def scale(base: Path, synth: Synth, queries: list[str], qvec_path: str, n: int) 
             count = min(step, n - start)
             np.save(vec_path, synth.vectors(count))
             users = [f"scope-{(start + i) // per:04d}" for i in range(count)]
-            load_ms += runner.call("bulk", engine="hybrid", user_ids=users, texts=synth.texts(count),
-                                   vectors=vec_path, chunk=5000)["ms"]
+            load_ms += runner.call(
+                "bulk",
+                engine="hybrid",
+                user_ids=users,
+                texts=synth.texts(count),
+                vectors=vec_path,
+                chunk=5000,
+            )["ms"]
         stats = runner.call("checkpoint")
         lat: list[float] = []
         for s in range(0, 1000, 100):
-            lat += runner.call("store_search_many", engine="hybrid", user_id=f"scope-{s:04d}", queries=queries,
-                               vectors=qvec_path, top_k=20)["ms"]
-        full = runner.call("search_many", engine="hybrid", queries=queries, user_id="scope-0500", top_k=20,
-                           details=False)["ms"]
+            lat += runner.call(
+                "store_search_many",
+                engine="hybrid",
+                user_id=f"scope-{s:04d}",
+                queries=queries,
+                vectors=qvec_path,
+                top_k=20,
+            )["ms"]
+        full = runner.call(
+            "search_many", engine="hybrid", queries=queries, user_id="scope-0500", top_k=20, details=False
+        )["ms"]
         stats = {**stats, **runner.call("stats")}
     finally:
         runner.close()
-    return {"memories": n, "scopes": 1000, "load_s": round(load_ms / 1000, 1),
-            "load_memories_per_s": round(n / (load_ms / 1000)), "store_only": latency_summary(lat),
-            "full_search_embedding_included": latency_summary(full), **stats}
+    return {
+        "memories": n,
+        "scopes": 1000,
+        "load_s": round(load_ms / 1000, 1),
+        "load_memories_per_s": round(n / (load_ms / 1000)),
+        "store_only": latency_summary(lat),
+        "full_search_embedding_included": latency_summary(full),
+        **stats,
+    }
 
 
 def ratios(result: dict[str, Any]) -> dict[str, Any]:
@@ -313,7 +346,8 @@ def ratios(result: dict[str, Any]) -> dict[str, Any]:
         if "mem0" in row:
             for mode in ("embedding_included", "embedding_excluded"):
                 out[f"search_p50_{mode}_{size}_engram_over_mem0"] = round(
-                    row["engram"][mode]["p50_ms"] / row["mem0"][mode]["p50_ms"], 3)
+                    row["engram"][mode]["p50_ms"] / row["mem0"][mode]["p50_ms"], 3
+                )
     return out
 
 
@@ -322,34 +356,70 @@ def markdown(result: dict[str, Any]) -> str:
     rows = []
     for size, row in result["search"].items():
         for name, r in row.items():
-            rows.append([size, name, r["embedding_included"]["p50_ms"], r["embedding_included"]["p95_ms"],
-                         r["embedding_included"]["p99_ms"], r["embedding_excluded"]["p50_ms"],
-                         r["embedding_excluded"]["p95_ms"], r["embedding_excluded"]["p99_ms"],
-                         r["store_only"]["p50_ms"], r["store_only"]["p95_ms"]])
-    text += md_table(["memories", "system", "p50 incl.", "p95 incl.", "p99 incl.", "p50 excl.", "p95 excl.",
-                      "p99 excl.", "store-only p50", "store-only p95"], rows)
+            rows.append(
+                [
+                    size,
+                    name,
+                    r["embedding_included"]["p50_ms"],
+                    r["embedding_included"]["p95_ms"],
+                    r["embedding_included"]["p99_ms"],
+                    r["embedding_excluded"]["p50_ms"],
+                    r["embedding_excluded"]["p95_ms"],
+                    r["embedding_excluded"]["p99_ms"],
+                    r["store_only"]["p50_ms"],
+                    r["store_only"]["p95_ms"],
+                ]
+            )
+    text += md_table(
+        [
+            "memories",
+            "system",
+            "p50 incl.",
+            "p95 incl.",
+            "p99 incl.",
+            "p50 excl.",
+            "p95 excl.",
+            "p99 excl.",
+            "store-only p50",
+            "store-only p95",
+        ],
+        rows,
+    )
     text += "\n### add with infer=False\n\n"
     rows = []
-    for key, label in (("add_one_at_a_time", "one message per call"), ("add_batched_50", "50 messages per call")):
+    for key, label in (
+        ("add_one_at_a_time", "one message per call"),
+        ("add_batched_50", "50 messages per call"),
+    ):
         for name, r in result[key].items():
             rows.append([label, name, r["memories_per_s"], r["ms_per_memory"]])
     for name, r in result["add_own_work_cached_embedding"].items():
-        rows.append(["own work per add (embedding cached)", name, "", f"p50 {r['p50_ms']} / mean {r['mean_ms']}"])
+        rows.append(
+            ["own work per add (embedding cached)", name, "", f"p50 {r['p50_ms']} / mean {r['mean_ms']}"]
+        )
     text += md_table(["mode", "system", "memories/s", "ms per memory"], rows)
     text += "\n### Process\n\n"
-    rows = [[n, round(p["rss_peak_mb"]), p["memories_in_store"], p["disk_bytes_per_100k"]]
-            for n, p in result["process"].items()]
+    rows = [
+        [n, round(p["rss_peak_mb"]), p["memories_in_store"], p["disk_bytes_per_100k"]]
+        for n, p in result["process"].items()
+    ]
     text += md_table(["system", "peak RSS MB", "memories", "bytes on disk per 100k"], rows)
-    rows = [[n, *(f["import_ms"], f["first_add_ms"], f["first_search_ms"], f["process_wall_ms"])]
-            for n, f in result["fresh_process"].items()]
-    text += "\n" + md_table(["system", "import ms", "first add ms", "first search ms", "process wall ms"], rows)
+    rows = [
+        [n, *(f["import_ms"], f["first_add_ms"], f["first_search_ms"], f["process_wall_ms"])]
+        for n, f in result["fresh_process"].items()
+    ]
+    text += "\n" + md_table(
+        ["system", "import ms", "first add ms", "first search ms", "process wall ms"], rows
+    )
     if "scale_1m" in result:
         s = result["scale_1m"]
-        text += (f"\n### {s['memories']:,} memories over {s['scopes']} scopes (Engram, store only)\n\n"
-                 f"load {s['load_s']} s ({s['load_memories_per_s']}/s); store-only search p50 "
-                 f"{s['store_only']['p50_ms']} ms, p95 {s['store_only']['p95_ms']} ms, p99 "
-                 f"{s['store_only']['p99_ms']} ms; full search p50 {s['full_search_embedding_included']['p50_ms']}"
-                 f" ms; disk {s['disk_bytes'] / 1e9:.2f} GB; peak RSS {s['rss_peak_mb']:.0f} MB\n")
+        text += (
+            f"\n### {s['memories']:,} memories over {s['scopes']} scopes (Engram, store only)\n\n"
+            f"load {s['load_s']} s ({s['load_memories_per_s']}/s); store-only search p50 "
+            f"{s['store_only']['p50_ms']} ms, p95 {s['store_only']['p95_ms']} ms, p99 "
+            f"{s['store_only']['p99_ms']} ms; full search p50 {s['full_search_embedding_included']['p50_ms']}"
+            f" ms; disk {s['disk_bytes'] / 1e9:.2f} GB; peak RSS {s['rss_peak_mb']:.0f} MB\n"
+        )
     if result.get("ratios"):
         text += "\n### Same-run ratios\n\n" + md_table(["ratio", "value"], sorted(result["ratios"].items()))
     return text
