@@ -101,3 +101,26 @@ def test_separate_worker_process_runs_the_queue(tmp_path: Path) -> None:
             worker.terminate()
             worker.wait(15)
         server.stop()
+
+
+def test_graceful_stop_hands_running_jobs_back(tmp_path: Path) -> None:
+    """On SIGTERM a worker releases its job at once, so a restart need not wait for the lease."""
+    home = tmp_path / "graceful"
+    server = ServerProcess(home, job_delay_ms=400, worker_tasks=1, lease_seconds=60).start()
+    key = make_key(server.state_path, "org", "proj")[0]
+    with MemoryClient(api_key=key, host=server.url) as client:
+        accepted = [client.add(f"graceful {i}", user_id="g", infer=False)["event_id"] for i in range(3)]
+        time.sleep(0.2)
+    server.stop()
+    with sqlite3.connect(server.state_path) as conn:
+        running = conn.execute("SELECT count(*) FROM jobs WHERE status = 'RUNNING'").fetchone()[0]
+    assert running == 0
+    restarted = ServerProcess(home, worker_tasks=1, lease_seconds=60)
+    restarted.start()
+    try:
+        with MemoryClient(api_key=key, host=restarted.url) as client:
+            events = _wait_all_done(client, accepted, timeout=20)  # far less than the 60 s lease
+            assert [events[e]["status"] for e in accepted] == ["SUCCEEDED"] * 3
+            assert client.get_all(user_id="g")["count"] == 3
+    finally:
+        restarted.stop()

@@ -87,6 +87,12 @@ class Runner:
                 continue
             try:
                 await self.process(job, worker_id)
+            except asyncio.CancelledError:  # shutting down: hand the job back now, not after the lease
+                with contextlib.suppress(Exception):
+                    await self.state.fail(
+                        job.id, worker_id, "interrupted: worker stopped", retry_at=time.time()
+                    )
+                raise
             except Exception:  # a bug must not kill the loop; the lease will expire and retry
                 logger.exception("job %s crashed", job.id)
 
