@@ -1,6 +1,5 @@
 """Memory routes, shaped as mem0's Platform API answers its Python (1.x, 2.x) and npm clients."""
 
-
 import asyncio
 import hashlib
 import json
