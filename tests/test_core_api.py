@@ -303,3 +303,17 @@ async def test_namespace_views_are_isolated(amem: AsyncMemory) -> None:
         await p2.delete(mid)
     await p2.reset()
     assert await p1.get(mid) is not None
+
+
+async def test_infer_false_after_infer_true_does_not_double_store(amem: AsyncMemory) -> None:
+    chat = [{"role": "user", "name": "alice", "content": "I love sci-fi movies."}]
+    inferred = await amem.add(chat, user_id="alice")
+    assert [r["event"] for r in inferred["results"]] == ["ADD"]
+    raw = await amem.add(chat, user_id="alice", infer=False)
+    assert [r["event"] for r in raw["results"]] == ["NONE"]
+    assert raw["results"][0]["id"] == inferred["results"][0]["id"]
+    assert (await amem.get_all(user_id="alice"))["total"] == 1
+    sources = await amem.sources(inferred["results"][0]["id"])
+    assert len(sources) == 2  # both messages are provenance of the one memory
+    other = await amem.add("I love sci-fi movies.", user_id="bob", infer=False)
+    assert other["results"][0]["event"] == "ADD"  # another scope is another memory

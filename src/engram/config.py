@@ -35,7 +35,7 @@ class InferenceConfig(BaseModel):
     """How ``add(infer=True)`` extracts, deduplicates and supersedes."""
 
     model_config = ConfigDict(extra="forbid")
-    near_duplicate_threshold: float = Field(0.9, ge=0, le=1)
+    near_duplicate_threshold: float = Field(0.93, ge=0, le=1)
     related_memories: int = Field(10, ge=0, le=100)
     recent_messages: int = Field(10, ge=0, le=200)
     on_extraction_failure: Literal["raise", "store_raw"] = "raise"

@@ -164,6 +164,9 @@ class Store(ABC):
 
         A memory whose ``hash`` is already current in exactly the same scope is not stored again:
         its sources are linked to the existing memory and the outcome is ``NONE`` with that id.
+        Likewise a ``raw`` memory (a message stored as given) whose exact content was already sent in
+        an earlier message of this scope that still has current memories derived from it (an
+        ``infer=True`` add of the same message): ``NONE`` with the first such memory's id.
         ``supersedes`` marks those memories superseded by the new one (history ``SUPERSEDE``).
         """
 

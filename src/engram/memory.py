@@ -204,6 +204,7 @@ class AsyncMemory:
                 observed_at=observed_at,
                 expires_at=expires_at,
                 source_message_ids=[m.id],
+                raw=True,
             )
             for i, m in enumerate(keep)
             if vectors is not None

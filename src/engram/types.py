@@ -128,6 +128,7 @@ class NewMemory:
     expires_at: date | None = None
     source_message_ids: list[str] = field(default_factory=list)
     supersedes: list[str] = field(default_factory=list)
+    raw: bool = False  # the text is a message stored as given (infer=False)
 
 
 @dataclass(slots=True)

@@ -18,6 +18,11 @@ from engram.types import SCOPE_FIELDS, Candidate, MemoryRecord, Scope, StoredMes
 CHUNK = 500  # stay well under SQLite's bound-parameter limit
 
 
+def content_digest(content: str) -> str:
+    """Exact-content key of a message (sha256), indexed for provenance look-ups."""
+    return hashlib.sha256(content.encode("utf-8")).hexdigest()
+
+
 def scope_tokens(namespace: str, scope: Scope) -> str:
     """Opaque FTS tokens for the namespace and each given scope id, so that keyword search narrows to
     the scope inside the full-text index instead of filtering a global match afterwards."""

@@ -67,10 +67,12 @@ def _m001_initial(conn: sqlite3.Connection) -> None:
             role TEXT NOT NULL,
             name TEXT,
             content TEXT NOT NULL,
+            content_hash TEXT NOT NULL,
             observed_at TEXT NOT NULL,
             created_at TEXT NOT NULL
         );
         CREATE INDEX messages_by_scope ON messages (namespace, scope_key, seq);
+        CREATE INDEX messages_by_content ON messages (namespace, scope_key, content_hash);
 
         CREATE TABLE memory_sources (
             memory_id TEXT NOT NULL,

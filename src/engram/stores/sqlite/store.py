@@ -22,6 +22,7 @@ from engram.filters import FilterNode
 from engram.interfaces import BackendSettings, ListPage, Store
 from engram.stores.sqlite.rows import (
     chunks,
+    content_digest,
     fts_delete,
     memory_from_row,
     message_from_row,
@@ -190,7 +191,7 @@ class SQLiteStore(CandidateSearch, Store):
         with self._write() as (conn, generation):
             conn.executemany(
                 "INSERT INTO messages (id, namespace, user_id, agent_id, app_id, run_id, scope_key, role, "
-                "name, content, observed_at, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                "name, content, content_hash, observed_at, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 [
                     (
                         m.id,
@@ -200,6 +201,7 @@ class SQLiteStore(CandidateSearch, Store):
                         m.role,
                         m.name,
                         m.content,
+                        content_digest(m.content),
                         iso(m.observed_at),
                         iso(m.created_at),
                     )
@@ -207,6 +209,7 @@ class SQLiteStore(CandidateSearch, Store):
                 ],
             )
             now = iso(utcnow())
+            batch_ids = [m.id for m in messages]
             for mem in memories:
                 tokens = scope_tokens(namespace, mem.scope)
                 self._check_dim(mem.vector, "memories[].vector")
@@ -215,6 +218,8 @@ class SQLiteStore(CandidateSearch, Store):
                     "AND deleted_at IS NULL AND superseded_by IS NULL",
                     (namespace, mem.scope.key(), mem.hash),
                 ).fetchone()
+                if existing is None and mem.raw:
+                    existing = self._derived_from_earlier_message(conn, namespace, mem, batch_ids)
                 if existing is not None:
                     self._link_sources(conn, existing[0], mem.source_message_ids)
                     outcomes.append(WriteOutcome(existing[0], mem.text, "NONE", existing_id=existing[0]))
@@ -260,6 +265,22 @@ class SQLiteStore(CandidateSearch, Store):
         else:
             self._cache.after_own_add(namespace, generation, generation + 1, cached_rows)
         return outcomes
+
+    @staticmethod
+    def _derived_from_earlier_message(
+        conn: sqlite3.Connection, namespace: str, mem: NewMemory, batch_ids: list[str]
+    ) -> tuple[str] | None:
+        """A current memory extracted from an earlier message with exactly this text, if any."""
+        marks = ",".join("?" * len(batch_ids)) or "''"
+        row = conn.execute(
+            "SELECT m.id FROM messages g JOIN memory_sources s ON s.message_id = g.id "
+            "JOIN memories m ON m.id = s.memory_id "
+            "WHERE g.namespace = ? AND g.scope_key = ? AND g.content_hash = ? "
+            f"AND g.id NOT IN ({marks}) AND m.deleted_at IS NULL AND m.superseded_by IS NULL "
+            "ORDER BY m.seq LIMIT 1",
+            [namespace, mem.scope.key(), content_digest(mem.text), *batch_ids],
+        ).fetchone()
+        return (str(row[0]),) if row else None
 
     def _check_dim(self, vector: Vector, field: str) -> None:
         if vector.shape != (self._dim,):
