@@ -251,3 +251,38 @@ def test_server_failure_is_a_json_500(srv: ServerProcess, tmp_path: Path) -> Non
     finally:
         broken.stop()
     time.sleep(0)
+
+
+def test_our_clients_raise_typed_errors(srv: ServerProcess) -> None:
+    from engram import MemoryClient
+    from engram.client import AuthenticationError, PermissionDeniedError, RequestTooLargeError
+    from engram.errors import NotFoundError, RateLimitedError, ScopeRequiredError, ValidationError
+
+    with pytest.raises(AuthenticationError):
+        MemoryClient(api_key="eg-wrong", host=srv.url)
+    key = make_key(srv.state_path, "org-t", "proj-t")[0]
+    with MemoryClient(api_key=key, host=srv.url) as client:
+        with pytest.raises(NotFoundError):
+            client.get(MISSING)
+        with pytest.raises(ScopeRequiredError):
+            client.delete_all()
+        with pytest.raises(ValidationError) as bad:
+            client.search("q", user_id="t", top_k=0)
+        assert bad.value.field == "top_k"
+        with pytest.raises(RequestTooLargeError):
+            client.add("z" * 30_000, user_id="t")
+    with (
+        MemoryClient(
+            api_key=make_key(srv.state_path, "org-t", "proj-t", read_only=True)[0], host=srv.url
+        ) as ro,
+        pytest.raises(PermissionDeniedError),
+    ):
+        ro.add("nope", user_id="t")
+    limited = make_key(srv.state_path, "org-t", "proj-t-limited", rate_limit=2)[0]
+    with (
+        MemoryClient(api_key=limited, host=srv.url) as client,
+        pytest.raises(RateLimitedError) as limited_error,
+    ):
+        for _ in range(5):
+            client.get_all(user_id="t")
+    assert limited_error.value.details["retry_after"] >= 1
