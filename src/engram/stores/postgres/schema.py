@@ -1,0 +1,134 @@
+"""Numbered migrations of the PostgreSQL store, recorded in ``<schema>.schema_migrations``.
+
+Every process runs :func:`migrate` at open; a transaction-scoped advisory lock makes concurrent
+processes apply each migration exactly once (the others wait, then find it recorded). DDL is
+transactional in PostgreSQL, so a failed migration leaves nothing half-applied.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+from engram.errors import ConfigError
+
+# One key for every Engram schema in the database: CREATE EXTENSION is database-wide.
+MIGRATION_LOCK_KEY = 0x656E6772616D  # "engram"
+SCHEMA_NAME_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+Statements = Callable[[str], list[str]]
+
+
+def check_schema_name(name: str) -> str:
+    """Schema names are interpolated into SQL, so only plain lower-case identifiers are accepted."""
+    if not SCHEMA_NAME_RE.match(name):
+        raise ConfigError(
+            f"store.config.schema_name {name!r} must be a lower-case identifier (letters, digits, '_')",
+            details={"field": "schema_name"},
+        )
+    return name
+
+
+def _m001_initial(s: str) -> list[str]:
+    return [
+        f"""CREATE TABLE {s}.meta (key text PRIMARY KEY, value text NOT NULL)""",
+        f"""CREATE TABLE {s}.memories (
+            seq bigserial UNIQUE,
+            id text PRIMARY KEY,
+            namespace text NOT NULL,
+            user_id text, agent_id text, app_id text, run_id text,
+            scope_key text NOT NULL,
+            text text NOT NULL,
+            hash text NOT NULL,
+            actor_id text,
+            role text,
+            metadata jsonb NOT NULL DEFAULT '{{}}',
+            created_at timestamptz NOT NULL,
+            updated_at timestamptz,
+            observed_at timestamptz NOT NULL,
+            expires_at date,
+            superseded_by text,
+            valid_until timestamptz,
+            deleted_at timestamptz,
+            tsv tsvector NOT NULL,  -- the text's FTS5 terms with positions (see tokens.py)
+            doc_len integer NOT NULL,  -- its number of tokens, for BM25
+            embedding vector NOT NULL
+        )""",
+        *(
+            f"""CREATE INDEX memories_by_{col} ON {s}.memories (namespace, {col}, seq)
+                INCLUDE (doc_len) WHERE deleted_at IS NULL"""
+            for col in ("user_id", "agent_id", "app_id", "run_id")
+        ),
+        f"""CREATE INDEX memories_by_namespace ON {s}.memories (namespace, seq)
+            INCLUDE (doc_len) WHERE deleted_at IS NULL""",
+        f"""CREATE INDEX memories_by_observed ON {s}.memories (namespace, observed_at DESC, seq DESC)
+            WHERE deleted_at IS NULL""",
+        # The constraint that makes concurrent identical adds store once.
+        f"""CREATE UNIQUE INDEX memories_current_hash ON {s}.memories (namespace, scope_key, hash)
+            WHERE deleted_at IS NULL AND superseded_by IS NULL""",
+        f"""CREATE INDEX memories_tsv ON {s}.memories USING gin (tsv)""",
+        f"""CREATE TABLE {s}.messages (
+            seq bigserial UNIQUE,
+            id text PRIMARY KEY,
+            namespace text NOT NULL,
+            user_id text, agent_id text, app_id text, run_id text,
+            scope_key text NOT NULL,
+            role text NOT NULL,
+            name text,
+            content text NOT NULL,
+            content_hash text NOT NULL,
+            observed_at timestamptz NOT NULL,
+            created_at timestamptz NOT NULL
+        )""",
+        f"""CREATE INDEX messages_by_scope ON {s}.messages (namespace, scope_key, seq)""",
+        f"""CREATE INDEX messages_by_content ON {s}.messages (namespace, scope_key, content_hash)""",
+        f"""CREATE TABLE {s}.memory_sources (
+            memory_id text NOT NULL,
+            message_id text NOT NULL,
+            PRIMARY KEY (memory_id, message_id)
+        )""",
+        f"""CREATE TABLE {s}.history (
+            seq bigserial PRIMARY KEY,
+            id text NOT NULL UNIQUE,
+            namespace text NOT NULL,
+            memory_id text NOT NULL,
+            event text NOT NULL,
+            old_memory text,
+            new_memory text,
+            created_at timestamptz NOT NULL,
+            actor_id text,
+            role text,
+            details jsonb NOT NULL DEFAULT '{{}}'
+        )""",
+        f"""CREATE INDEX history_by_memory ON {s}.history (memory_id, seq)""",
+    ]
+
+
+MIGRATIONS: list[tuple[int, str, Statements]] = [
+    (1, "initial", _m001_initial),
+]
+
+
+async def migrate(conn: Any, schema: str) -> int:
+    """Apply pending migrations in one transaction under the advisory lock; returns the version."""
+    s = check_schema_name(schema)
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK_KEY,))
+        await conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+        await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {s}")
+        await conn.execute(
+            f"CREATE TABLE IF NOT EXISTS {s}.schema_migrations "
+            "(version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        cur = await conn.execute(f"SELECT version FROM {s}.schema_migrations")
+        applied = {row[0] for row in await cur.fetchall()}
+        for version, name, statements in MIGRATIONS:
+            if version in applied:
+                continue
+            for statement in statements(s):
+                await conn.execute(statement)
+            await conn.execute(
+                f"INSERT INTO {s}.schema_migrations (version, name) VALUES (%s, %s)", (version, name)
+            )
+    return max(v for v, _, _ in MIGRATIONS)

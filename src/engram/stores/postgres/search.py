@@ -1,0 +1,141 @@
+"""SQL of the two candidate generators: vector (pgvector) and keyword (BM25 over tsvector).
+
+Vector: exact inner product inside the scope (``ORDER BY score DESC`` cannot use an index, so the
+scope's btree index narrows and every row is scored); scopes larger than ``exact_max_rows`` go
+through the HNSW index with pgvector's iterative scan so filters still yield ``limit`` rows.
+
+Keyword: texts are tokenized like the embedded store (:mod:`.tokens`); the GIN index finds the rows
+holding any query term and they are scored with BM25 (k1=1.2, b=0.75, idf floored at 1e-6: the
+formula of SQLite FTS5's ``bm25()``), with N, the average length and each term's document frequency
+taken over the scope (not deleted; the embedded store takes them over the whole file).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from engram.filters import FilterNode
+from engram.stores.postgres.sql_filters import compile_filter
+from engram.stores.postgres.tokens import tsquery_literal
+from engram.types import Scope, Visibility
+
+K1 = 1.2
+B = 0.75
+
+
+def scope_where(namespace: str, scope: Scope) -> tuple[list[str], list[Any]]:
+    """Namespace, not deleted, and the given scope ids (``None`` ids match anything)."""
+    clauses = ["m.namespace = %s", "m.deleted_at IS NULL"]
+    params: list[Any] = [namespace]
+    for key, value in scope.given().items():  # keys are the four fixed scope field names
+        clauses.append(f"m.{key} = %s")
+        params.append(value)
+    return clauses, params
+
+
+def full_where(
+    namespace: str, scope: Scope, filters: FilterNode | None, visibility: Visibility
+) -> tuple[str, list[Any]]:
+    """Scope, visibility and filters as one SQL condition over alias ``m``."""
+    clauses, params = scope_where(namespace, scope)
+    clauses.extend(visibility_clauses(visibility, params))
+    if filters is not None:
+        sql, filter_params = compile_filter(filters)
+        clauses.append(sql)
+        params.extend(filter_params)
+    return " AND ".join(clauses), params
+
+
+def visibility_clauses(visibility: Visibility, params: list[Any]) -> list[str]:
+    clauses = []
+    if not visibility.include_superseded:
+        clauses.append("m.superseded_by IS NULL")
+    if not visibility.show_expired:
+        clauses.append("(m.expires_at IS NULL OR m.expires_at >= %s::date)")
+        params.append(visibility.effective_today())
+    return clauses
+
+
+def count_upto_sql(schema: str, where: str) -> str:
+    """How many rows match, counting no further than a bound (the last parameter)."""
+    return f"SELECT count(*) FROM (SELECT 1 FROM {schema}.memories m WHERE {where} LIMIT %s) t"
+
+
+def exact_vector_sql(schema: str, where: str) -> str:
+    """Params: query vector, *where params, limit. Scores every row of the scope."""
+    return (
+        f"SELECT m.id, -(m.embedding <#> %s) AS score FROM {schema}.memories m WHERE {where} "
+        "ORDER BY score DESC, m.seq LIMIT %s"
+    )
+
+
+def hnsw_vector_sql(schema: str, where: str) -> str:
+    """Params: query vector, *where params, query vector, limit. Ordered the way the index walks."""
+    return (
+        f"SELECT m.id, -(m.embedding <#> %s) AS score FROM {schema}.memories m WHERE {where} "
+        "ORDER BY m.embedding <#> %s LIMIT %s"
+    )
+
+
+def scope_stats_sql(schema: str, namespace: str, scope: Scope) -> tuple[str, list[Any]]:
+    """N and the average document length of the scope (an index-only scan)."""
+    clauses, params = scope_where(namespace, scope)
+    sql = (
+        f"SELECT count(*)::float8, COALESCE(avg(m.doc_len), 0)::float8 FROM {schema}.memories m "
+        f"WHERE {' AND '.join(clauses)}"
+    )
+    return sql, params
+
+
+def bm25_sql(
+    schema: str,
+    namespace: str,
+    scope: Scope,
+    filters: FilterNode | None,
+    visibility: Visibility,
+    lexemes: Sequence[str],
+    n_docs: float,
+    avgdl: float,
+    limit: int,
+) -> tuple[str, list[Any]]:
+    """Top ``limit`` rows of the scope by BM25 over ``lexemes`` (each one phrase, as in FTS5)."""
+    scope_clauses, scope_params = scope_where(namespace, scope)
+    ok_params: list[Any] = []
+    ok_clauses = visibility_clauses(visibility, ok_params)
+    if filters is not None:
+        filter_sql, filter_params = compile_filter(filters)
+        ok_clauses.append(filter_sql)
+        ok_params.extend(filter_params)
+    ok = " AND ".join(ok_clauses) or "true"
+    sql = f"""
+WITH lex AS (SELECT t.lexeme, t.i FROM unnest(%s::text[]) WITH ORDINALITY AS t(lexeme, i)),
+matched AS MATERIALIZED (
+    SELECT m.id, m.seq, m.tsv, m.doc_len, ({ok}) AS ok
+    FROM {schema}.memories m
+    WHERE {" AND ".join(scope_clauses)} AND m.tsv @@ %s::tsquery
+),
+tf AS (
+    SELECT mt.id, mt.seq, mt.doc_len, mt.ok, lex.i, cardinality(u.positions) AS tf
+    FROM matched mt CROSS JOIN LATERAL unnest(mt.tsv) AS u JOIN lex ON lex.lexeme = u.lexeme
+),
+df AS (SELECT i, count(DISTINCT id)::float8 AS df FROM tf GROUP BY i)
+SELECT tf.id, sum(
+    GREATEST(ln((%s::float8 - df.df + 0.5) / (df.df + 0.5)), 1e-6)
+    * (tf.tf * {K1 + 1}) / (tf.tf + {K1} * ({1 - B} + {B} * tf.doc_len / %s::float8))
+) AS score
+FROM tf JOIN df USING (i)
+WHERE tf.ok
+GROUP BY tf.id, tf.seq
+ORDER BY score DESC, tf.seq
+LIMIT %s"""
+    params = [
+        list(lexemes),
+        *ok_params,
+        *scope_params,
+        tsquery_literal(lexemes),
+        n_docs,
+        max(avgdl, 1e-9),
+        limit,
+    ]
+    return sql, params

