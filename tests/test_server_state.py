@@ -51,7 +51,7 @@ async def test_migrations_are_recorded_and_reopen_is_idempotent(tmp_path: Path) 
 
     with sqlite3.connect(tmp_path / "s.db") as conn:
         versions = [r[0] for r in conn.execute("SELECT version FROM schema_migrations ORDER BY version")]
-        assert versions == [1, 2, 3]
+        assert versions == [1, 2, 3, 4]
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
@@ -201,3 +201,49 @@ async def test_cors_is_off_by_default_and_configurable(tmp_path: Path) -> None:
         async with httpx.AsyncClient(transport=transport, base_url="http://engram") as http:
             response = await http.options("/v3/memories/search/", headers=preflight)
         assert response.headers.get("access-control-allow-origin") == allowed
+
+
+async def test_project_custom_instructions_reach_the_extractor(tmp_path: Path) -> None:
+    """mem0's client.project.update(custom_instructions=...) guides every add of the project."""
+    import json
+
+    import httpx
+
+    from engram.embedders.fake import FakeEmbedder
+    from engram.llms.scripted import ScriptedLLM
+    from engram.memory import AsyncMemory
+    from engram.server.app import create_app
+    from engram.server.settings import ServerSettings
+    from engram.stores.sqlite import SQLiteStore
+
+    llm = ScriptedLLM([json.dumps({"facts": [{"text": "Alice drinks oolong", "source_message_ids": []}]})])
+    engine = AsyncMemory(store=SQLiteStore(path=tmp_path / "m.db"), embedder=FakeEmbedder(), llm=llm)
+    app = create_app(ServerSettings(home=tmp_path, worker_tasks=0), engine=engine)
+    state = app.state.server.state
+    await state.open()
+    org = await state.ensure_org("o")
+    project = await state.ensure_project(org.id, "p")
+    key = await state.create_key(project.id)
+    path = f"/api/v1/orgs/organizations/{org.id}/projects/{project.id}/"
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://engram", headers={"Authorization": f"Token {key}"}
+    ) as http:
+        patched = await http.patch(path, json={"custom_instructions": "Only keep facts about TEA-XYZZY."})
+        assert patched.status_code == 200 and patched.json()["custom_instructions"].startswith("Only keep")
+        got = await http.get(path, params={"fields": ["custom_instructions"]})
+        assert got.json() == {"custom_instructions": "Only keep facts about TEA-XYZZY."}
+        bad = await http.patch(path, json={"colour": "blue"})
+        assert bad.status_code == 422 and bad.json()["error"]["details"]["field"] == "colour"
+        other = await http.get(f"/api/v1/orgs/organizations/{org.id}/projects/proj_other/")
+        assert other.status_code == 404
+        added = await http.post(
+            "/v3/memories/add/",
+            json={"messages": "I drink oolong every day", "user_id": "alice", "async_mode": False},
+        )
+        assert added.status_code == 200, added.text
+        assert [r["memory"] for r in added.json()["results"]] == ["Alice drinks oolong"]
+    await state.close()
+    await engine.close()
+    prompt_text = json.dumps([call.messages for call in llm.calls], default=str)
+    assert "TEA-XYZZY" in prompt_text

@@ -166,6 +166,14 @@ class ServiceState(ABC):
     async def set_rate_limit(self, project_id: str, per_minute: int | None) -> None: ...
 
     @abstractmethod
+    async def get_project_settings(self, project_id: str) -> dict[str, Any]:
+        """Per-project settings (``custom_instructions``, ``custom_categories``...), ``{}`` if none."""
+
+    @abstractmethod
+    async def update_project_settings(self, project_id: str, changes: dict[str, Any]) -> dict[str, Any]:
+        """Merge ``changes`` into the settings (a ``None`` value removes a key); returns the result."""
+
+    @abstractmethod
     async def create_key(self, project_id: str, *, name: str | None = None, read_only: bool = False) -> str:
         """Create an API key and return it in clear text: the only time it is ever shown."""
 

@@ -29,6 +29,20 @@ class ExportGetBody(Scoped):
     id: str | None = None
 
 
+class ProjectPatch(BaseModel):
+    """The project settings mem0's clients can change; custom instructions guide extraction."""
+
+    model_config = ConfigDict(extra="forbid")
+    custom_instructions: str | None = Field(None, max_length=20_000)
+    agent_custom_instructions: str | None = Field(None, max_length=20_000)
+    custom_categories: list[Any] | None = None
+    multilingual: bool | None = None
+    decay: bool | None = None
+    memory_depth: str | None = None
+    usecase_setting: Any = None
+    version: str | None = None
+
+
 class FeedbackBody(BaseModel):
     model_config = ConfigDict(extra="allow")
     memory_id: str = Field(min_length=1, max_length=256)
@@ -127,6 +141,40 @@ def admin_router(server: "Server") -> APIRouter:
             "user_email": None,
             "read_only": ctx.key.read_only,
         }
+
+    # -- project settings (mem0's client.project.get / update) ---------------------------------------
+    def own(ctx: KeyContext, org_id: str, project_id: str) -> None:
+        if org_id != ctx.org.id or project_id != ctx.project.id:
+            raise ApiError(
+                404, "not_found", f"project {project_id} not found", details={"field": "project_id"}
+            )
+
+    async def project_view(ctx: KeyContext, fields: list[str] | None) -> dict[str, Any]:
+        settings = await server.state.get_project_settings(ctx.project.id)
+        view = {
+            "id": ctx.project.id,
+            "name": ctx.project.name,
+            "org_id": ctx.org.id,
+            "custom_instructions": None,
+            "custom_categories": [],
+            **settings,
+        }
+        wanted = [f for item in fields or [] for f in item.split(",") if f]
+        return {k: v for k, v in view.items() if k in wanted} if wanted else view
+
+    @router.get("/api/v1/orgs/organizations/{org_id}/projects/{project_id}/", tags=["projects"])
+    async def get_project(
+        org_id: str, project_id: str, ctx: Ctx, fields: Annotated[list[str] | None, Query()] = None
+    ) -> dict[str, Any]:
+        own(ctx, org_id, project_id)
+        return await project_view(ctx, fields)
+
+    @router.patch("/api/v1/orgs/organizations/{org_id}/projects/{project_id}/", tags=["projects"])
+    async def update_project(org_id: str, project_id: str, ctx: Ctx, body: ProjectPatch) -> dict[str, Any]:
+        require_write(ctx)
+        own(ctx, org_id, project_id)
+        await server.state.update_project_settings(ctx.project.id, body.model_dump(exclude_unset=True))
+        return {"message": "Updated project settings", **(await project_view(ctx, None))}
 
     # -- entities ----------------------------------------------------------------------------------
     @router.get("/v1/entities/", tags=["entities"])

@@ -122,6 +122,8 @@ class Runner:
                 await asyncio.sleep(self.settings.job_delay_ms / 1000)
             kwargs = dict(job.payload["kwargs"])
             messages = kwargs.pop("messages")
+            if kwargs.get("infer", True) and not kwargs.get("prompt"):
+                kwargs["prompt"] = await self._project_instructions(job.project_id, kwargs)
             view = self.engine.namespace_view(namespace_for(job.project_id))
             result = await view.add(messages, **kwargs)
         except _PERMANENT as e:
@@ -142,6 +144,14 @@ class Runner:
             scope = {k: kwargs[k] for k in ("user_id", "agent_id", "app_id", "run_id") if kwargs.get(k)}
             await self.state.touch_entities(job.project_id, scope)
             await self.fire(job.project_id, [(r.get("event", ""), r) for r in results])
+
+    async def _project_instructions(self, project_id: str, kwargs: dict[str, Any]) -> str | None:
+        """The project's custom instructions (its agent ones for agent-only scopes), if any."""
+        settings = await self.state.get_project_settings(project_id)
+        if kwargs.get("agent_id") and not kwargs.get("user_id") and settings.get("agent_custom_instructions"):
+            return str(settings["agent_custom_instructions"])
+        value = settings.get("custom_instructions")
+        return str(value) if value else None
 
     # -- webhooks ---------------------------------------------------------------------------------
     async def fire(self, project_id: str, changes: list[tuple[str, dict[str, Any]]]) -> None:

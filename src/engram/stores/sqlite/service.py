@@ -82,6 +82,10 @@ MIGRATIONS: list[str] = [
         id TEXT PRIMARY KEY, project_id TEXT NOT NULL, status TEXT NOT NULL, schema TEXT,
         filters TEXT NOT NULL, result TEXT, created_at REAL NOT NULL);
     """,
+    # 4: per-project settings (custom instructions for extraction...)
+    """
+    ALTER TABLE projects ADD COLUMN settings TEXT NOT NULL DEFAULT '{}';
+    """,
 ]
 
 _ENTITY_FIELDS = {"user_id": "user", "agent_id": "agent", "app_id": "app", "run_id": "run"}
@@ -254,6 +258,32 @@ class SQLiteServiceState(ServiceState):
                 "UPDATE projects SET rate_limit_per_minute = ? WHERE id = ?", (per_minute, project_id)
             )
         )
+
+    async def get_project_settings(self, project_id: str) -> dict[str, Any]:
+        def go(conn: sqlite3.Connection) -> dict[str, Any]:
+            row = conn.execute("SELECT settings FROM projects WHERE id = ?", (project_id,)).fetchone()
+            return dict(json.loads(row["settings"])) if row else {}
+
+        return await self._run(go)
+
+    async def update_project_settings(self, project_id: str, changes: dict[str, Any]) -> dict[str, Any]:
+        def go(conn: sqlite3.Connection) -> dict[str, Any]:
+            def tx() -> dict[str, Any]:
+                row = conn.execute("SELECT settings FROM projects WHERE id = ?", (project_id,)).fetchone()
+                current = dict(json.loads(row["settings"])) if row else {}
+                for key, value in changes.items():
+                    if value is None:
+                        current.pop(key, None)
+                    else:
+                        current[key] = value
+                conn.execute(
+                    "UPDATE projects SET settings = ? WHERE id = ?", (json.dumps(current), project_id)
+                )
+                return current
+
+            return self._tx(conn, tx)
+
+        return await self._run(go)
 
     async def create_key(self, project_id: str, *, name: str | None = None, read_only: bool = False) -> str:
         key = new_api_key()
