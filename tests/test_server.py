@@ -256,6 +256,7 @@ def test_mem0_python_client(srv: ServerProcess, key: str, line: str, tmp_path: P
     assert out["batch_update"].startswith("Successfully updated") and out["batch_delete"]
     assert out["export"] == 2 and out["webhooks"] == ["driver"]
     assert out.get("feedback", "NEGATIVE") == "NEGATIVE"
+    assert out["project"] == {"custom_instructions": "Keep only durable preferences."}
     assert out["after_delete_count"] == 1 and out["final_count"] == 0
 
 

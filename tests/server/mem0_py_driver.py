@@ -75,6 +75,8 @@ hook = client.create_webhook(
 )
 out["webhooks"] = [w["name"] for w in client.get_webhooks(project_id=client.project_id)]
 client.delete_webhook(hook["webhook_id"])
+client.project.update(custom_instructions="Keep only durable preferences.")
+out["project"] = client.project.get(fields=["custom_instructions"])
 out["delete"] = client.delete(memory_id)["message"]
 out["after_delete_count"] = (
     client.get_all(user_id=user) if v1 else client.get_all(filters={"user_id": user})

@@ -41,6 +41,8 @@ class ProjectPatch(BaseModel):
     memory_depth: str | None = None
     usecase_setting: Any = None
     version: str | None = None
+    org_id: str | None = None  # mem0's clients send these too; they must match the path
+    project_id: str | None = None
 
 
 class FeedbackBody(BaseModel):
@@ -173,7 +175,9 @@ def admin_router(server: "Server") -> APIRouter:
     async def update_project(org_id: str, project_id: str, ctx: Ctx, body: ProjectPatch) -> dict[str, Any]:
         require_write(ctx)
         own(ctx, org_id, project_id)
-        await server.state.update_project_settings(ctx.project.id, body.model_dump(exclude_unset=True))
+        check_project(ctx, body.org_id, body.project_id)
+        changes = body.model_dump(exclude_unset=True, exclude={"org_id", "project_id"})
+        await server.state.update_project_settings(ctx.project.id, changes)
         return {"message": "Updated project settings", **(await project_view(ctx, None))}
 
     # -- entities ----------------------------------------------------------------------------------
