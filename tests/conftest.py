@@ -14,6 +14,8 @@ from engram import AsyncMemory, Memory
 from engram.interfaces import Store
 from engram.stores.sqlite import SQLiteStore
 
+pytest_plugins = ["tests._pg"]
+
 STORE_BACKENDS = ["sqlite"]
 if importlib.util.find_spec("engram.stores.postgres") is not None:
     STORE_BACKENDS.append("postgres")

@@ -253,8 +253,11 @@ class PostgresStore(Store):
                 )  # fmt: skip
         now = utcnow()
         outcomes: list[WriteOutcome] = []
+        batch_ids = [m.id for m in messages]
         for mem in memories:
-            existing = await self._insert_memory(conn, namespace, mem, now)
+            existing = await self._derived_from_earlier_message(conn, namespace, mem, batch_ids)
+            if existing is None:
+                existing = await self._insert_memory(conn, namespace, mem, now)
             if existing is not None:
                 await self._link_sources(conn, existing, mem.source_message_ids)
                 outcomes.append(WriteOutcome(existing, mem.text, "NONE", existing_id=existing))
@@ -265,6 +268,32 @@ class PostgresStore(Store):
                 await self._supersede(conn, namespace, old_id, mem, now)
             outcomes.append(WriteOutcome(mem.id, mem.text, "ADD"))
         return outcomes
+
+    async def _derived_from_earlier_message(
+        self, conn: Any, namespace: str, mem: NewMemory, batch_ids: list[str]
+    ) -> str | None:
+        """For a raw (``infer=False``) memory with no current twin: a current memory extracted from an
+        earlier message of exactly this scope with exactly this text, if any."""
+        if not mem.raw:
+            return None
+        s = self._s
+        cur = await conn.execute(
+            f"SELECT id FROM {s}.memories WHERE namespace = %s AND scope_key = %s AND hash = %s "
+            "AND deleted_at IS NULL AND superseded_by IS NULL",
+            (namespace, mem.scope.key(), mem.hash),
+        )
+        if await cur.fetchone() is not None:
+            return None  # the insert below finds it (and links the sources)
+        cur = await conn.execute(
+            f"SELECT m.id FROM {s}.messages g JOIN {s}.memory_sources ms ON ms.message_id = g.id "
+            f"JOIN {s}.memories m ON m.id = ms.memory_id "
+            "WHERE g.namespace = %s AND g.scope_key = %s AND g.content_hash = %s AND g.content = %s "
+            "AND NOT (g.id = ANY(%s::text[])) AND m.deleted_at IS NULL AND m.superseded_by IS NULL "
+            "ORDER BY m.seq LIMIT 1",
+            (namespace, mem.scope.key(), _digest(mem.text), mem.text, batch_ids),
+        )
+        row = await cur.fetchone()
+        return str(row[0]) if row else None
 
     async def _insert_memory(self, conn: Any, namespace: str, mem: NewMemory, now: datetime) -> str | None:
         """Insert ``mem``; when its hash is already current in the scope, return that memory's id."""
@@ -561,28 +590,6 @@ class PostgresStore(Store):
                 (namespace, scope.key(), list(hashes)),
             )
             return {str(h): str(i) for h, i in await cur.fetchall()}
-
-    async def derived_from_messages(
-        self, namespace: str, scope: Scope, contents: Sequence[str]
-    ) -> dict[str, list[str]]:
-        if not contents:
-            return {}
-        s = self._s
-        async with self._conn() as conn:
-            cur = await conn.execute(
-                f"SELECT g.content, m.id FROM {s}.messages g "
-                f"JOIN {s}.memory_sources ms ON ms.message_id = g.id "
-                f"JOIN {s}.memories m ON m.id = ms.memory_id "
-                "WHERE g.namespace = %s AND g.scope_key = %s AND g.content_hash = ANY(%s::text[]) "
-                "AND g.content = ANY(%s::text[]) "
-                "AND m.namespace = %s AND m.deleted_at IS NULL AND m.superseded_by IS NULL "
-                "GROUP BY g.content, m.id ORDER BY g.content, min(m.seq)",
-                (namespace, scope.key(), [_digest(c) for c in contents], list(contents), namespace),
-            )
-            found: dict[str, list[str]] = {}
-            for content, memory_id in await cur.fetchall():
-                found.setdefault(str(content), []).append(str(memory_id))
-        return found
 
     async def vectors_for(self, namespace: str, memory_ids: Sequence[str]) -> dict[str, Vector]:
         if not memory_ids:
