@@ -158,7 +158,7 @@ class SQLiteServiceState(ServiceState):
             conn.row_factory = sqlite3.Row
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA busy_timeout=30000")
-            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA synchronous=FULL")  # an accepted add survives power loss too
             self._conn = conn
         return self._conn
 
