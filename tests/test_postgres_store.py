@@ -14,10 +14,10 @@ from typing import Any
 import numpy as np
 import psycopg
 import pytest
-from engram.embedders.fake import FakeEmbedder
 
 from engram import AsyncMemory
 from engram.config import RetrievalConfig
+from engram.embedders.fake import FakeEmbedder
 from engram.errors import ConfigError, ConflictError, EmbedderMismatchError, NotFoundError, StoreError
 from engram.filters import parse_filters
 from engram.interfaces import Store
