@@ -11,7 +11,7 @@ import asyncio
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import httpx
 
@@ -241,13 +241,13 @@ class MemoryClient(_Base):
         return answer
 
     def get_event(self, event_id: str) -> dict[str, Any]:
-        result: dict[str, Any] = self._send(_Call("GET", f"/v1/event/{event_id}/"))
-        return result
+        """One async add's event: status, results, error, timings."""
+        return cast(dict[str, Any], self._send(_Call("GET", f"/v1/event/{event_id}/")))
 
     def list_events(self, *, page: int = 1, page_size: int = 50, status: str | None = None) -> dict[str, Any]:
+        """The project's add events, newest first, paged."""
         params = _clean({"page": page, "page_size": page_size, "status": status})
-        result: dict[str, Any] = self._send(_Call("GET", "/v1/events/", params=params))
-        return result
+        return cast(dict[str, Any], self._send(_Call("GET", "/v1/events/", params=params)))
 
     def wait_for_event(
         self, event_id: str, *, timeout: float = 60.0, interval: float = 0.1
@@ -280,10 +280,10 @@ class MemoryClient(_Base):
         app_id: str | None = None,
         run_id: str | None = None,
     ) -> dict[str, Any]:
+        """The most relevant memories of a scope: ``{"results": [...]}`` with scores."""
         ids = _kw(user_id=user_id, agent_id=agent_id, app_id=app_id, run_id=run_id)
         kw = _kw(top_k=top_k, threshold=threshold, rerank=rerank)
-        result: dict[str, Any] = self._send(_Requests.search(query, filters, kw, ids))
-        return result
+        return cast(dict[str, Any], self._send(_Requests.search(query, filters, kw, ids)))
 
     def get_all(
         self,
@@ -298,23 +298,22 @@ class MemoryClient(_Base):
     ) -> dict[str, Any]:
         """``{"count", "next", "previous", "results"}``."""
         ids = _kw(user_id=user_id, agent_id=agent_id, app_id=app_id, run_id=run_id)
-        result: dict[str, Any] = self._send(_Requests.get_all(filters, page, page_size, ids))
-        return result
+        return cast(dict[str, Any], self._send(_Requests.get_all(filters, page, page_size, ids)))
 
     def get(self, memory_id: str) -> dict[str, Any]:
-        result: dict[str, Any] = self._send(_Call("GET", f"/v1/memories/{memory_id}/"))
-        return result
+        """One memory (NotFoundError if it is not in this project)."""
+        return cast(dict[str, Any], self._send(_Call("GET", f"/v1/memories/{memory_id}/")))
 
     def update(
         self, memory_id: str, text: str | None = None, metadata: dict[str, Any] | None = None
     ) -> dict[str, Any]:
+        """Change a memory's text and/or metadata."""
         body = _clean({"text": text, "metadata": metadata})
-        result: dict[str, Any] = self._send(_Call("PUT", f"/v1/memories/{memory_id}/", json=body))
-        return result
+        return cast(dict[str, Any], self._send(_Call("PUT", f"/v1/memories/{memory_id}/", json=body)))
 
     def delete(self, memory_id: str) -> dict[str, Any]:
-        result: dict[str, Any] = self._send(_Call("DELETE", f"/v1/memories/{memory_id}/"))
-        return result
+        """Delete one memory."""
+        return cast(dict[str, Any], self._send(_Call("DELETE", f"/v1/memories/{memory_id}/")))
 
     def delete_all(
         self,
@@ -324,17 +323,17 @@ class MemoryClient(_Base):
         app_id: str | None = None,
         run_id: str | None = None,
     ) -> dict[str, Any]:
+        """Delete every memory of a scope (at least one id is required)."""
         params = _clean(_kw(user_id=user_id, agent_id=agent_id, app_id=app_id, run_id=run_id))
-        result: dict[str, Any] = self._send(_Call("DELETE", "/v1/memories/", params=params))
-        return result
+        return cast(dict[str, Any], self._send(_Call("DELETE", "/v1/memories/", params=params)))
 
     def history(self, memory_id: str) -> list[dict[str, Any]]:
-        result: list[dict[str, Any]] = self._send(_Call("GET", f"/v1/memories/{memory_id}/history/"))
-        return result
+        """Every change of a memory, oldest first."""
+        return cast(list[dict[str, Any]], self._send(_Call("GET", f"/v1/memories/{memory_id}/history/")))
 
     def users(self) -> dict[str, Any]:
-        result: dict[str, Any] = self._send(_Call("GET", "/v1/entities/"))
-        return result
+        """Users, agents, apps and runs that have memories."""
+        return cast(dict[str, Any], self._send(_Call("GET", "/v1/entities/")))
 
     def delete_users(
         self,
@@ -343,6 +342,7 @@ class MemoryClient(_Base):
         app_id: str | None = None,
         run_id: str | None = None,
     ) -> dict[str, Any]:
+        """Delete one entity's memories, or every entity's when no id is given."""
         chosen = [(t, n) for t, n in zip(_TYPES, (user_id, agent_id, app_id, run_id), strict=True) if n]
         targets = chosen or [(e["type"], e["name"]) for e in self.users()["results"]]
         for entity_type, name in targets:
@@ -359,27 +359,29 @@ class MemoryClient(_Base):
         return {"message": "Client reset successful. All users and memories deleted."}
 
     def batch_update(self, memories: list[dict[str, Any]]) -> dict[str, Any]:
-        result: dict[str, Any] = self._send(_Call("PUT", "/v1/batch/", json={"memories": memories}))
-        return result
+        """Update up to 1000 memories: ``[{"memory_id", "text"?, "metadata"?}]``."""
+        return cast(dict[str, Any], self._send(_Call("PUT", "/v1/batch/", json={"memories": memories})))
 
     def batch_delete(self, memories: list[dict[str, Any]]) -> dict[str, Any]:
-        result: dict[str, Any] = self._send(_Call("DELETE", "/v1/batch/", json={"memories": memories}))
-        return result
+        """Delete up to 1000 memories: ``[{"memory_id"}]``."""
+        return cast(dict[str, Any], self._send(_Call("DELETE", "/v1/batch/", json={"memories": memories})))
 
     def feedback(
         self, memory_id: str, feedback: str | None = None, feedback_reason: str | None = None
     ) -> dict[str, Any]:
+        """Record feedback (POSITIVE, NEGATIVE, VERY_NEGATIVE) on a memory."""
         body = {"memory_id": memory_id, "feedback": feedback, "feedback_reason": feedback_reason}
-        result: dict[str, Any] = self._send(_Call("POST", "/v1/feedback/", json=body))
-        return result
+        return cast(dict[str, Any], self._send(_Call("POST", "/v1/feedback/", json=body)))
 
     def create_memory_export(self, schema: Any, **filters: Any) -> dict[str, Any]:
-        result: dict[str, Any] = self._send(_Call("POST", "/v1/exports/", json={"schema": schema, **filters}))
-        return result
+        """Export a scope's memories; returns the export's ``id``."""
+        return cast(
+            dict[str, Any], self._send(_Call("POST", "/v1/exports/", json={"schema": schema, **filters}))
+        )
 
     def get_memory_export(self, **filters: Any) -> dict[str, Any]:
-        result: dict[str, Any] = self._send(_Call("POST", "/v1/exports/get/", json=filters))
-        return result
+        """An export by ``memory_export_id`` (or the latest)."""
+        return cast(dict[str, Any], self._send(_Call("POST", "/v1/exports/get/", json=filters)))
 
 
 class AsyncMemoryClient(_Base):
@@ -450,15 +452,13 @@ class AsyncMemoryClient(_Base):
         return answer
 
     async def get_event(self, event_id: str) -> dict[str, Any]:
-        result: dict[str, Any] = await self._send(_Call("GET", f"/v1/event/{event_id}/"))
-        return result
+        return cast(dict[str, Any], await self._send(_Call("GET", f"/v1/event/{event_id}/")))
 
     async def list_events(
         self, *, page: int = 1, page_size: int = 50, status: str | None = None
     ) -> dict[str, Any]:
         params = _clean({"page": page, "page_size": page_size, "status": status})
-        result: dict[str, Any] = await self._send(_Call("GET", "/v1/events/", params=params))
-        return result
+        return cast(dict[str, Any], await self._send(_Call("GET", "/v1/events/", params=params)))
 
     async def wait_for_event(
         self, event_id: str, *, timeout: float = 60.0, interval: float = 0.1
@@ -492,8 +492,7 @@ class AsyncMemoryClient(_Base):
     ) -> dict[str, Any]:
         ids = _kw(user_id=user_id, agent_id=agent_id, app_id=app_id, run_id=run_id)
         kw = _kw(top_k=top_k, threshold=threshold, rerank=rerank)
-        result: dict[str, Any] = await self._send(_Requests.search(query, filters, kw, ids))
-        return result
+        return cast(dict[str, Any], await self._send(_Requests.search(query, filters, kw, ids)))
 
     async def get_all(
         self,
@@ -507,23 +506,19 @@ class AsyncMemoryClient(_Base):
         run_id: str | None = None,
     ) -> dict[str, Any]:
         ids = _kw(user_id=user_id, agent_id=agent_id, app_id=app_id, run_id=run_id)
-        result: dict[str, Any] = await self._send(_Requests.get_all(filters, page, page_size, ids))
-        return result
+        return cast(dict[str, Any], await self._send(_Requests.get_all(filters, page, page_size, ids)))
 
     async def get(self, memory_id: str) -> dict[str, Any]:
-        result: dict[str, Any] = await self._send(_Call("GET", f"/v1/memories/{memory_id}/"))
-        return result
+        return cast(dict[str, Any], await self._send(_Call("GET", f"/v1/memories/{memory_id}/")))
 
     async def update(
         self, memory_id: str, text: str | None = None, metadata: dict[str, Any] | None = None
     ) -> dict[str, Any]:
         body = _clean({"text": text, "metadata": metadata})
-        result: dict[str, Any] = await self._send(_Call("PUT", f"/v1/memories/{memory_id}/", json=body))
-        return result
+        return cast(dict[str, Any], await self._send(_Call("PUT", f"/v1/memories/{memory_id}/", json=body)))
 
     async def delete(self, memory_id: str) -> dict[str, Any]:
-        result: dict[str, Any] = await self._send(_Call("DELETE", f"/v1/memories/{memory_id}/"))
-        return result
+        return cast(dict[str, Any], await self._send(_Call("DELETE", f"/v1/memories/{memory_id}/")))
 
     async def delete_all(
         self,
@@ -534,16 +529,15 @@ class AsyncMemoryClient(_Base):
         run_id: str | None = None,
     ) -> dict[str, Any]:
         params = _clean(_kw(user_id=user_id, agent_id=agent_id, app_id=app_id, run_id=run_id))
-        result: dict[str, Any] = await self._send(_Call("DELETE", "/v1/memories/", params=params))
-        return result
+        return cast(dict[str, Any], await self._send(_Call("DELETE", "/v1/memories/", params=params)))
 
     async def history(self, memory_id: str) -> list[dict[str, Any]]:
-        result: list[dict[str, Any]] = await self._send(_Call("GET", f"/v1/memories/{memory_id}/history/"))
-        return result
+        return cast(
+            list[dict[str, Any]], await self._send(_Call("GET", f"/v1/memories/{memory_id}/history/"))
+        )
 
     async def users(self) -> dict[str, Any]:
-        result: dict[str, Any] = await self._send(_Call("GET", "/v1/entities/"))
-        return result
+        return cast(dict[str, Any], await self._send(_Call("GET", "/v1/entities/")))
 
     async def delete_users(
         self,
@@ -567,19 +561,18 @@ class AsyncMemoryClient(_Base):
         return {"message": "Client reset successful. All users and memories deleted."}
 
     async def batch_update(self, memories: list[dict[str, Any]]) -> dict[str, Any]:
-        result: dict[str, Any] = await self._send(_Call("PUT", "/v1/batch/", json={"memories": memories}))
-        return result
+        return cast(dict[str, Any], await self._send(_Call("PUT", "/v1/batch/", json={"memories": memories})))
 
     async def batch_delete(self, memories: list[dict[str, Any]]) -> dict[str, Any]:
-        result: dict[str, Any] = await self._send(_Call("DELETE", "/v1/batch/", json={"memories": memories}))
-        return result
+        return cast(
+            dict[str, Any], await self._send(_Call("DELETE", "/v1/batch/", json={"memories": memories}))
+        )
 
     async def feedback(
         self, memory_id: str, feedback: str | None = None, feedback_reason: str | None = None
     ) -> dict[str, Any]:
         body = {"memory_id": memory_id, "feedback": feedback, "feedback_reason": feedback_reason}
-        result: dict[str, Any] = await self._send(_Call("POST", "/v1/feedback/", json=body))
-        return result
+        return cast(dict[str, Any], await self._send(_Call("POST", "/v1/feedback/", json=body)))
 
     async def create_memory_export(self, schema: Any, **filters: Any) -> dict[str, Any]:
         result: dict[str, Any] = await self._send(
@@ -588,5 +581,4 @@ class AsyncMemoryClient(_Base):
         return result
 
     async def get_memory_export(self, **filters: Any) -> dict[str, Any]:
-        result: dict[str, Any] = await self._send(_Call("POST", "/v1/exports/get/", json=filters))
-        return result
+        return cast(dict[str, Any], await self._send(_Call("POST", "/v1/exports/get/", json=filters)))
