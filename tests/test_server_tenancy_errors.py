@@ -88,6 +88,13 @@ def test_a_key_sees_only_its_project(srv: ServerProcess) -> None:
         ("PUT", f"/api/v1/webhooks/{hook['webhook_id']}/", {"json": {"name": "stolen"}}),
         ("DELETE", f"/api/v1/webhooks/{hook['webhook_id']}/", {}),
         ("GET", f"/api/v1/webhooks/{hook['webhook_id']}/deliveries/", {}),
+        ("GET", f"/api/v1/orgs/organizations/{a.org_id}/projects/{a.project_id}/", {}),
+        (
+            "PATCH",
+            f"/api/v1/orgs/organizations/{a.org_id}/projects/{a.project_id}/",
+            {"json": {"decay": True}},
+        ),
+        ("GET", f"/api/v1/orgs/organizations/{b.org_id}/projects/{a.project_id}/", {}),
         # mem0 1.x clients send org_id/project_id with every call: another project's ids are unknown
         ("GET", f"/v1/memories/{b_id}/", {"params": {"org_id": a.org_id, "project_id": a.project_id}}),
         (
@@ -116,6 +123,12 @@ def test_a_key_sees_only_its_project(srv: ServerProcess) -> None:
         assert b.call("POST", path, json={"user_id": "a-only"}).json()["results"] == []
     assert queued["event_id"] not in {e["id"] for e in b.call("GET", "/v1/events/").json()["results"]}
     assert {e["name"] for e in b.call("GET", "/v1/entities/").json()["results"]} == {"shared"}
+    b_export = b.call("POST", "/v1/exports/", json={"schema": {}, "filters": {"user_id": "shared"}}).json()[
+        "id"
+    ]
+    exported = b.call("POST", "/v1/exports/get/", json={"memory_export_id": b_export}).json()
+    assert [m["id"] for m in exported["memories"]] == [b_id]
+    assert b.call("POST", "/v1/exports/get/", json={}).json()["id"] == b_export  # "latest" is B's own
     assert b.call("DELETE", "/v1/memories/", params={"user_id": "shared"}).status_code == 200
     # Idempotency keys are per project.
     again = b.call(
@@ -140,6 +153,9 @@ def test_a_key_sees_only_its_project(srv: ServerProcess) -> None:
     assert a.call("GET", f"/api/v1/webhooks/projects/{a.project_id}/").json()[0]["name"] == "h"
     assert a.call("POST", "/v1/exports/get/", json={"memory_export_id": export_id}).status_code == 200
     assert [h["event"] for h in a.call("GET", f"/v1/memories/{a_id}/history/").json()] == ["ADD"]
+    assert (
+        "decay" not in a.call("GET", f"/api/v1/orgs/organizations/{a.org_id}/projects/{a.project_id}/").json()
+    )
 
 
 def test_error_statuses(srv: ServerProcess) -> None:
