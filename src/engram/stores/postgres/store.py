@@ -74,7 +74,7 @@ class PostgresSettings(BackendSettings):
     pool_timeout: float = Field(30.0, gt=0, description="seconds to wait for a free connection")
     hnsw: bool = Field(True, description="keep an HNSW index for scopes too large to scan exactly")
     exact_search_max_rows: int = Field(
-        20_000, ge=0, description="scopes up to this many rows are searched exactly (no index)"
+        10_000, ge=0, description="scopes up to this many rows are searched exactly (no index)"
     )
     hnsw_ef_search: int = Field(200, ge=1, le=1000, description="HNSW candidate list size at query time")
     stats_cache_min_rows: int = Field(
