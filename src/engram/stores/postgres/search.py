@@ -121,7 +121,7 @@ tf AS (
 ),
 df AS (SELECT i, count(DISTINCT id)::float8 AS df FROM tf GROUP BY i)
 SELECT tf.id, sum(
-    GREATEST(ln((%s::float8 - df.df + 0.5) / (df.df + 0.5)), 1e-6)
+    GREATEST(ln((GREATEST(%s::float8, df.df) - df.df + 0.5) / (df.df + 0.5)), 1e-6)
     * (tf.tf * {K1 + 1}) / (tf.tf + {K1} * ({1 - B} + {B} * tf.doc_len / %s::float8))
 ) AS score
 FROM tf JOIN df USING (i)

@@ -645,7 +645,9 @@ class PostgresStore(Store):
         lexemes = tokens.query_lexemes(query_terms(query_text))
         if not lexemes or limit <= 0:
             return []
-        async with self._conn() as conn:
+        async with self._conn() as conn, conn.transaction():
+            # one snapshot for the statistics and the matches (N is clamped to df when cached)
+            await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
             n_docs, avgdl = await self._scope_stats(conn, namespace, scope)
             if n_docs == 0:
                 return []
