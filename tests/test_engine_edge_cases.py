@@ -1,0 +1,625 @@
+"""Adversarial tests of the public API, on every store backend.
+
+Tests marked ``xfail(strict=True, reason="bug: ...")`` show a bug that is reported to the lead; they
+pass (as expected failures) until the bug is fixed, then the marker must go.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import math
+import unicodedata
+import uuid
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from engram import AsyncMemory
+from engram.errors import ConflictError, EngramError, FilterError, NotFoundError, ValidationError
+from engram.inputs import MAX_MESSAGE_CHARS
+from engram.stores.sqlite import SQLiteStore
+from engram.types import NewMemory, Scope, text_hash
+
+
+def known_bug_on(request: pytest.FixtureRequest, amem: AsyncMemory, backend: str, reason: str) -> None:
+    """Mark the running test as a strict expected failure on one backend only."""
+    is_sqlite = isinstance(amem.store, SQLiteStore)
+    if (backend == "sqlite") == is_sqlite:
+        request.applymarker(pytest.mark.xfail(strict=True, reason=reason))
+
+
+async def add_one(m: AsyncMemory, text: str, **kwargs: Any) -> dict[str, Any]:
+    kwargs.setdefault("user_id", "u")
+    result = await m.add(text, infer=False, **kwargs)
+    assert len(result["results"]) == 1, result
+    return dict(result["results"][0])
+
+
+async def texts_of(m: AsyncMemory, **kwargs: Any) -> list[str]:
+    return [r["memory"] for r in (await m.get_all(top_k=1000, **kwargs))["results"]]
+
+
+async def matching(m: AsyncMemory, filters: dict[str, Any], user_id: str = "u") -> set[str]:
+    return {r["memory"] for r in (await m.get_all(user_id=user_id, filters=filters, top_k=1000))["results"]}
+
+
+# -- texts -----------------------------------------------------------------------------------------
+ODD_TEXTS = [
+    "I ❤️ sushi 🍣 and 🏳️‍🌈 parades",  # emoji with variation selectors and a ZWJ sequence
+    "東京で寿司を食べるのが好きです",  # CJK without spaces
+    "אני אוהב קפה",  # right-to-left
+    "naïve café résumé",
+    "zero\u200bwidth\u200djoiner",
+    "tab\tand\nnewline\r\nend",
+    "x" * MAX_MESSAGE_CHARS,
+]
+
+
+async def test_unicode_emoji_and_long_texts_round_trip(amem: AsyncMemory) -> None:
+    stored = {text: (await add_one(amem, text))["id"] for text in ODD_TEXTS}
+    assert len(set(stored.values())) == len(ODD_TEXTS)
+    for text, mid in stored.items():
+        item = await amem.get(mid)
+        assert item is not None and item["memory"] == text
+    assert sorted(await texts_of(amem, user_id="u")) == sorted(ODD_TEXTS)
+    for query in ("寿司", "🍣", "café", "xxxx"):
+        found = await amem.search(query, user_id="u", top_k=3)
+        assert 1 <= len(found["results"]) <= 3
+    top = await amem.search("naïve café résumé", user_id="u", top_k=1)
+    assert top["results"][0]["memory"] == "naïve café résumé"
+
+
+async def test_too_long_text_is_refused_and_nothing_stored(amem: AsyncMemory) -> None:
+    with pytest.raises(ValidationError) as info:
+        await amem.add("y" * (MAX_MESSAGE_CHARS + 1), user_id="u", infer=False)
+    assert info.value.field == "messages[0].content"
+    await add_one(amem, "something else")
+    assert await texts_of(amem, user_id="u") == ["something else"]
+
+
+async def test_canonically_equal_unicode_is_one_memory(amem: AsyncMemory) -> None:
+    composed = unicodedata.normalize("NFC", "Café crème")
+    decomposed = unicodedata.normalize("NFD", "Café crème")
+    assert composed != decomposed
+    first = await add_one(amem, composed)
+    again = await add_one(amem, decomposed)
+    assert again["event"] == "NONE" and again["id"] == first["id"]
+
+
+@pytest.mark.xfail(strict=True, reason="bug: a lone surrogate in a message leaks UnicodeEncodeError")
+async def test_lone_surrogate_in_text_is_a_validation_error(amem: AsyncMemory) -> None:
+    with pytest.raises(ValidationError) as info:
+        await amem.add("broken \ud800 text", user_id="u", infer=False)
+    assert info.value.field == "messages[0].content"
+
+
+async def test_nul_character_round_trips_or_is_refused(
+    amem: AsyncMemory, request: pytest.FixtureRequest
+) -> None:
+    known_bug_on(request, amem, "postgres", "bug: a NUL character reaches PostgreSQL and fails as StoreError")
+    text = "before\x00after"
+    try:
+        mid = (await add_one(amem, text, metadata={"k": "a\x00b"}))["id"]
+    except ValidationError:
+        assert await texts_of(amem, user_id="u") == []
+        return
+    item = await amem.get(mid)
+    assert item is not None and item["memory"] == text and item["metadata"] == {"k": "a\x00b"}
+
+
+# -- metadata --------------------------------------------------------------------------------------
+async def test_unicode_metadata_keys_are_stored_but_not_filterable(amem: AsyncMemory) -> None:
+    meta = {"café": 1, "名前": "花子", "emoji🙂": True, "a.b": 2, 'quo"te': "x", "": 0, "sp ace": None}
+    mid = (await add_one(amem, "odd keys", metadata=meta))["id"]
+    item = await amem.get(mid)
+    assert item is not None and item["metadata"] == meta
+    for key in ("café", "名前", 'quo"te', "sp ace"):
+        with pytest.raises(FilterError) as info:
+            await amem.get_all(user_id="u", filters={"metadata": {key: 1}})
+        assert key in str(info.value)
+    # a dotted filter key reads a nested object, never a literal dotted key
+    assert await matching(amem, {"a.b": 2}) == set()
+
+
+async def test_deeply_nested_metadata(amem: AsyncMemory) -> None:
+    deep: dict[str, Any] = {"leaf": "bottom"}
+    for i in reversed(range(60)):
+        deep = {f"l{i}": deep}
+    shallow = {"a": {"b": {"c": {"d": {"e": 5}}}}}
+    await add_one(amem, "deep one", metadata={**deep, "kind": "deep"})
+    await add_one(amem, "shallow one", metadata=shallow)
+    found = await amem.get_all(user_id="u", filters={"kind": "deep"})
+    assert [r["metadata"] for r in found["results"]] == [{**deep, "kind": "deep"}]
+    assert await matching(amem, {"a.b.c.d.e": 5}) == {"shallow one"}
+    assert await matching(amem, {"a.b.c.d.e": {"gt": 5}}) == set()
+    assert await matching(amem, {"a.b.c": "*"}) == {"shallow one"}
+    assert await matching(amem, {"l0.l1.l2": "*"}) == {"deep one"}
+
+
+SQLISH = {
+    "quote": "x'); DROP TABLE memories; --",
+    "or_": "1 OR 1=1",
+    "json": '{"a": 1}',
+    "path": "$.a",
+    "pct": "100%",
+    "under": "a_b",
+    "dq": 'say "hi"',
+}
+
+
+async def test_metadata_values_that_look_like_sql_are_plain_data(amem: AsyncMemory) -> None:
+    await add_one(amem, "sqlish", metadata=SQLISH)
+    await add_one(amem, "plain", metadata={"pct": "100 percent", "under": "aXb", "json": "x"})
+    item = (await amem.get_all(user_id="u", filters={"quote": SQLISH["quote"]}))["results"]
+    assert [r["metadata"] for r in item] == [SQLISH]
+    for key, value in SQLISH.items():
+        assert await matching(amem, {key: value}) == {"sqlish"}, key
+    assert await matching(amem, {"pct": {"contains": "%"}}) == {"sqlish"}  # not a LIKE wildcard
+    assert await matching(amem, {"under": {"contains": "_"}}) == {"sqlish"}
+    assert await matching(amem, {"under": {"icontains": "A_"}}) == {"sqlish"}
+    assert await matching(amem, {"json.a": 1}) == set()  # a string holding JSON is still a string
+    assert await matching(amem, {"or_": {"ne": "1 OR 1=1"}}) == {"plain"}
+    assert sorted(await texts_of(amem, user_id="u")) == ["plain", "sqlish"]
+
+
+async def test_metadata_keys_named_like_columns(amem: AsyncMemory) -> None:
+    meta = {"role": "admin", "actor_id": "meta-actor", "created_at": "2020", "agent_id": "meta-agent"}
+    with pytest.warns(UserWarning, match="agent_id"):
+        await amem.add(
+            [{"role": "user", "name": "alice", "content": "column clash"}],
+            user_id="u",
+            metadata=meta,
+            infer=False,
+        )
+    await add_one(amem, "no clash", metadata={"role": "guest"})
+    (item,) = (await amem.get_all(user_id="u", filters={"role": "user", "actor_id": "alice"}))["results"]
+    assert item["metadata"] == {k: v for k, v in meta.items() if k != "agent_id"}  # scope key stripped
+    assert item["agent_id"] is None
+    assert await matching(amem, {"metadata": {"role": "admin"}}) == {"column clash"}
+    assert await matching(amem, {"role": "admin"}) == set()  # the column, not the metadata key
+    assert await matching(amem, {"metadata": {"actor_id": {"icontains": "META"}}}) == {"column clash"}
+    assert await matching(amem, {"metadata": {"created_at": {"gte": "2019"}}}) == {"column clash"}
+    assert await matching(amem, {"metadata": {"role": {"ne": "admin"}}}) == {"no clash"}
+    # logical words are operators at the top level, metadata keys inside {"metadata": ...}
+    await add_one(amem, "logic words", metadata={"or": 1, "not": "x", "AND": True})
+    assert await matching(amem, {"metadata": {"or": 1, "not": "x", "AND": True}}) == {"logic words"}
+    with pytest.raises(FilterError):
+        await amem.get_all(user_id="u", filters={"or": 1})
+    # a scope id inside {"metadata": ...} is a metadata key, never the scope
+    assert await matching(amem, {"metadata": {"user_id": "u"}}) == set()
+    assert await matching(amem, {"metadata": {"agent_id": "meta-agent"}}) == set()
+
+
+# -- scopes, updates, deletes ---------------------------------------------------------------------
+SCOPES: list[dict[str, Any]] = [
+    {"user_id": "alice"},
+    {"user_id": "bob"},
+    {"agent_id": "helper"},
+    {"user_id": "alice", "run_id": "r1"},
+    {"user_id": "alice", "agent_id": "helper"},
+]
+
+
+async def test_the_same_fact_in_different_scopes(amem: AsyncMemory) -> None:
+    first = [await amem.add("Likes green tea", infer=False, **scope) for scope in SCOPES]
+    ids = [r["results"][0]["id"] for r in first]
+    assert [r["results"][0]["event"] for r in first] == ["ADD"] * len(SCOPES)
+    assert len(set(ids)) == len(SCOPES)
+    again = [await amem.add("likes green tea!", infer=False, **scope) for scope in SCOPES]
+    assert [(r["results"][0]["event"], r["results"][0]["id"]) for r in again] == [("NONE", i) for i in ids]
+    assert len(await texts_of(amem, user_id="alice")) == 3  # alice, alice+r1, alice+helper
+    await amem.delete(ids[0])
+    assert len(await texts_of(amem, user_id="alice")) == 2
+    assert await texts_of(amem, user_id="bob") == ["Likes green tea"]
+    assert len(await texts_of(amem, agent_id="helper")) == 2
+
+
+async def test_update_to_identical_text(amem: AsyncMemory) -> None:
+    created = await add_one(amem, "Plays chess on Sundays")
+    before = await amem.get(created["id"])
+    assert before is not None
+    updated = await amem.update(created["id"], text="Plays chess on Sundays")
+    assert updated["memory"] == "Plays chess on Sundays" and updated["hash"] == before["hash"]
+    variant = await amem.update(created["id"], text="plays chess on sundays.")  # same hash, own memory
+    assert variant["memory"] == "plays chess on sundays." and variant["hash"] == before["hash"]
+    history = await amem.history(created["id"])
+    assert [h["event"] for h in history] == ["ADD", "UPDATE", "UPDATE"]
+    assert history[1]["old_memory"] == history[1]["new_memory"] == "Plays chess on Sundays"
+    assert (await amem.get_all(user_id="u"))["total"] == 1
+    other = await add_one(amem, "Plays go on Mondays")
+    with pytest.raises(ConflictError):
+        await amem.update(other["id"], text="PLAYS CHESS ON SUNDAYS")
+    assert (await amem.get(other["id"]) or {})["memory"] == "Plays go on Mondays"
+
+
+async def test_delete_then_add_again_is_a_new_memory(amem: AsyncMemory) -> None:
+    first = await add_one(amem, "Owns a red bicycle")
+    await amem.delete(first["id"])
+    again = await add_one(amem, "Owns a red bicycle")
+    assert again["event"] == "ADD" and again["id"] != first["id"]
+    assert await amem.get(first["id"]) is None
+    assert await texts_of(amem, user_id="u") == ["Owns a red bicycle"]
+    assert [h["event"] for h in await amem.history(first["id"])] == ["ADD", "DELETE"]
+    assert [h["event"] for h in await amem.history(again["id"])] == ["ADD"]
+    assert len(await amem.sources(again["id"])) == 1
+    with pytest.raises(NotFoundError):
+        await amem.delete(first["id"])
+
+
+@pytest.mark.xfail(
+    strict=True, reason="bug: re-adding a message whose memory was updated away answers NONE (fact lost)"
+)
+async def test_add_again_after_update_stores_the_old_text(amem: AsyncMemory) -> None:
+    first = await add_one(amem, "I live in Paris")
+    await amem.update(first["id"], text="I live in Berlin")
+    again = await add_one(amem, "I live in Paris")
+    assert again["event"] == "ADD"
+    assert sorted(await texts_of(amem, user_id="u")) == ["I live in Berlin", "I live in Paris"]
+
+
+async def test_delete_all_with_several_scope_ids(amem: AsyncMemory) -> None:
+    layout: dict[str, dict[str, Any]] = {
+        "u only": {"user_id": "u"},
+        "u+a": {"user_id": "u", "agent_id": "a"},
+        "u+a+r": {"user_id": "u", "agent_id": "a", "run_id": "r"},
+        "u+b": {"user_id": "u", "agent_id": "b"},
+        "v+a": {"user_id": "v", "agent_id": "a"},
+        "a only": {"agent_id": "a"},
+    }
+    for text, scope in layout.items():
+        await amem.add(text, infer=False, **scope)
+    assert (await amem.delete_all(user_id="u", agent_id="a"))["deleted"] == 2
+    assert sorted(await texts_of(amem, user_id="u")) == ["u only", "u+b"]
+    assert sorted(await texts_of(amem, agent_id="a")) == ["a only", "v+a"]
+    assert (await amem.delete_all(user_id="u", agent_id="a", run_id="r"))["deleted"] == 0
+    assert (await amem.delete_all(agent_id="a"))["deleted"] == 2
+    assert await texts_of(amem, user_id="v") == []
+    assert sorted(await texts_of(amem, user_id="u")) == ["u only", "u+b"]
+    with pytest.raises(ValidationError):
+        await amem.delete_all()
+
+
+# -- reads -----------------------------------------------------------------------------------------
+async def test_get_all_paging_is_consistent_and_ordered(amem: AsyncMemory) -> None:
+    base = dt.datetime(2024, 6, 1, tzinfo=dt.UTC)
+    for i in range(23):
+        when = base + dt.timedelta(minutes=(i * 7) % 23 if i % 5 else 0)  # some ties on purpose
+        await add_one(amem, f"page item {i}", timestamp=when.isoformat())
+    everything = await amem.get_all(user_id="u", top_k=1000)
+    full = [r["id"] for r in everything["results"]]
+    assert everything["total"] == 23 and len(set(full)) == 23
+    observed = [r["observed_at"] for r in everything["results"]]
+    assert observed == sorted(observed, reverse=True)  # most recently observed first
+    for size in (1, 5, 7, 23, 50):
+        pages: list[str] = []
+        for offset in range(0, 30, size):
+            page = await amem.get_all(user_id="u", top_k=size, offset=offset)
+            assert page["total"] == 23
+            assert len(page["results"]) == max(0, min(size, 23 - offset))
+            pages += [r["id"] for r in page["results"]]
+        assert pages == full, size
+    filtered = await amem.get_all(user_id="u", filters={"observed_at": {"gt": base.isoformat()}}, top_k=3)
+    assert (
+        filtered["total"] == len([o for o in observed if o > base.isoformat()])
+        and len(filtered["results"]) == 3
+    )
+    for bad in ({"top_k": 0}, {"offset": -1}, {"top_k": True}):
+        with pytest.raises(ValidationError):
+            await amem.get_all(user_id="u", **bad)
+
+
+async def test_search_top_k_larger_than_the_store(amem: AsyncMemory) -> None:
+    for text in ("blue whale facts", "blue sky thinking", "red fox"):
+        await add_one(amem, text)
+    await add_one(amem, "blue whale facts", user_id="other")
+    found = (await amem.search("blue whale", user_id="u", top_k=1000))["results"]
+    assert sorted(r["memory"] for r in found) == ["blue sky thinking", "blue whale facts", "red fox"]
+    scores = [r["score"] for r in found]
+    assert scores == sorted(scores, reverse=True) and found[0]["memory"] == "blue whale facts"
+    with pytest.raises(ValidationError):
+        await amem.search("blue", user_id="u", top_k=1001)
+    assert (await amem.search("blue", user_id="nobody", top_k=5))["results"] == []
+
+
+# -- concurrency -----------------------------------------------------------------------------------
+async def test_fifty_concurrent_adds_of_the_same_text_store_once(amem: AsyncMemory) -> None:
+    results = await asyncio.gather(
+        *(amem.add("Same text every time", user_id="u", infer=False) for _ in range(50))
+    )
+    items = [r["results"][0] for r in results]
+    assert sorted(i["event"] for i in items) == ["ADD"] + ["NONE"] * 49
+    assert len({i["id"] for i in items}) == 1
+    assert await texts_of(amem, user_id="u") == ["Same text every time"]
+    assert len(await amem.sources(items[0]["id"])) == 50  # every message is kept as provenance
+
+
+async def test_fifty_concurrent_adds_mixed(amem: AsyncMemory) -> None:
+    texts = [f"distinct fact {i}" for i in range(40)] + ["repeated fact"] * 10
+    results = await asyncio.gather(
+        *(amem.add(t, user_id="u", infer=False, metadata={"i": n}) for n, t in enumerate(texts))
+    )
+    items = [r["results"][0] for r in results]
+    assert sum(i["event"] == "ADD" for i in items) == 41
+    ids = {i["id"] for i in items}
+    assert len(ids) == 41
+    everything = await amem.get_all(user_id="u", top_k=1000)
+    assert everything["total"] == 41 and {r["id"] for r in everything["results"]} == ids
+    for item in items[:40]:
+        got = await amem.get(item["id"])
+        assert got is not None and got["memory"] == item["memory"]
+
+
+# -- visibility ------------------------------------------------------------------------------------
+async def _supersede(amem: AsyncMemory, old_id: str, text: str, **extra: Any) -> str:
+    """Write a memory that supersedes ``old_id`` through the store (what inference does)."""
+    new = NewMemory(
+        id=str(uuid.uuid4()),
+        text=text,
+        hash=text_hash(text),
+        scope=Scope(user_id="u"),
+        vector=(await amem.embedder.embed([text]))[0],
+        supersedes=[old_id],
+        **extra,
+    )
+    (outcome,) = await amem.store.add(amem.namespace, [], [new])
+    assert outcome.event == "ADD"
+    return new.id
+
+
+async def test_expired_and_superseded_visibility(amem: AsyncMemory) -> None:
+    past = (dt.datetime.now(dt.UTC).date() - dt.timedelta(days=3)).isoformat()
+    future = (dt.datetime.now(dt.UTC).date() + dt.timedelta(days=30)).isoformat()
+    today = dt.datetime.now(dt.UTC).date().isoformat()
+    live = (await add_one(amem, "coffee drinker", expiration_date=future))["id"]
+    expired = (await add_one(amem, "tea drinker", expiration_date=past))["id"]
+    ends_today = (await add_one(amem, "juice drinker", expiration_date=today))["id"]
+    replaced = (await add_one(amem, "water drinker"))["id"]
+    replaced_expired = (await add_one(amem, "milk drinker", expiration_date=past))["id"]
+    new = await _supersede(amem, replaced, "sparkling water drinker")
+    newer = await _supersede(amem, replaced_expired, "oat milk drinker")
+
+    async def visible(**flags: Any) -> set[str]:
+        listed = {r["id"] for r in (await amem.get_all(user_id="u", top_k=100, **flags))["results"]}
+        searched = {
+            r["id"] for r in (await amem.search("drinker", user_id="u", top_k=100, **flags))["results"]
+        }
+        assert listed == searched, flags
+        return listed
+
+    current = {live, ends_today, new, newer}
+    assert await visible() == current
+    assert await visible(show_expired=True) == current | {expired}
+    assert await visible(include_superseded=True) == current | {replaced}
+    assert await visible(show_expired=True, include_superseded=True) == current | {
+        expired,
+        replaced,
+        replaced_expired,
+    }
+    old = await amem.get(replaced)  # get by id sees everything that is not deleted
+    assert old is not None and old["superseded_by"] == new and old["valid_until"] is not None
+    assert [h["event"] for h in await amem.history(replaced)] == ["ADD", "SUPERSEDE"]
+    assert (await add_one(amem, "water drinker"))["event"] == "ADD"  # superseded text is not current
+
+
+@pytest.mark.xfail(strict=True, reason="bug: re-adding an expired fact answers NONE and it stays hidden")
+async def test_adding_an_expired_fact_again_makes_it_visible(amem: AsyncMemory) -> None:
+    past = (dt.datetime.now(dt.UTC).date() - dt.timedelta(days=3)).isoformat()
+    await add_one(amem, "Member of the chess club", expiration_date=past)
+    await add_one(amem, "Member of the chess club")
+    assert await texts_of(amem, user_id="u") == ["Member of the chess club"]
+
+
+# -- namespaces and ids ----------------------------------------------------------------------------
+async def test_namespace_views_isolate_every_call(amem: AsyncMemory) -> None:
+    p1, p2 = amem.namespace_view("p1"), amem.namespace_view("p2")
+    assert amem.namespace_view("p1") is p1
+    mid = (await add_one(p1, "project one secret"))["id"]
+    assert await p2.get(mid) is None and await amem.get(mid) is None
+    for view in (p2, amem):
+        with pytest.raises(NotFoundError):
+            await view.update(mid, text="hijacked")
+        with pytest.raises(NotFoundError):
+            await view.delete(mid)
+        with pytest.raises(NotFoundError):
+            await view.sources(mid)
+        assert await view.history(mid) == []
+        assert await texts_of(view, user_id="u") == []
+        assert (await view.search("project one secret", user_id="u"))["results"] == []
+    same = await add_one(p2, "project one secret")
+    assert same["event"] == "ADD" and same["id"] != mid
+    assert (await p2.delete_all(user_id="u"))["deleted"] == 1
+    await p2.reset()
+    item = await p1.get(mid)
+    assert item is not None and item["memory"] == "project one secret"
+    assert [h["event"] for h in await p1.history(mid)] == ["ADD"]
+    assert len(await p1.sources(mid)) == 1
+
+
+async def test_history_of_unknown_ids(amem: AsyncMemory) -> None:
+    await add_one(amem, "something")
+    assert await amem.history(str(uuid.uuid4())) == []
+    assert await amem.history("not-a-uuid-at-all") == []
+    for bad in ("", "   ", 42, None, "x" * 300):
+        with pytest.raises(ValidationError):
+            await amem.history(bad)  # type: ignore[arg-type]
+    assert await amem.get(str(uuid.uuid4())) is None
+    with pytest.raises(NotFoundError):
+        await amem.update(str(uuid.uuid4()), text="x")
+
+
+# -- search queries --------------------------------------------------------------------------------
+async def test_queries_of_stopwords_or_punctuation(amem: AsyncMemory) -> None:
+    await add_one(amem, "The cat is on the mat")
+    await add_one(amem, "Dogs bark")
+    for query in ("the is on", "what is it?", "?!...,;", "—", "🙂", "_"):
+        found = await amem.search(query, user_id="u", top_k=5)
+        assert {r["memory"] for r in found["results"]} <= {"The cat is on the mat", "Dogs bark"}, query
+    only_stopwords = await amem.search("the on", user_id="u", top_k=1, explain=True)
+    assert only_stopwords["results"][0]["memory"] == "The cat is on the mat"
+    for blank in ("", "   ", "\n\t"):
+        with pytest.raises(ValidationError):
+            await amem.search(blank, user_id="u")
+
+
+FTS_QUERIES = [
+    '"',
+    '""',
+    "'",
+    '"unbalanced',
+    "(",
+    ")",
+    "(a OR b",
+    "cat AND mat",
+    "AND",
+    "OR",
+    "NOT",
+    "NEAR",
+    "NEAR(cat mat)",
+    "NEAR(cat mat, 2)",
+    "cat*",
+    "*",
+    ":",
+    "text:cat",
+    "scope_tokens:cat",
+    "memories_fts:cat",
+    "-",
+    "-cat",
+    "^cat",
+    "+cat",
+    "{text}: cat",
+    "cat; DROP TABLE memories; --",
+    "\\",
+    "%",
+    "cat\x00mat",
+    "don't won’t",
+    "a" * 5000,
+    " ".join(["cat"] * 200),
+]
+
+
+@pytest.mark.parametrize("query", FTS_QUERIES, ids=[repr(q[:20]) for q in FTS_QUERIES])
+async def test_fts_special_characters_never_raise(amem: AsyncMemory, query: str) -> None:
+    await add_one(amem, "The cat is on the mat")
+    await add_one(amem, "NEAR the AND gate, text: OR not", user_id="other")
+    found = await amem.search(query, user_id="u", top_k=5, explain=True)
+    assert [r["user_id"] for r in found["results"]] in ([], ["u"])
+
+
+@settings(
+    max_examples=80,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(query=st.text(st.characters(exclude_categories=["Cs"]), min_size=1, max_size=40))
+async def test_any_query_text_is_safe(amem: AsyncMemory, query: str) -> None:
+    await amem.add("quick brown fox", user_id="u", infer=False)  # NONE after the first example
+    if not query.strip():
+        with pytest.raises(ValidationError):
+            await amem.search(query, user_id="u")
+        return
+    found = await amem.search(query, user_id="u", top_k=3)
+    assert [r["memory"] for r in found["results"]] in ([], ["quick brown fox"])
+    assert all(0.0 <= r["score"] <= 1.0 for r in found["results"])
+
+
+async def test_scope_ids_with_special_characters(amem: AsyncMemory) -> None:
+    odd = ['u" OR "1"="1', "u'); --", "NEAR(x)", "ユーザー🙂", "u*", "u:1"]
+    for uid in odd:
+        await add_one(amem, f"fact of {uid}", user_id=uid)
+    for uid in odd:
+        assert await texts_of(amem, user_id=uid) == [f"fact of {uid}"]
+        found = await amem.search("fact of", user_id=uid, top_k=50)
+        assert [r["user_id"] for r in found["results"]] == [uid]
+    assert (await amem.delete_all(user_id=odd[0]))["deleted"] == 1
+    for uid in odd[1:]:
+        assert await texts_of(amem, user_id=uid) == [f"fact of {uid}"]
+
+
+# -- filter language bugs (documented semantics vs the stores) ------------------------------------
+@pytest.fixture
+async def typed(amem: AsyncMemory) -> AsyncMemory:
+    await add_one(amem, "null value", metadata={"k": None, "tags": ["Python", "go"], "who": "ÉLODIE"})
+    await add_one(amem, "object value", metadata={"k": {"inner": "x"}, "tags": ["PYTHON"]})
+    await add_one(amem, "string value", metadata={"k": "x", "who": "élodie"})
+    await amem.add([{"role": "user", "name": "Émile", "content": "named"}], user_id="u", infer=False)
+    return amem
+
+
+async def test_null_metadata_values_compare_with_none(typed: AsyncMemory) -> None:
+    assert await matching(typed, {"k": None}) == {"null value"}
+    assert await matching(typed, {"k": {"ne": None}}) == {"object value", "string value", "named"}
+    assert await matching(typed, {"k": {"in": [None, "x"]}}) == {"null value", "string value"}
+    assert await matching(typed, {"k.inner": "x"}) == {"object value"}
+    assert await matching(typed, {"tags": {"contains": "go"}}) == {"null value"}
+
+
+@pytest.mark.xfail(strict=True, reason="bug: {'k': '*'} matches a JSON null (docs: present, not null)")
+async def test_exists_ignores_json_null(typed: AsyncMemory) -> None:
+    assert await matching(typed, {"k": "*"}) == {"object value", "string value"}
+
+
+@pytest.mark.xfail(strict=True, reason="bug: contains looks inside objects (docs: strings and arrays only)")
+async def test_contains_does_not_look_inside_objects(typed: AsyncMemory) -> None:
+    assert await matching(typed, {"k": {"contains": "x"}}) == {"string value"}
+
+
+@pytest.mark.xfail(strict=True, reason="bug: icontains on an array matches substrings of elements")
+async def test_icontains_on_arrays_is_case_insensitive_contains(typed: AsyncMemory) -> None:
+    assert await matching(typed, {"tags": {"icontains": "python"}}) == {"null value", "object value"}
+    assert await matching(typed, {"tags": {"icontains": "PY"}}) == set()
+
+
+async def test_icontains_folds_non_ascii_case(typed: AsyncMemory, request: pytest.FixtureRequest) -> None:
+    known_bug_on(request, typed, "sqlite", "bug: SQLite lower() folds ASCII only, icontains misses 'É'")
+    assert await matching(typed, {"who": {"icontains": "élodie"}}) == {"null value", "string value"}
+    assert await matching(typed, {"actor_id": {"icontains": "émile"}}) == {"named"}
+
+
+async def test_huge_integer_in_a_filter(typed: AsyncMemory, request: pytest.FixtureRequest) -> None:
+    known_bug_on(request, typed, "sqlite", "bug: an int outside 64 bits in a filter leaks OverflowError")
+    await add_one(typed, "huge", metadata={"n": 2**70})
+    for filters in ({"n": {"gt": 2**64}}, {"n": {"in": [2**70]}}):
+        try:
+            assert await matching(typed, filters) == {"huge"}
+        except FilterError:
+            continue  # refusing it clearly is fine too
+
+
+@pytest.mark.xfail(strict=True, reason="bug: NaN and infinity are accepted as filter values")
+@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf])
+def test_non_finite_filter_values_are_refused(value: float) -> None:
+    from engram.filters import parse_filters
+
+    with pytest.raises(FilterError) as info:
+        parse_filters({"rating": {"gt": value}})
+    assert info.value.path == "filters.rating.gt"
+
+
+@pytest.mark.xfail(strict=True, reason="bug: {'actor_id': {'contains': 5}} is accepted (columns are strings)")
+def test_column_contains_takes_a_string() -> None:
+    from engram.filters import parse_filters
+
+    with pytest.raises(FilterError):
+        parse_filters({"actor_id": {"contains": 5}})
+
+
+async def test_errors_are_engram_errors(amem: AsyncMemory) -> None:
+    """Bad calls raise EngramError subclasses, never raw vendor or Python errors."""
+    bad_calls: list[Any] = [
+        amem.add("x", user_id="u", metadata={"k": {1, 2}}, infer=False),
+        amem.add("x", user_id="u", metadata={"k": math.nan}, infer=False),
+        amem.add("x", user_id="u", timestamp="not a date", infer=False),
+        amem.add("x", user_id="u", expiration_date="2024-13-45", infer=False),
+        amem.add([{"role": "user", "content": 5}], user_id="u", infer=False),
+        amem.get_all(user_id="u", filters={"k": {"gt": {"a": 1}}}),
+        amem.search("x", user_id="u", threshold=2),
+        amem.update("x"),
+    ]
+    for call in bad_calls:
+        with pytest.raises(EngramError):
+            await call
+    assert (await amem.get_all(user_id="u"))["total"] == 0
