@@ -304,3 +304,37 @@ def test_reference_follows_the_documented_examples() -> None:
     assert hit({"NOT": [{"role": "assistant"}], "OR": [{"n": 5}, {"flag": True}]})
     with pytest.raises(ValueError, match="unknown deviations"):
         select(None, [item], {"nope"})
+
+
+# -- the parser's whole-day rule, against its definition --------------------------------------------
+@settings(max_examples=300, deadline=None, database=None)
+@given(
+    instant=st.datetimes(
+        min_value=datetime(2023, 12, 30), max_value=datetime(2024, 1, 3), timezones=st.just(UTC)
+    ),
+    day=st.dates(min_value=datetime(2023, 12, 31).date(), max_value=datetime(2024, 1, 2).date()),
+    op=st.sampled_from(["eq", "ne", "gt", "gte", "lt", "lte"]),
+    field=st.sampled_from(["observed_at", "created_at", "updated_at"]),
+)
+def test_a_bare_date_means_the_whole_utc_day(instant: datetime, day: Any, op: str, field: str) -> None:
+    start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+    end = start + timedelta(days=1)
+    inside = start <= instant < end
+    expected = {
+        "eq": inside,
+        "ne": not inside,
+        "gt": instant >= end,
+        "gte": instant >= start,
+        "lt": instant < start,
+        "lte": instant < end,
+    }[op]
+    item = {
+        "id": "1",
+        "created_at": instant.isoformat(),
+        "updated_at": None,
+        "observed_at": instant.isoformat(),
+    }
+    assert bool(select(parse_filters({field: {op: day.isoformat()}}), [item])) == expected
+    exact = instant.astimezone(timezone(timedelta(hours=-7))).isoformat()  # the same instant elsewhere
+    assert bool(select(parse_filters({field: exact}), [item]))
+    assert not select(parse_filters({field: {"ne": exact}}), [item])
