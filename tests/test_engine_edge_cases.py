@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engram import AsyncMemory
+from engram import AsyncMemory, Memory
 from engram.embedders.fake import FakeEmbedder
 from engram.errors import ConflictError, EngramError, FilterError, NotFoundError, ValidationError
 from engram.inputs import MAX_MESSAGE_CHARS
@@ -919,3 +919,30 @@ async def test_a_second_engine_sees_every_change(
         assert (await add_one(other, "shared fact two"))["event"] == "ADD"
     finally:
         await other.close()
+
+
+async def test_an_engine_reopens_after_close(amem: AsyncMemory) -> None:
+    first = await add_one(amem, "before closing")
+    await amem.search("before", user_id="u")
+    await amem.close()
+    second = await add_one(amem, "after closing")
+    assert {r["id"] for r in (await amem.search("closing", user_id="u"))["results"]} == {
+        first["id"],
+        second["id"],
+    }
+    await amem.close()
+    await amem.close()  # closing twice is harmless
+    assert await amem.get(first["id"]) is not None
+
+
+def test_threads_adding_the_same_text_through_the_sync_facade(mem: Memory) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        results = list(
+            pool.map(lambda _: mem.add("one shared sentence", user_id="u", infer=False), range(50))
+        )
+    events = sorted(r["results"][0]["event"] for r in results)
+    assert events == ["ADD"] + ["NONE"] * 49
+    assert len({r["results"][0]["id"] for r in results}) == 1
+    assert mem.get_all(user_id="u")["total"] == 1
