@@ -11,6 +11,7 @@ Grammar (see docs/filters.md)::
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -155,10 +156,11 @@ def _make_cond(field: Field, op: str, operand: Any, path: str) -> FilterNode:
         values = [_check_scalar(field, op, v, f"{path}[{i}]") for i, v in enumerate(operand)]
         return Cond(field, op, values, path)  # type: ignore[arg-type]
     if op in ("contains", "icontains"):
-        if op == "icontains" and not isinstance(operand, str):
-            raise FilterError("'icontains' takes a string", path=path)
+        if (op == "icontains" or field.kind == "column") and not isinstance(operand, str):
+            raise FilterError(f"'{op}' takes a string here", path=path)
         if not isinstance(operand, str | int | float) or isinstance(operand, bool):
             raise FilterError(f"'{op}' takes a string or a number", path=path)
+        _check_value(operand, path)
         return Cond(field, op, operand, path)  # type: ignore[arg-type]
     value = _check_scalar(field, op, operand, path)
     if op in ORDER_OPS and (value is None or isinstance(value, bool)):
@@ -173,7 +175,28 @@ def _check_scalar(field: Field, op: str, value: Any, path: str) -> Scalar:
         raise FilterError(f"unsupported value type {type(value).__name__}", path=path)
     if field.kind == "column" and not isinstance(value, str):
         raise FilterError(f"{field.name} values are strings, got {type(value).__name__}", path=path)
+    _check_value(value, path)
     return value
+
+
+_INT64 = 2**63
+
+
+def _check_value(value: Any, path: str) -> None:
+    """Values every store can bind: finite numbers within 64 bits, strings with a UTF-8 form and no NUL."""
+    if isinstance(value, bool) or value is None:
+        return
+    if isinstance(value, int) and not -_INT64 <= value < _INT64:
+        raise FilterError("integers must fit in 64 bits", path=path)
+    if isinstance(value, float) and not math.isfinite(value):
+        raise FilterError("numbers must be finite (no NaN or infinity)", path=path)
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise FilterError("strings must not contain NUL characters", path=path)
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise FilterError("strings must be valid Unicode (no lone surrogates)", path=path) from None
 
 
 def _make_date_cond(field: Field, op: str, operand: Any, path: str) -> FilterNode:

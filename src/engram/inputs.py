@@ -18,6 +18,29 @@ MAX_MESSAGE_CHARS = 100_000
 MAX_METADATA_BYTES = 64_000
 
 
+def check_text(value: str, field: str) -> str:
+    """Strings every store can keep: a UTF-8 form (no lone surrogates) and no NUL characters."""
+    if "\x00" in value:
+        raise ValidationError(f"{field} must not contain NUL characters", field=field)
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValidationError(f"{field} is not valid Unicode (lone surrogate)", field=field) from None
+    return value
+
+
+def _check_json_strings(value: Any, field: str) -> None:
+    if isinstance(value, str):
+        check_text(value, field)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            check_text(str(key), field)
+            _check_json_strings(item, field)
+    elif isinstance(value, list):
+        for item in value:
+            _check_json_strings(item, field)
+
+
 def scope_from(*, required: bool, **ids: str | None) -> Scope:
     """Check the four scope ids (strings, not blank, not too long) and build the Scope."""
     clean: dict[str, str | None] = {}
@@ -32,7 +55,7 @@ def scope_from(*, required: bool, **ids: str | None) -> Scope:
             raise ValidationError(f"{name} must not be empty", field=name)
         if len(value) > MAX_ID_LENGTH:
             raise ValidationError(f"{name} is longer than {MAX_ID_LENGTH} characters", field=name)
-        clean[name] = value
+        clean[name] = check_text(value, name)
     scope = Scope(**clean)
     if required and scope.is_empty():
         raise ScopeRequiredError(
@@ -82,6 +105,10 @@ def parse_messages(messages: Any) -> list[Message]:
             )
         if name is not None and (not isinstance(name, str) or not name.strip()):
             raise ValidationError(f"{where}.name must be a non-empty string", field=f"{where}.name")
+        check_text(content, f"{where}.content")
+        check_text(role, f"{where}.role")
+        if name is not None:
+            check_text(name, f"{where}.name")
         parsed.append(Message(role=role.strip().lower(), content=content, name=name))
     return parsed
 
@@ -104,6 +131,7 @@ def clean_metadata(metadata: Any, *, field: str = "metadata") -> dict[str, Any]:
         warnings.warn(message, UserWarning, stacklevel=4)
         logger.warning(message)
         metadata = {k: v for k, v in metadata.items() if k not in SCOPE_FIELDS}
+    _check_json_strings(metadata, field)
     try:
         encoded = json.dumps(metadata, allow_nan=False)
     except (TypeError, ValueError) as e:
@@ -162,4 +190,4 @@ def check_int(value: Any, field: str, *, low: int, high: int) -> int:
 def check_memory_id(value: Any) -> str:
     if not isinstance(value, str) or not value.strip() or len(value) > MAX_ID_LENGTH:
         raise ValidationError("memory_id must be a non-empty string", field="memory_id")
-    return value
+    return check_text(value, "memory_id")

@@ -16,6 +16,7 @@ from engram.filters import split_scope
 from engram.inputs import (
     check_int,
     check_memory_id,
+    check_text,
     clean_metadata,
     parse_expiration,
     parse_messages,
@@ -179,6 +180,8 @@ class AsyncMemory:
         expires_at = parse_expiration(expiration_date)
         if prompt is not None and not isinstance(prompt, str):
             raise ValidationError("prompt must be a string", field="prompt")
+        if prompt is not None:
+            check_text(prompt, "prompt")
         if not isinstance(infer, bool):
             raise ValidationError("infer must be true or false", field="infer")
         await self._ready()
@@ -279,6 +282,7 @@ class AsyncMemory:
         """Most relevant memories in a scope: ``{"results": [item + "score"]}``, best first."""
         if not isinstance(query, str) or not query.strip():
             raise ValidationError("query must be a non-empty string", field="query")
+        check_text(query, "query")
         top_k = check_int(limit if limit is not None else top_k, "top_k", low=1, high=1000)
         if threshold is not None and (
             isinstance(threshold, bool) or not isinstance(threshold, int | float) or not 0 <= threshold <= 1
@@ -371,6 +375,8 @@ class AsyncMemory:
             raise ValidationError("update needs text (or data) or metadata", field="text")
         if text is not None and (not isinstance(text, str) or not text.strip()):
             raise ValidationError("text must be a non-empty string", field="text")
+        if text is not None:
+            check_text(text, "text")
         meta = clean_metadata(metadata) if metadata is not None else None
         await self._ready()
         vector = (await self._b.embedder.embed([text]))[0] if text is not None else None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import unicodedata
 from dataclasses import dataclass, field
@@ -46,8 +47,8 @@ class Scope:
         return {k: v for k, v in self.as_dict().items() if v is not None}
 
     def key(self) -> str:
-        """A canonical string identifying exactly this scope (used for uniqueness)."""
-        return "\x1f".join(v if v is not None else "" for v in self.as_tuple())
+        """A canonical string identifying exactly this scope (used for uniqueness); unambiguous."""
+        return json.dumps(self.as_tuple(), ensure_ascii=False, separators=(",", ":"))
 
 
 @dataclass(slots=True)

@@ -71,8 +71,8 @@ def _column_cond(col: str, c: Cond, params: list[Any]) -> str:
         params.append(str(c.value))
         return f"instr({col}, ?) > 0"
     if op == "icontains":
-        params.append(str(c.value).lower())
-        return f"instr(lower({col}), ?) > 0"
+        params.append(str(c.value).casefold())
+        return f"instr(engram_fold({col}), ?) > 0"
     params.append(c.value)
     return f"{col} {_CMP[op]} ?"
 
@@ -101,7 +101,7 @@ def _metadata_cond(c: Cond, params: list[Any]) -> str:
     op = c.op
     if op == "exists":
         params.append(path)
-        return "json_type(m.metadata, ?) IS NOT NULL"
+        return "COALESCE(json_type(m.metadata, ?), 'null') != 'null'"
     if op in ("eq", "ne"):
         inner = _typed_equals(path, c.value, params)
         return inner if op == "eq" else f"NOT COALESCE({inner}, 0)"
@@ -114,18 +114,19 @@ def _metadata_cond(c: Cond, params: list[Any]) -> str:
         return f"(json_type(m.metadata, ?) IN {kind} AND json_extract(m.metadata, ?) {_CMP[op]} ?)"
     # contains / icontains: substring of a string value, or an element of an array value
     if op == "icontains":
-        needle = str(c.value).lower()
-        params.extend([path, path, needle, path, needle])
+        needle = str(c.value).casefold()
+        params.extend([path, path, needle, path, path, needle])
         return (
-            "((json_type(m.metadata, ?) = 'text' AND instr(lower(json_extract(m.metadata, ?)), ?) > 0)"
-            " OR EXISTS (SELECT 1 FROM json_each(m.metadata, ?) j"
-            " WHERE j.type = 'text' AND instr(lower(j.value), ?) > 0))"
+            "((json_type(m.metadata, ?) = 'text' AND instr(engram_fold(json_extract(m.metadata, ?)), ?) > 0)"
+            " OR (json_type(m.metadata, ?) = 'array' AND EXISTS (SELECT 1 FROM json_each(m.metadata, ?) j"
+            " WHERE j.type = 'text' AND engram_fold(j.value) = ?)))"
         )
     if isinstance(c.value, str):
-        params.extend([path, path, c.value, path, c.value])
+        params.extend([path, path, c.value, path, path, c.value])
         return (
             "((json_type(m.metadata, ?) = 'text' AND instr(json_extract(m.metadata, ?), ?) > 0)"
-            " OR EXISTS (SELECT 1 FROM json_each(m.metadata, ?) j WHERE j.type = 'text' AND j.value = ?))"
+            " OR (json_type(m.metadata, ?) = 'array' AND EXISTS (SELECT 1 FROM json_each(m.metadata, ?) j"
+            " WHERE j.type = 'text' AND j.value = ?)))"
         )
     params.extend([path, path, c.value])
     return (

@@ -56,6 +56,11 @@ _MEMORY_COLUMNS = (
 _MESSAGE_COLUMNS = "id, user_id, agent_id, app_id, run_id, role, name, content, observed_at, created_at"
 
 
+def _fold(value: str | None) -> str | None:
+    """Unicode case folding for icontains (SQLite's lower() folds ASCII only)."""
+    return value.casefold() if isinstance(value, str) else value
+
+
 class SQLiteSettings(BackendSettings):
     """Settings of the embedded store."""
 
@@ -97,6 +102,7 @@ class SQLiteStore(CandidateSearch, Store):
                     check_same_thread=False,
                     timeout=self.settings.busy_timeout_ms / 1000,
                 )
+                conn.create_function("engram_fold", 1, _fold, deterministic=True)
                 conn.execute(f"PRAGMA busy_timeout = {int(self.settings.busy_timeout_ms)}")
                 conn.execute("PRAGMA journal_mode = WAL")
                 conn.execute("PRAGMA synchronous = NORMAL")
@@ -210,16 +216,21 @@ class SQLiteStore(CandidateSearch, Store):
             )
             now = iso(utcnow())
             batch_ids = [m.id for m in messages]
+            today = utcnow().date().isoformat()
             for mem in memories:
                 tokens = scope_tokens(namespace, mem.scope)
                 self._check_dim(mem.vector, "memories[].vector")
                 existing = conn.execute(
-                    "SELECT id FROM memories WHERE namespace = ? AND scope_key = ? AND hash = ? "
+                    "SELECT id, expires_at FROM memories WHERE namespace = ? AND scope_key = ? AND hash = ? "
                     "AND deleted_at IS NULL AND superseded_by IS NULL",
                     (namespace, mem.scope.key(), mem.hash),
                 ).fetchone()
+                if existing is not None and existing[1] is not None and existing[1] < today:
+                    # the same fact again after it expired: the new memory supersedes the expired one
+                    superseded_any |= self._supersede(conn, namespace, existing[0], mem, now)
+                    existing = None
                 if existing is None and mem.raw:
-                    existing = self._derived_from_earlier_message(conn, namespace, mem, batch_ids)
+                    existing = self._derived_from_earlier_message(conn, namespace, mem, batch_ids, today)
                 if existing is not None:
                     self._link_sources(conn, existing[0], mem.source_message_ids)
                     outcomes.append(WriteOutcome(existing[0], mem.text, "NONE", existing_id=existing[0]))
@@ -268,17 +279,21 @@ class SQLiteStore(CandidateSearch, Store):
 
     @staticmethod
     def _derived_from_earlier_message(
-        conn: sqlite3.Connection, namespace: str, mem: NewMemory, batch_ids: list[str]
+        conn: sqlite3.Connection, namespace: str, mem: NewMemory, batch_ids: list[str], today: str
     ) -> tuple[str] | None:
-        """A current memory extracted from an earlier message with exactly this text, if any."""
+        """A current memory extracted from an earlier message with exactly this text, if any.
+
+        Memories edited since (``updated_at`` set) or expired no longer speak for that message.
+        """
         marks = ",".join("?" * len(batch_ids)) or "''"
         row = conn.execute(
             "SELECT m.id FROM messages g JOIN memory_sources s ON s.message_id = g.id "
             "JOIN memories m ON m.id = s.memory_id "
             "WHERE g.namespace = ? AND g.scope_key = ? AND g.content_hash = ? "
             f"AND g.id NOT IN ({marks}) AND m.deleted_at IS NULL AND m.superseded_by IS NULL "
+            "AND m.updated_at IS NULL AND (m.expires_at IS NULL OR m.expires_at >= ?) "
             "ORDER BY m.seq LIMIT 1",
-            [namespace, mem.scope.key(), content_digest(mem.text), *batch_ids],
+            [namespace, mem.scope.key(), content_digest(mem.text), *batch_ids, today],
         ).fetchone()
         return (str(row[0]),) if row else None
 
