@@ -6,12 +6,14 @@ takes an instance of it; constructors do no I/O (connections and models are open
 
 from __future__ import annotations
 
+import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar, Literal
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from engram.filters import FilterNode
@@ -259,3 +261,50 @@ class Store(ABC):
     @abstractmethod
     async def vectors_for(self, namespace: str, memory_ids: Sequence[str]) -> dict[str, Vector]:
         """Stored vectors of the given memories (for dedup and reranking)."""
+
+    async def hybrid_candidates(
+        self,
+        namespace: str,
+        scope: Scope,
+        filters: FilterNode | None,
+        visibility: Visibility,
+        query_vector: Vector | None,
+        query_text: str | None,
+        limit: int,
+    ) -> HybridCandidates:
+        """Both signals' candidates, plus the cosine of keyword-only candidates, in one call.
+
+        The default runs the generators above; a store may override it to save round trips.
+        """
+        vector_task = (
+            self.vector_candidates(namespace, scope, filters, visibility, query_vector, limit)
+            if query_vector is not None
+            else _no_candidates()
+        )
+        keyword_task = (
+            self.keyword_candidates(namespace, scope, filters, visibility, query_text, limit)
+            if query_text is not None
+            else _no_candidates()
+        )
+        vector_hits, keyword_hits = await asyncio.gather(vector_task, keyword_task)
+        cosines: dict[str, float] = {}
+        if query_vector is not None:
+            seen = {c.memory_id for c in vector_hits}
+            missing = [c.memory_id for c in keyword_hits if c.memory_id not in seen]
+            if missing:
+                for memory_id, vector in (await self.vectors_for(namespace, missing)).items():
+                    cosines[memory_id] = float(np.dot(vector, query_vector))
+        return HybridCandidates(vector_hits, keyword_hits, cosines)
+
+
+@dataclass(frozen=True, slots=True)
+class HybridCandidates:
+    """What :meth:`Store.hybrid_candidates` returns."""
+
+    vector: list[Candidate]  # best first
+    keyword: list[Candidate]  # best first
+    extra_cosines: dict[str, float]  # exact cosine of keyword candidates the vector side did not bring
+
+
+async def _no_candidates() -> list[Candidate]:
+    return []

@@ -8,12 +8,9 @@ for why weighted score fusion and not reciprocal-rank fusion).
 
 from __future__ import annotations
 
-import asyncio
 import math
 from dataclasses import dataclass, field
 from typing import Any
-
-import numpy as np
 
 from engram.config import RetrievalConfig
 from engram.filters import FilterNode
@@ -53,30 +50,20 @@ async def hybrid_search(
     n = max(config.candidates, request.top_k)
     use_vector = config.vector_weight > 0
     use_keyword = config.keyword_weight > 0
-    vector_task = (
-        store.vector_candidates(
-            request.namespace, request.scope, request.filters, request.visibility, query_vector, n
-        )
-        if use_vector
-        else _empty()
+    found = await store.hybrid_candidates(
+        request.namespace,
+        request.scope,
+        request.filters,
+        request.visibility,
+        query_vector if use_vector else None,
+        request.query if use_keyword else None,
+        n,
     )
-    keyword_task = (
-        store.keyword_candidates(
-            request.namespace, request.scope, request.filters, request.visibility, request.query, n
-        )
-        if use_keyword
-        else _empty()
-    )
-    vector_hits, keyword_hits = await asyncio.gather(vector_task, keyword_task)
-    cosine = {c.memory_id: c.score for c in vector_hits}
-    bm25 = {c.memory_id: c.score for c in keyword_hits}
-    vector_rank = {c.memory_id: i + 1 for i, c in enumerate(vector_hits)}
-    keyword_rank = {c.memory_id: i + 1 for i, c in enumerate(keyword_hits)}
-    missing = [mid for mid in bm25 if mid not in cosine]
-    if missing and use_vector:
-        vectors = await store.vectors_for(request.namespace, missing)
-        for mid, vec in vectors.items():
-            cosine[mid] = float(np.dot(vec, query_vector))
+    cosine = {c.memory_id: c.score for c in found.vector}
+    cosine.update(found.extra_cosines)
+    bm25 = {c.memory_id: c.score for c in found.keyword}
+    vector_rank = {c.memory_id: i + 1 for i, c in enumerate(found.vector)}
+    keyword_rank = {c.memory_id: i + 1 for i, c in enumerate(found.keyword)}
     best_bm25 = max(bm25.values(), default=0.0)
     fused: dict[str, float] = {}
     for mid in cosine.keys() | bm25.keys():
@@ -109,10 +96,6 @@ async def hybrid_search(
             }
         hits.append(Hit(record, fused[mid], explain))
     return hits
-
-
-async def _empty() -> list[Any]:
-    return []
 
 
 async def _rerank(

@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from engram.filters import FilterNode
+from engram.interfaces import HybridCandidates
 from engram.keywords import query_terms
 from engram.stores.sqlite.rows import chunks, scope_sql, scope_tokens, top_candidates, where_clause
 from engram.stores.sqlite.vector_cache import ScopeVectors, VectorCache, cache_key
@@ -17,6 +18,17 @@ from engram.types import Candidate, Scope, Vector, Visibility
 
 T = TypeVar("T")
 _NEVER = np.iinfo(np.int64).max
+
+
+def _fts_match(namespace: str, scope: Scope, query_text: str) -> str | None:
+    """The FTS5 query: any content word of the query, inside the scope's tokens."""
+    terms = query_terms(query_text)
+    if not terms:
+        return None
+    words = " OR ".join('"' + t.replace('"', '""') + '"' for t in terms)
+    return f"({words}) AND " + " AND ".join(
+        f'scope_tokens : "{token}"' for token in scope_tokens(namespace, scope).split()
+    )
 
 
 class CandidateSearch:
@@ -150,14 +162,54 @@ class CandidateSearch:
         query_text: str,
         limit: int,
     ) -> list[Candidate]:
-        terms = query_terms(query_text)
-        if not terms:
+        match = _fts_match(namespace, scope, query_text)
+        if match is None:
             return []
-        words = " OR ".join('"' + t.replace('"', '""') + '"' for t in terms)
-        match = f"({words}) AND " + " AND ".join(
-            f'scope_tokens : "{token}"' for token in scope_tokens(namespace, scope).split()
-        )
         return await self._run(self._keyword_sync, namespace, scope, filters, visibility, match, limit)
+
+    async def hybrid_candidates(
+        self,
+        namespace: str,
+        scope: Scope,
+        filters: FilterNode | None,
+        visibility: Visibility,
+        query_vector: Vector | None,
+        query_text: str | None,
+        limit: int,
+    ) -> HybridCandidates:
+        """Both signals in one trip to the worker thread (fewer hand-offs per search)."""
+        if query_vector is not None:
+            self._check_dim(query_vector, "query_vector")
+            query_vector = np.ascontiguousarray(query_vector, dtype=np.float32)
+        match = _fts_match(namespace, scope, query_text) if query_text is not None else None
+        return await self._run(
+            self._hybrid_sync, namespace, scope, filters, visibility, query_vector, match, limit
+        )
+
+    def _hybrid_sync(
+        self,
+        namespace: str,
+        scope: Scope,
+        filters: FilterNode | None,
+        visibility: Visibility,
+        query_vector: Vector | None,
+        match: str | None,
+        limit: int,
+    ) -> HybridCandidates:
+        vector = (
+            self._vector_sync(namespace, scope, filters, visibility, query_vector, limit)
+            if query_vector is not None
+            else []
+        )
+        keyword = self._keyword_sync(namespace, scope, filters, visibility, match, limit) if match else []
+        extra: dict[str, float] = {}
+        if query_vector is not None:
+            seen = {c.memory_id for c in vector}
+            missing = [c.memory_id for c in keyword if c.memory_id not in seen]
+            if missing:
+                for memory_id, vec in self._vectors_for_sync(namespace, missing).items():
+                    extra[memory_id] = float(np.dot(vec, query_vector))
+        return HybridCandidates(vector, keyword, extra)
 
     def _keyword_sync(
         self,
