@@ -8,14 +8,14 @@ public API returns) so that property tests can compare every store with the docu
   number), strings with strings, ``null`` only with ``None``;
 - ``ne``/``nin`` are true when the key is missing (and ``eq``/``in``/order operators false);
 - ``contains``: a substring of a string value, or an element (same type, equal) of an array value;
-  ``icontains`` is the same, case-insensitively (``str.lower`` on both sides);
+  ``icontains`` is the same, case-insensitively (``str.casefold`` on both sides);
 - ``{"field": "*"}`` (op ``exists``): the field is present and not null;
 - dates compare as instants; ``updated_at`` falls back to ``created_at``;
 - ``a.b`` reads key ``b`` of the object under ``a``.
 
-Where the stores knowingly differ from the documentation (a bug reported to the lead), a test can ask
-for the store's behaviour with ``deviations`` (see :data:`DEVIATIONS`), so that one known bug does not
-hide every other difference a property test could find.
+Where a store knowingly differs from the documentation (a bug with its own strict-xfail test), a test
+can ask for that store's behaviour with ``deviations`` (see :data:`DEVIATIONS`), so that one known bug
+does not hide every other difference a property test could find.
 """
 
 from __future__ import annotations
@@ -88,7 +88,7 @@ def _column(c: Cond, value: str | None) -> bool:
     if c.op == "contains":
         return isinstance(c.value, str) and c.value in value
     if c.op == "icontains":
-        return str(c.value).lower() in value.lower()
+        return str(c.value).casefold() in value.casefold()
     return _order(c.op, value, c.value) if isinstance(c.value, str) else False
 
 
@@ -190,13 +190,13 @@ def _contains(value: Any, needle: Any, dev: frozenset[str]) -> bool:
 
 
 def _icontains(value: Any, needle: str, dev: frozenset[str]) -> bool:
-    low = needle.lower()
+    folded = needle.casefold()
     if isinstance(value, str):
-        return low in value.lower()
+        return folded in value.casefold()
     elements = [e for e in _elements(value, dev) if isinstance(e, str)]
     if "icontains_array_substring" in dev:
-        return any(low in e.lower() for e in elements)
-    return any(e.lower() == low for e in elements)
+        return any(folded in e.casefold() for e in elements)
+    return any(e.casefold() == folded for e in elements)
 
 
 def _elements(value: Any, dev: frozenset[str]) -> list[Any]:
