@@ -289,6 +289,19 @@ async def test_add_again_after_update_stores_the_old_text(
     assert sorted(await texts_of(amem, user_id="u")) == ["I live in Berlin", "I live in Paris"]
 
 
+async def test_metadata_update_keeps_raw_re_adds_absorbed(
+    amem: AsyncMemory, request: pytest.FixtureRequest
+) -> None:
+    known_bug_on(request, amem, "sqlite", "bug: a metadata-only update makes the raw re-add a duplicate")
+    chat = [{"role": "user", "name": "alice", "content": "I love sci-fi movies."}]
+    inferred = (await amem.add(chat, user_id="alice"))["results"]
+    assert [r["event"] for r in inferred] == ["ADD"]
+    await amem.update(inferred[0]["id"], metadata={"tag": "films"})  # the text is unchanged
+    raw = (await amem.add(chat, user_id="alice", infer=False))["results"]
+    assert [(r["event"], r["id"]) for r in raw] == [("NONE", inferred[0]["id"])]
+    assert (await amem.get_all(user_id="alice"))["total"] == 1
+
+
 async def test_delete_all_with_several_scope_ids(amem: AsyncMemory) -> None:
     layout: dict[str, dict[str, Any]] = {
         "u only": {"user_id": "u"},
