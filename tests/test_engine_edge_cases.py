@@ -962,3 +962,41 @@ def test_threads_adding_the_same_text_through_the_sync_facade(mem: Memory) -> No
     assert events == ["ADD"] + ["NONE"] * 49
     assert len({r["results"][0]["id"] for r in results}) == 1
     assert mem.get_all(user_id="u")["total"] == 1
+
+
+# -- top_k and threshold only cut the ranking --------------------------------------------------------
+WORDS = ["apple", "river", "stone", "cloud", "ember", "maple", "orbit", "tiger", "vivid", "zinc"]
+
+
+@settings(
+    max_examples=15,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(query=st.lists(st.sampled_from(WORDS), min_size=1, max_size=3).map(" ".join))
+async def test_top_k_and_threshold_only_cut_the_ranking(
+    store_factory: Callable[[], Store], embedder: FakeEmbedder, query: str
+) -> None:
+    # few candidates per signal, so that a larger top_k really widens the candidate pools
+    engine = AsyncMemory({"retrieval": {"candidates": 4}}, store=store_factory(), embedder=embedder)
+    try:
+        if (await engine.get_all(user_id="u", top_k=1))["total"] == 0:
+            for i in range(40):
+                words = " ".join(WORDS[(i * k) % len(WORDS)] for k in (1, 3, 7))
+                await engine.add(f"{words} {i}", user_id="u", infer=False)
+        runs = {k: (await engine.search(query, user_id="u", top_k=k))["results"] for k in (1, 2, 4, 10, 40)}
+        ranked = [r["id"] for r in runs[4]]
+        for k in (1, 2):  # within the candidate budget: exactly a prefix
+            assert [r["id"] for r in runs[k]] == ranked[:k]
+        scores = {r["id"]: r["score"] for r in runs[40]}
+        for k, results in runs.items():
+            assert len(results) == min(k, 40)
+            assert [r["score"] for r in results] == sorted((r["score"] for r in results), reverse=True)
+            for r in results:  # a memory's score never depends on top_k
+                assert r["score"] == pytest.approx(scores[r["id"]], abs=1e-5), k
+        cut = runs[40][len(runs[40]) // 2]["score"]
+        above = await engine.search(query, user_id="u", top_k=40, threshold=cut)
+        assert [r["id"] for r in above["results"]] == [r["id"] for r in runs[40] if r["score"] >= cut]
+    finally:
+        await engine.close()
