@@ -1000,3 +1000,15 @@ async def test_top_k_and_threshold_only_cut_the_ranking(
         assert [r["id"] for r in above["results"]] == [r["id"] for r in runs[40] if r["score"] >= cut]
     finally:
         await engine.close()
+
+
+async def test_icontains_uses_full_case_folding(amem: AsyncMemory, request: pytest.FixtureRequest) -> None:
+    """The same answer on every store: Unicode case folding ("ß" folds to "ss", "ﬁ" to "fi")."""
+    known_bug_on(
+        request, amem, "postgres", "bug: PostgreSQL icontains uses lower(), SQLite casefold ('ß' ~ 'ss')"
+    )
+    await add_one(amem, "street", metadata={"where": "Große Straße", "tags": ["STRASSE"]})
+    await add_one(amem, "office", metadata={"where": "ﬁle room"})
+    assert await matching(amem, {"where": {"icontains": "STRASSE"}}) == {"street"}
+    assert await matching(amem, {"tags": {"icontains": "straße"}}) == {"street"}
+    assert await matching(amem, {"where": {"icontains": "FILE"}}) == {"office"}
