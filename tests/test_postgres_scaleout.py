@@ -140,6 +140,15 @@ def test_two_servers_two_workers_one_postgres(pg_url: str, pg_schema: str, tmp_p
     reclaimed = [j for j in jobs if j[2] > 1]
     assert reclaimed, "the SIGKILL must land while the killed worker held jobs"
     expected = {_task(n) for n in accepted.values()}
+    missing = expected - set(memories)
+    if missing:  # say which adds lost their fact, and what their jobs answered
+        lost = {jid: by_id[jid] for jid, n in accepted.items() if _task(n) in missing}
+        with psycopg.connect(pg_url) as conn:
+            gone = conn.execute(
+                f"SELECT id, text, deleted_at, superseded_by FROM {pg_schema}.memories WHERE text = ANY(%s)",
+                ([text for _, text in missing],),
+            ).fetchall()
+        pytest.fail(f"facts missing: {missing}\njobs: {lost}\nrows: {gone}")
     assert len(memories) == len(set(memories)) == len(expected)  # identical facts stored once
     assert set(memories) == expected
     events = Counter(r["event"] for j in jobs for r in json.loads(j[3]))

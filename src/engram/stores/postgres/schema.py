@@ -43,7 +43,8 @@ def _m001_initial(s: str) -> list[str]:
             hash text NOT NULL,
             actor_id text,
             role text,
-            metadata jsonb NOT NULL DEFAULT '{{}}',
+            metadata jsonb NOT NULL DEFAULT '{{}}',  -- for filters (jsonb normalises numbers)
+            metadata_text text NOT NULL DEFAULT '{{}}',  -- exactly as given, for reads
             created_at timestamptz NOT NULL,
             updated_at timestamptz,
             observed_at timestamptz NOT NULL,

@@ -105,20 +105,15 @@ def _typed_equals(path: list[str], value: Any, params: list[Any]) -> str:
     return f"{v} = %s::jsonb"
 
 
-# The values inside an array or an object at x.v (nothing for a scalar).
-_ELEMENTS = (
-    "(SELECT a.value FROM jsonb_array_elements(CASE WHEN jsonb_typeof(x.v) = 'array' "
-    "THEN x.v ELSE '[]'::jsonb END) a "
-    "UNION ALL SELECT o.value FROM jsonb_each(CASE WHEN jsonb_typeof(x.v) = 'object' "
-    "THEN x.v ELSE '{}'::jsonb END) o)"
-)
+# The values inside an array at x.v (nothing for anything else).
+_ELEMENTS = "jsonb_array_elements(CASE WHEN jsonb_typeof(x.v) = 'array' THEN x.v ELSE '[]'::jsonb END)"
 
 
 def _metadata_cond(c: Cond, params: list[Any]) -> str:
     path = c.field.metadata_path()
     op = c.op
-    if op == "exists":
-        return f"{_value(path, params)} IS NOT NULL"
+    if op == "exists":  # present and not JSON null
+        return f"COALESCE(jsonb_typeof({_value(path, params)}), 'null') <> 'null'"
     if op in ("eq", "ne"):
         inner = _typed_equals(path, c.value, params)
         return inner if op == "eq" else f"NOT COALESCE({inner}, false)"
@@ -135,13 +130,14 @@ def _metadata_cond(c: Cond, params: list[Any]) -> str:
             f"THEN (x.v #>> '{{}}') COLLATE \"C\" {_CMP[op]} %s::text END"
         )
         return _with_value(path, params, body, [c.value])
-    # contains / icontains: substring of a string value, or an element of an array (or object) value
+    # contains: substring of a string value, or an element of an array value.
+    # icontains: the same ignoring case (an array element must equal the needle ignoring case).
     if op == "icontains":
         needle = str(c.value).lower()
         body = (
             "CASE WHEN jsonb_typeof(x.v) = 'string' THEN strpos(lower(x.v #>> '{}'), %s::text) > 0 "
             f"ELSE EXISTS (SELECT 1 FROM {_ELEMENTS} AS e(value) WHERE jsonb_typeof(e.value) = 'string' "
-            "AND strpos(lower(e.value #>> '{}'), %s::text) > 0) END"
+            "AND lower(e.value #>> '{}') = %s::text) END"
         )
         return _with_value(path, params, body, [needle, needle])
     if isinstance(c.value, str):
@@ -152,8 +148,7 @@ def _metadata_cond(c: Cond, params: list[Any]) -> str:
         )
         return _with_value(path, params, body, [c.value, c.value])
     body = (
-        "jsonb_typeof(x.v) = 'array' AND EXISTS (SELECT 1 FROM jsonb_array_elements(CASE WHEN "
-        "jsonb_typeof(x.v) = 'array' THEN x.v ELSE '[]'::jsonb END) e "
+        f"EXISTS (SELECT 1 FROM {_ELEMENTS} AS e(value) "
         "WHERE jsonb_typeof(e.value) = 'number' AND e.value = %s::jsonb)"
     )
     return _with_value(path, params, body, [json.dumps(c.value)])

@@ -8,7 +8,6 @@ migrations run under an advisory lock.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import os
 import random
@@ -16,11 +15,10 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from typing import Any, TypeVar
 
 import numpy as np
-from pydantic import Field, SecretStr
 
 from engram.errors import (
     ConfigError,
@@ -32,10 +30,20 @@ from engram.errors import (
     StoreError,
 )
 from engram.filters import FilterNode
-from engram.interfaces import BackendSettings, ListPage, Store
+from engram.interfaces import ListPage, Store
 from engram.keywords import query_terms
 from engram.stores.postgres import search, tokens
-from engram.stores.postgres.schema import MIGRATION_LOCK_KEY, SCHEMA_NAME_RE, migrate
+from engram.stores.postgres.rows import (
+    MEMORY_COLUMNS,
+    MESSAGE_COLUMNS,
+    PostgresSettings,
+    as_array,
+    digest,
+    message,
+    record,
+    utc,
+)
+from engram.stores.postgres.schema import MIGRATION_LOCK_KEY, migrate
 from engram.types import (
     Candidate,
     EmbedderInfo,
@@ -51,36 +59,8 @@ from engram.types import (
 )
 
 T = TypeVar("T")
-_MEMORY_COLUMNS = (
-    "m.id, m.text, m.hash, m.user_id, m.agent_id, m.app_id, m.run_id, m.actor_id, m.role, m.metadata, "
-    "m.created_at, m.updated_at, m.observed_at, m.expires_at, m.superseded_by, m.valid_until"
-)
-_MESSAGE_COLUMNS = "id, user_id, agent_id, app_id, run_id, role, name, content, observed_at, created_at"
 _HNSW_MAX_DIM = 2000  # pgvector indexes vectors of up to 2,000 dimensions
 _RETRIES = 6
-
-
-class PostgresSettings(BackendSettings):
-    """Settings of the PostgreSQL store."""
-
-    url: SecretStr | None = Field(
-        None, description="postgresql://user:password@host:5432/db; default $ENGRAM_DATABASE_URL"
-    )
-    schema_name: str = Field(
-        "engram", pattern=SCHEMA_NAME_RE.pattern, description="schema holding Engram's tables"
-    )
-    min_pool_size: int = Field(1, ge=0, description="connections kept open per process")
-    max_pool_size: int = Field(10, ge=1, description="connections at most per process")
-    pool_timeout: float = Field(30.0, gt=0, description="seconds to wait for a free connection")
-    hnsw: bool = Field(True, description="keep an HNSW index for scopes too large to scan exactly")
-    exact_search_max_rows: int = Field(
-        10_000, ge=0, description="scopes up to this many rows are searched exactly (no index)"
-    )
-    hnsw_ef_search: int = Field(200, ge=1, le=1000, description="HNSW candidate list size at query time")
-    stats_cache_min_rows: int = Field(
-        10_000, ge=0, description="scopes this large reuse their BM25 statistics for stats_cache_seconds"
-    )
-    stats_cache_seconds: float = Field(60.0, ge=0)
 
 
 class PostgresStore(Store):
@@ -247,15 +227,18 @@ class PostgresStore(Store):
                     "VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)",
                     [
                         (m.id, namespace, *m.scope.as_tuple(), m.scope.key(), m.role, m.name, m.content,
-                         _digest(m.content), m.observed_at, m.created_at)
+                         digest(m.content), m.observed_at, m.created_at)
                         for m in messages
                     ],
                 )  # fmt: skip
         now = utcnow()
         outcomes: list[WriteOutcome] = []
         batch_ids = [m.id for m in messages]
+        today = now.date()
         for mem in memories:
-            existing = await self._derived_from_earlier_message(conn, namespace, mem, batch_ids)
+            existing = await self._current_twin(conn, namespace, mem, now)
+            if existing is None and mem.raw:
+                existing = await self._derived_from_earlier_message(conn, namespace, mem, batch_ids, today)
             if existing is None:
                 existing = await self._insert_memory(conn, namespace, mem, now)
             if existing is not None:
@@ -269,28 +252,39 @@ class PostgresStore(Store):
             outcomes.append(WriteOutcome(mem.id, mem.text, "ADD"))
         return outcomes
 
-    async def _derived_from_earlier_message(
-        self, conn: Any, namespace: str, mem: NewMemory, batch_ids: list[str]
-    ) -> str | None:
-        """For a raw (``infer=False``) memory with no current twin: a current memory extracted from an
-        earlier message of exactly this scope with exactly this text, if any."""
-        if not mem.raw:
-            return None
-        s = self._s
+    async def _current_twin(self, conn: Any, namespace: str, mem: NewMemory, now: datetime) -> str | None:
+        """The current memory saying the same in exactly this scope; an expired one is superseded
+        by ``mem`` instead (the fact is true again), and then there is none."""
         cur = await conn.execute(
-            f"SELECT id FROM {s}.memories WHERE namespace = %s AND scope_key = %s AND hash = %s "
-            "AND deleted_at IS NULL AND superseded_by IS NULL",
+            f"SELECT id, expires_at FROM {self._s}.memories WHERE namespace = %s AND scope_key = %s "
+            "AND hash = %s AND deleted_at IS NULL AND superseded_by IS NULL FOR UPDATE",
             (namespace, mem.scope.key(), mem.hash),
         )
-        if await cur.fetchone() is not None:
-            return None  # the insert below finds it (and links the sources)
+        row = await cur.fetchone()
+        if row is None:
+            return None
+        if row[1] is not None and row[1] < now.date():
+            await self._supersede(conn, namespace, str(row[0]), mem, now)
+            return None
+        return str(row[0])
+
+    async def _derived_from_earlier_message(
+        self, conn: Any, namespace: str, mem: NewMemory, batch_ids: list[str], today: date
+    ) -> str | None:
+        """For a raw (``infer=False``) memory: a current memory extracted from an earlier message of
+        exactly this scope with exactly this text, if any (memories whose text was edited since, or
+        that expired, no longer speak for that message; a metadata-only update changes nothing)."""
+        s = self._s
         cur = await conn.execute(
             f"SELECT m.id FROM {s}.messages g JOIN {s}.memory_sources ms ON ms.message_id = g.id "
             f"JOIN {s}.memories m ON m.id = ms.memory_id "
             "WHERE g.namespace = %s AND g.scope_key = %s AND g.content_hash = %s AND g.content = %s "
             "AND NOT (g.id = ANY(%s::text[])) AND m.deleted_at IS NULL AND m.superseded_by IS NULL "
+            "AND (m.expires_at IS NULL OR m.expires_at >= %s) "
+            f"AND NOT EXISTS (SELECT 1 FROM {s}.history h WHERE h.memory_id = m.id AND h.event = 'UPDATE' "
+            "AND h.old_memory IS DISTINCT FROM h.new_memory) "
             "ORDER BY m.seq LIMIT 1",
-            (namespace, mem.scope.key(), _digest(mem.text), mem.text, batch_ids),
+            (namespace, mem.scope.key(), digest(mem.text), mem.text, batch_ids, today),
         )
         row = await cur.fetchone()
         return str(row[0]) if row else None
@@ -301,9 +295,9 @@ class PostgresStore(Store):
         for _ in range(_RETRIES):
             cur = await conn.execute(
                 f"INSERT INTO {s}.memories (id, namespace, user_id, agent_id, app_id, run_id, scope_key, "
-                "text, hash, actor_id, role, metadata, created_at, observed_at, expires_at, embedding, "
-                "tsv, doc_len) "
-                "VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s::jsonb,%s,%s,%s,%s,%s::tsvector,%s) "
+                "text, hash, actor_id, role, metadata, metadata_text, created_at, observed_at, expires_at, "
+                "embedding, tsv, doc_len) "
+                "VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s::jsonb,%s,%s,%s,%s,%s,%s::tsvector,%s) "
                 "ON CONFLICT (namespace, scope_key, hash) WHERE deleted_at IS NULL AND superseded_by IS NULL "
                 "DO NOTHING RETURNING id",
                 (
@@ -315,6 +309,7 @@ class PostgresStore(Store):
                     mem.hash,
                     mem.actor_id,
                     mem.role,
+                    json.dumps(mem.metadata),
                     json.dumps(mem.metadata),
                     now,
                     mem.observed_at,
@@ -431,8 +426,9 @@ class PostgresStore(Store):
                 )
             if metadata is not None:
                 await conn.execute(
-                    f"UPDATE {s}.memories SET metadata = %s::jsonb, updated_at = %s WHERE id = %s",
-                    (json.dumps(metadata), now, memory_id),
+                    f"UPDATE {s}.memories SET metadata = %s::jsonb, metadata_text = %s, updated_at = %s "
+                    "WHERE id = %s",
+                    (json.dumps(metadata), json.dumps(metadata), now, memory_id),
                 )
             details = {"metadata": metadata} if metadata is not None else {}
             new_text = text if text is not None else old_text
@@ -501,11 +497,11 @@ class PostgresStore(Store):
 
     async def _records(self, conn: Any, namespace: str, memory_ids: list[str]) -> list[MemoryRecord]:
         cur = await conn.execute(
-            f"SELECT {_MEMORY_COLUMNS} FROM {self._s}.memories m "
+            f"SELECT {MEMORY_COLUMNS} FROM {self._s}.memories m "
             "WHERE m.namespace = %s AND m.deleted_at IS NULL AND m.id = ANY(%s::text[])",
             (namespace, memory_ids),
         )
-        by_id = {row[0]: _record(row) for row in await cur.fetchall()}
+        by_id = {row[0]: record(row) for row in await cur.fetchall()}
         await self._attach_sources(conn, list(by_id.values()))
         return [by_id[i] for i in memory_ids if i in by_id]
 
@@ -539,11 +535,11 @@ class PostgresStore(Store):
             cur = await conn.execute(f"SELECT count(*) FROM {s}.memories m WHERE {where}", params)
             total = int((await cur.fetchone())[0])
             cur = await conn.execute(
-                f"SELECT {_MEMORY_COLUMNS} FROM {s}.memories m WHERE {where} "
+                f"SELECT {MEMORY_COLUMNS} FROM {s}.memories m WHERE {where} "
                 "ORDER BY m.observed_at DESC, m.seq DESC LIMIT %s OFFSET %s",
                 [*params, limit, offset],
             )
-            records = [_record(r) for r in await cur.fetchall()]
+            records = [record(r) for r in await cur.fetchall()]
             await self._attach_sources(conn, records)
         return ListPage(records, total)
 
@@ -555,10 +551,10 @@ class PostgresStore(Store):
                 (namespace, memory_id),
             )
             rows = await cur.fetchall()
-        return [HistoryEntry(r[0], r[1], r[2], r[3], r[4], _utc(r[5]), r[6], r[7], dict(r[8])) for r in rows]
+        return [HistoryEntry(r[0], r[1], r[2], r[3], r[4], utc(r[5]), r[6], r[7], dict(r[8])) for r in rows]
 
     async def messages_for(self, namespace: str, memory_id: str) -> list[StoredMessage]:
-        columns = ", ".join("g." + c.strip() for c in _MESSAGE_COLUMNS.split(","))
+        columns = ", ".join("g." + c.strip() for c in MESSAGE_COLUMNS.split(","))
         async with self._conn() as conn:
             cur = await conn.execute(
                 f"SELECT {columns} FROM {self._s}.memory_sources s "
@@ -566,19 +562,19 @@ class PostgresStore(Store):
                 "WHERE s.memory_id = %s AND g.namespace = %s ORDER BY g.seq",
                 (memory_id, namespace),
             )
-            return [_message(r) for r in await cur.fetchall()]
+            return [message(r) for r in await cur.fetchall()]
 
     async def recent_messages(self, namespace: str, scope: Scope, limit: int) -> list[StoredMessage]:
         if limit <= 0:
             return []
         async with self._conn() as conn:
             cur = await conn.execute(
-                f"SELECT {_MESSAGE_COLUMNS} FROM {self._s}.messages WHERE namespace = %s AND scope_key = %s "
+                f"SELECT {MESSAGE_COLUMNS} FROM {self._s}.messages WHERE namespace = %s AND scope_key = %s "
                 "ORDER BY seq DESC LIMIT %s",
                 (namespace, scope.key(), limit),
             )
             rows = await cur.fetchall()
-        return [_message(r) for r in reversed(rows)]
+        return [message(r) for r in reversed(rows)]
 
     async def find_by_hash(self, namespace: str, scope: Scope, hashes: Sequence[str]) -> dict[str, str]:
         if not hashes:
@@ -599,7 +595,7 @@ class PostgresStore(Store):
                 f"SELECT id, embedding FROM {self._s}.memories WHERE namespace = %s AND id = ANY(%s::text[])",
                 (namespace, list(memory_ids)),
             )
-            return {str(i): _as_array(v) for i, v in await cur.fetchall()}
+            return {str(i): as_array(v) for i, v in await cur.fetchall()}
 
     # -- candidates ------------------------------------------------------------------------------
     async def vector_candidates(
@@ -672,55 +668,3 @@ class PostgresStore(Store):
                 self._stats_cache.clear()
             self._stats_cache[key] = (float(n_docs), float(avgdl), time.monotonic())
         return float(n_docs), float(avgdl)
-
-
-# -- helpers ---------------------------------------------------------------------------------------
-def _digest(content: str) -> str:
-    """Exact-content key of a message (sha256), indexed for provenance look-ups."""
-    return hashlib.sha256(content.encode("utf-8")).hexdigest()
-
-
-def _as_array(value: Any) -> Vector:
-    """A float32 numpy vector from what the pgvector loader returns (a ``Vector`` or an array)."""
-    if hasattr(value, "to_numpy"):
-        value = value.to_numpy()
-    return np.asarray(value, dtype=np.float32)
-
-
-def _utc(value: datetime) -> datetime:
-    return value.astimezone(UTC)
-
-
-def _opt_utc(value: datetime | None) -> datetime | None:
-    return value.astimezone(UTC) if value is not None else None
-
-
-def _record(row: tuple[Any, ...]) -> MemoryRecord:
-    expires: date | None = row[13]
-    return MemoryRecord(
-        id=row[0],
-        text=row[1],
-        hash=row[2],
-        scope=Scope(row[3], row[4], row[5], row[6]),
-        actor_id=row[7],
-        role=row[8],
-        metadata=dict(row[9]),
-        created_at=_utc(row[10]),
-        updated_at=_opt_utc(row[11]),
-        observed_at=_utc(row[12]),
-        expires_at=expires,
-        superseded_by=row[14],
-        valid_until=_opt_utc(row[15]),
-    )
-
-
-def _message(row: tuple[Any, ...]) -> StoredMessage:
-    return StoredMessage(
-        id=row[0],
-        scope=Scope(row[1], row[2], row[3], row[4]),
-        role=row[5],
-        name=row[6],
-        content=row[7],
-        observed_at=_utc(row[8]),
-        created_at=_utc(row[9]),
-    )
