@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import itertools
 import math
 import unicodedata
 import uuid
@@ -1012,3 +1013,38 @@ async def test_icontains_uses_full_case_folding(amem: AsyncMemory, request: pyte
     assert await matching(amem, {"where": {"icontains": "STRASSE"}}) == {"street"}
     assert await matching(amem, {"tags": {"icontains": "straße"}}) == {"street"}
     assert await matching(amem, {"where": {"icontains": "FILE"}}) == {"office"}
+
+
+# -- racing writes on one memory -------------------------------------------------------------------
+async def test_concurrent_updates_of_one_memory_keep_a_consistent_history(amem: AsyncMemory) -> None:
+    mid = (await add_one(amem, "version 0"))["id"]
+    await asyncio.gather(*(amem.update(mid, text=f"version {i}") for i in range(1, 21)))
+    history = await amem.history(mid)
+    assert [h["event"] for h in history] == ["ADD"] + ["UPDATE"] * 20
+    for before, after in itertools.pairwise(history):  # each change starts from the previous result
+        assert after["old_memory"] == before["new_memory"]
+    final = await amem.get(mid)
+    assert final is not None and final["memory"] == history[-1]["new_memory"]
+    assert {h["new_memory"] for h in history[1:]} == {f"version {i}" for i in range(1, 21)}
+
+
+async def test_concurrent_deletes_of_one_memory(amem: AsyncMemory) -> None:
+    mid = (await add_one(amem, "delete me once"))["id"]
+    outcomes = await asyncio.gather(*(amem.delete(mid) for _ in range(10)), return_exceptions=True)
+    assert sum(not isinstance(o, BaseException) for o in outcomes) == 1
+    assert all(isinstance(o, NotFoundError) for o in outcomes if isinstance(o, BaseException))
+    assert [h["event"] for h in await amem.history(mid)] == ["ADD", "DELETE"]
+
+
+async def test_update_racing_delete(amem: AsyncMemory) -> None:
+    mid = (await add_one(amem, "racing"))["id"]
+    outcomes = await asyncio.gather(
+        amem.update(mid, text="racing updated"), amem.delete(mid), return_exceptions=True
+    )
+    assert all(
+        o is None or not isinstance(o, BaseException) or isinstance(o, NotFoundError) for o in outcomes
+    )
+    assert await amem.get(mid) is None
+    events = [h["event"] for h in await amem.history(mid)]
+    assert events in (["ADD", "DELETE"], ["ADD", "UPDATE", "DELETE"])
+    assert await texts_of(amem, user_id="u") == []
