@@ -293,7 +293,6 @@ async def test_add_again_after_update_stores_the_old_text(
 async def test_metadata_update_keeps_raw_re_adds_absorbed(
     amem: AsyncMemory, request: pytest.FixtureRequest
 ) -> None:
-    known_bug_on(request, amem, "sqlite", "bug: a metadata-only update makes the raw re-add a duplicate")
     chat = [{"role": "user", "name": "alice", "content": "I love sci-fi movies."}]
     inferred = (await amem.add(chat, user_id="alice"))["results"]
     assert [r["event"] for r in inferred] == ["ADD"]

@@ -283,7 +283,7 @@ class SQLiteStore(CandidateSearch, Store):
     ) -> tuple[str] | None:
         """A current memory extracted from an earlier message with exactly this text, if any.
 
-        Memories edited since (``updated_at`` set) or expired no longer speak for that message.
+        Memories whose text was edited since, or that expired, no longer speak for that message.
         """
         marks = ",".join("?" * len(batch_ids)) or "''"
         row = conn.execute(
@@ -291,7 +291,8 @@ class SQLiteStore(CandidateSearch, Store):
             "JOIN memories m ON m.id = s.memory_id "
             "WHERE g.namespace = ? AND g.scope_key = ? AND g.content_hash = ? "
             f"AND g.id NOT IN ({marks}) AND m.deleted_at IS NULL AND m.superseded_by IS NULL "
-            "AND m.updated_at IS NULL AND (m.expires_at IS NULL OR m.expires_at >= ?) "
+            "AND (m.expires_at IS NULL OR m.expires_at >= ?) AND NOT EXISTS (SELECT 1 FROM history h "
+            "WHERE h.memory_id = m.id AND h.event = 'UPDATE' AND h.old_memory IS NOT h.new_memory) "
             "ORDER BY m.seq LIMIT 1",
             [namespace, mem.scope.key(), content_digest(mem.text), *batch_ids, today],
         ).fetchone()
