@@ -274,15 +274,7 @@ async def test_delete_then_add_again_is_a_new_memory(amem: AsyncMemory) -> None:
         await amem.delete(first["id"])
 
 
-async def test_add_again_after_update_stores_the_old_text(
-    amem: AsyncMemory, request: pytest.FixtureRequest
-) -> None:
-    known_bug_on(
-        request,
-        amem,
-        "postgres",
-        "bug: re-adding a message whose memory was updated away answers NONE (fact lost)",
-    )
+async def test_add_again_after_update_stores_the_old_text(amem: AsyncMemory) -> None:
     first = await add_one(amem, "I live in Paris")
     await amem.update(first["id"], text="I live in Berlin")
     again = await add_one(amem, "I live in Paris")
@@ -290,9 +282,7 @@ async def test_add_again_after_update_stores_the_old_text(
     assert sorted(await texts_of(amem, user_id="u")) == ["I live in Berlin", "I live in Paris"]
 
 
-async def test_metadata_update_keeps_raw_re_adds_absorbed(
-    amem: AsyncMemory, request: pytest.FixtureRequest
-) -> None:
+async def test_metadata_update_keeps_raw_re_adds_absorbed(amem: AsyncMemory) -> None:
     chat = [{"role": "user", "name": "alice", "content": "I love sci-fi movies."}]
     inferred = (await amem.add(chat, user_id="alice"))["results"]
     assert [r["event"] for r in inferred] == ["ADD"]
@@ -446,10 +436,7 @@ async def test_expired_and_superseded_visibility(amem: AsyncMemory) -> None:
     assert (await add_one(amem, "water drinker"))["event"] == "ADD"  # superseded text is not current
 
 
-async def test_adding_an_expired_fact_again_makes_it_visible(
-    amem: AsyncMemory, request: pytest.FixtureRequest
-) -> None:
-    known_bug_on(request, amem, "postgres", "bug: re-adding an expired fact answers NONE and it stays hidden")
+async def test_adding_an_expired_fact_again_makes_it_visible(amem: AsyncMemory) -> None:
     past = (dt.datetime.now(dt.UTC).date() - dt.timedelta(days=3)).isoformat()
     await add_one(amem, "Member of the chess club", expiration_date=past)
     await add_one(amem, "Member of the chess club")
@@ -608,24 +595,15 @@ async def test_null_metadata_values_compare_with_none(typed: AsyncMemory) -> Non
     assert await matching(typed, {"tags": {"contains": "go"}}) == {"null value"}
 
 
-async def test_exists_ignores_json_null(typed: AsyncMemory, request: pytest.FixtureRequest) -> None:
-    known_bug_on(request, typed, "postgres", "bug: {'k': '*'} matches a JSON null (docs: present, not null)")
+async def test_exists_ignores_json_null(typed: AsyncMemory) -> None:
     assert await matching(typed, {"k": "*"}) == {"object value", "string value"}
 
 
-async def test_contains_does_not_look_inside_objects(
-    typed: AsyncMemory, request: pytest.FixtureRequest
-) -> None:
-    known_bug_on(
-        request, typed, "postgres", "bug: contains looks inside objects (docs: strings and arrays only)"
-    )
+async def test_contains_does_not_look_inside_objects(typed: AsyncMemory) -> None:
     assert await matching(typed, {"k": {"contains": "x"}}) == {"string value"}
 
 
-async def test_icontains_on_arrays_is_case_insensitive_contains(
-    typed: AsyncMemory, request: pytest.FixtureRequest
-) -> None:
-    known_bug_on(request, typed, "postgres", "bug: icontains on an array matches substrings of elements")
+async def test_icontains_on_arrays_is_case_insensitive_contains(typed: AsyncMemory) -> None:
     assert await matching(typed, {"tags": {"icontains": "python"}}) == {"null value", "object value"}
     assert await matching(typed, {"tags": {"icontains": "PY"}}) == set()
 
@@ -682,9 +660,6 @@ async def test_errors_are_engram_errors(amem: AsyncMemory) -> None:
 async def test_timestamps_before_year_1000_stay_readable(
     amem: AsyncMemory, request: pytest.FixtureRequest
 ) -> None:
-    known_bug_on(
-        request, amem, "sqlite", "bug: iso() writes year 500 as '500-01-01...'; every read of the scope fails"
-    )
     await add_one(amem, "recent", timestamp="2024-01-01T00:00:00Z")
     await add_one(amem, "ancient", timestamp="0500-06-01T00:00:00Z")
     await add_one(amem, "very ancient", timestamp="0001-01-01T00:00:00Z")
@@ -693,7 +668,6 @@ async def test_timestamps_before_year_1000_stay_readable(
     assert await matching(amem, {"observed_at": "0500-06-01"}) == {"ancient"}
 
 
-@pytest.mark.xfail(strict=True, reason="bug: a timestamp that leaves the calendar in UTC leaks OverflowError")
 @pytest.mark.parametrize("timestamp", ["0001-01-01T00:00:00+05:00", "9999-12-31T23:59:59-05:00"])
 async def test_timestamps_outside_the_utc_calendar(amem: AsyncMemory, timestamp: str) -> None:
     with pytest.raises(ValidationError) as info:
@@ -706,14 +680,6 @@ async def test_timestamps_outside_the_utc_calendar(amem: AsyncMemory, timestamp:
 async def test_filter_dates_outside_the_calendar(
     amem: AsyncMemory, value: Any, request: pytest.FixtureRequest
 ) -> None:
-    if isinstance(value, str):
-        known_bug_on(
-            request, amem, "sqlite", "bug: iso() of a date before 0001-01-01 UTC leaks OverflowError"
-        )
-    else:
-        request.applymarker(
-            pytest.mark.xfail(strict=True, reason="bug: parse_filters leaks ValueError for huge unix seconds")
-        )
     await add_one(amem, "now")
     try:
         found = await matching(amem, {"observed_at": {"lt": value}})
@@ -876,7 +842,6 @@ async def test_scope_taken_from_filters(amem: AsyncMemory, filters: dict[str, An
     assert {r["memory"] for r in (await amem.search("mine theirs", filters=filters))["results"]} == {"mine"}
 
 
-@pytest.mark.xfail(strict=True, reason="bug: split_scope ignores the $and/$eq aliases and eq inside AND")
 @pytest.mark.parametrize("filters", SCOPE_FORMS_DOCUMENTED_BUT_REFUSED, ids=repr)
 async def test_scope_taken_from_aliased_filters(amem: AsyncMemory, filters: dict[str, Any]) -> None:
     await add_one(amem, "mine", metadata={"k": 1})

@@ -207,7 +207,10 @@ def _make_date_cond(field: Field, op: str, operand: Any, path: str) -> FilterNod
     whole_day = isinstance(operand, str) and len(operand.strip()) == 10
     if not whole_day:
         return Cond(field, op, moment, path)  # type: ignore[arg-type]
-    next_day = moment + timedelta(days=1)
+    try:
+        next_day = moment + timedelta(days=1)
+    except OverflowError:
+        raise FilterError("date is at the end of the calendar", path=path) from None
     if op == "lte":
         return Cond(field, "lt", next_day, path)
     if op == "gt":
@@ -219,20 +222,23 @@ def _make_date_cond(field: Field, op: str, operand: Any, path: str) -> FilterNod
 
 
 def _parse_datetime(value: Any, path: str) -> datetime:
+    """An aware datetime in UTC; anything the calendar cannot hold is a FilterError."""
     if isinstance(value, bool) or value is None:
         raise FilterError("expected an ISO 8601 date or a unix timestamp", path=path)
-    if isinstance(value, int | float):
-        return datetime.fromtimestamp(value, UTC)
-    if isinstance(value, str):
-        try:
+    try:
+        if isinstance(value, int | float):
+            return datetime.fromtimestamp(value, UTC)
+        if isinstance(value, str):
             text = value.strip().replace("Z", "+00:00")
             if len(text) == 10:
                 d = date.fromisoformat(text)
                 return datetime(d.year, d.month, d.day, tzinfo=UTC)
             parsed = datetime.fromisoformat(text)
-        except ValueError:
-            raise FilterError(f"{value!r} is not an ISO 8601 date", path=path) from None
-        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+            return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).astimezone(UTC)
+    except (ValueError, OverflowError, OSError):
+        raise FilterError(
+            f"{value!r} is not a date this calendar can hold (ISO 8601 or unix seconds)", path=path
+        ) from None
     raise FilterError("expected an ISO 8601 date or a unix timestamp", path=path)
 
 
@@ -249,30 +255,36 @@ def split_scope(
     if filters is not None and not isinstance(filters, dict):
         raise FilterError(f"expected an object, got {type(filters).__name__}", path=path)
     for key, value in (filters or {}).items():
-        if key in SCOPE_FIELDS and isinstance(value, str) and value != "*":
-            _merge_scope_value(scope_values, key, value, f"{path}.{key}")
-        elif (
-            key in SCOPE_FIELDS
-            and isinstance(value, dict)
-            and set(value) == {"eq"}
-            and isinstance(value["eq"], str)
-        ):
-            _merge_scope_value(scope_values, key, value["eq"], f"{path}.{key}")
-        elif key == "AND" and isinstance(value, list):
+        wanted = _scope_equality(key, value)
+        if wanted is not None:
+            _merge_scope_value(scope_values, key, wanted, f"{path}.{key}")
+        elif _LOGICAL_KEYS.get(key) == "AND" and isinstance(value, list):
             remaining = []
             for i, item in enumerate(value):
                 if isinstance(item, dict) and len(item) == 1:
                     ((k, v),) = item.items()
-                    if k in SCOPE_FIELDS and isinstance(v, str) and v != "*":
-                        _merge_scope_value(scope_values, k, v, f"{path}.AND[{i}].{k}")
+                    inner = _scope_equality(k, v)
+                    if inner is not None:
+                        _merge_scope_value(scope_values, k, inner, f"{path}.{key}[{i}].{k}")
                         continue
                 remaining.append(item)
             if remaining:
-                rest["AND"] = remaining
+                rest[key] = remaining
         else:
             rest[key] = value
     tree = parse_filters(rest, path=path) if rest else None
     return Scope(**scope_values), tree
+
+
+def _scope_equality(key: Any, value: Any) -> str | None:
+    """The id when ``{key: value}`` says "this scope id equals a string" (plain, eq or $eq)."""
+    if key not in SCOPE_FIELDS:
+        return None
+    if isinstance(value, dict) and len(value) == 1:
+        ((op, value),) = value.items()
+        if op not in ("eq", "$eq"):
+            return None
+    return value if isinstance(value, str) and value != "*" else None
 
 
 def _merge_scope_value(scope_values: dict[str, str | None], key: str, value: str, path: str) -> None:

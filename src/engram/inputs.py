@@ -154,14 +154,19 @@ def parse_timestamp(value: Any, *, field: str = "timestamp") -> datetime | None:
             return datetime.fromtimestamp(value, UTC)
         except (OverflowError, OSError, ValueError) as e:
             raise ValidationError(f"{field} is out of range: {value}", field=field) from e
-    if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=UTC)
     if isinstance(value, str):
         try:
-            parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+            value = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
         except ValueError:
             raise ValidationError(f"{field} {value!r} is not ISO 8601 or unix seconds", field=field) from None
-        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    if isinstance(value, datetime):
+        aware = value if value.tzinfo else value.replace(tzinfo=UTC)
+        try:
+            return aware.astimezone(UTC)
+        except OverflowError:
+            raise ValidationError(
+                f"{field} is outside the calendar once converted to UTC", field=field
+            ) from None
     raise ValidationError(f"{field} must be unix seconds or an ISO 8601 string", field=field)
 
 

@@ -18,7 +18,7 @@ _CMP = {"eq": "=", "gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
 
 def iso(moment: datetime) -> str:
     """The fixed-width UTC text form every timestamp is stored in (sorts chronologically)."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f+00:00")
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")
 
 
 def compile_filter(node: FilterNode) -> tuple[str, list[Any]]:
