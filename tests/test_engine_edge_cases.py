@@ -112,7 +112,7 @@ async def test_lone_surrogates_are_validation_errors(amem: AsyncMemory, where: s
     assert await texts_of(amem, user_id="u") == ["fine"]
 
 
-async def test_lone_surrogate_in_metadata(amem: AsyncMemory, request: pytest.FixtureRequest) -> None:
+async def test_lone_surrogate_in_metadata(amem: AsyncMemory) -> None:
     try:
         mid = (await add_one(amem, "surrogate meta", metadata={"k": BAD}))["id"]
     except ValidationError:
@@ -122,9 +122,7 @@ async def test_lone_surrogate_in_metadata(amem: AsyncMemory, request: pytest.Fix
     assert item is not None and item["metadata"] == {"k": BAD}
 
 
-async def test_nul_character_round_trips_or_is_refused(
-    amem: AsyncMemory, request: pytest.FixtureRequest
-) -> None:
+async def test_nul_character_round_trips_or_is_refused(amem: AsyncMemory) -> None:
     text = "before\x00after"
     try:
         mid = (await add_one(amem, text, metadata={"k": "a\x00b"}))["id"]
@@ -608,12 +606,12 @@ async def test_icontains_on_arrays_is_case_insensitive_contains(typed: AsyncMemo
     assert await matching(typed, {"tags": {"icontains": "PY"}}) == set()
 
 
-async def test_icontains_folds_non_ascii_case(typed: AsyncMemory, request: pytest.FixtureRequest) -> None:
+async def test_icontains_folds_non_ascii_case(typed: AsyncMemory) -> None:
     assert await matching(typed, {"who": {"icontains": "élodie"}}) == {"null value", "string value"}
     assert await matching(typed, {"actor_id": {"icontains": "émile"}}) == {"named"}
 
 
-async def test_huge_integer_in_a_filter(typed: AsyncMemory, request: pytest.FixtureRequest) -> None:
+async def test_huge_integer_in_a_filter(typed: AsyncMemory) -> None:
     await add_one(typed, "huge", metadata={"n": 2**70})
     for filters in ({"n": {"gt": 2**64}}, {"n": {"in": [2**70]}}):
         try:
@@ -657,9 +655,7 @@ async def test_errors_are_engram_errors(amem: AsyncMemory) -> None:
 
 
 # -- timestamps at the edges of the calendar -------------------------------------------------------
-async def test_timestamps_before_year_1000_stay_readable(
-    amem: AsyncMemory, request: pytest.FixtureRequest
-) -> None:
+async def test_timestamps_before_year_1000_stay_readable(amem: AsyncMemory) -> None:
     await add_one(amem, "recent", timestamp="2024-01-01T00:00:00Z")
     await add_one(amem, "ancient", timestamp="0500-06-01T00:00:00Z")
     await add_one(amem, "very ancient", timestamp="0001-01-01T00:00:00Z")
@@ -677,9 +673,7 @@ async def test_timestamps_outside_the_utc_calendar(amem: AsyncMemory, timestamp:
 
 
 @pytest.mark.parametrize("value", ["0001-01-01T00:00:00+05:00", 1e15, -1e15])
-async def test_filter_dates_outside_the_calendar(
-    amem: AsyncMemory, value: Any, request: pytest.FixtureRequest
-) -> None:
+async def test_filter_dates_outside_the_calendar(amem: AsyncMemory, value: Any) -> None:
     await add_one(amem, "now")
     try:
         found = await matching(amem, {"observed_at": {"lt": value}})
