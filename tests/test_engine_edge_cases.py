@@ -432,6 +432,10 @@ async def test_expired_and_superseded_visibility(amem: AsyncMemory) -> None:
     assert old is not None and old["superseded_by"] == new and old["valid_until"] is not None
     assert [h["event"] for h in await amem.history(replaced)] == ["ADD", "SUPERSEDE"]
     assert (await add_one(amem, "water drinker"))["event"] == "ADD"  # superseded text is not current
+    deleted = (await amem.delete_all(user_id="u"))["deleted"]
+    assert deleted == 8  # expired and superseded memories belong to the scope too
+    everything = await amem.get_all(user_id="u", show_expired=True, include_superseded=True)
+    assert everything["results"] == [] and await amem.get(replaced) is None
 
 
 async def test_adding_an_expired_fact_again_makes_it_visible(amem: AsyncMemory) -> None:
