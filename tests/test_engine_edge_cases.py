@@ -709,6 +709,16 @@ async def test_one_add_with_repeats_and_system_messages(amem: AsyncMemory) -> No
     }
 
 
+async def test_one_large_batch(amem: AsyncMemory) -> None:
+    chat = [{"role": "user", "content": f"batch line {i}"} for i in range(300)]
+    chat += [{"role": "assistant", "content": f"Batch line {i}!"} for i in range(0, 300, 6)]  # 50 repeats
+    results = (await amem.add(chat, user_id="u", infer=False))["results"]
+    assert [r["event"] for r in results] == ["ADD"] * 300 + ["NONE"] * 50
+    assert [r["id"] for r in results[300:]] == [results[i]["id"] for i in range(0, 300, 6)]
+    assert (await amem.get_all(user_id="u", top_k=1000))["total"] == 300
+    assert len(await amem.sources(results[0]["id"])) == 2
+
+
 # -- a random sequence of operations against a model ------------------------------------------------
 @pytest.mark.parametrize("seed", [1, 2])
 async def test_random_operations_agree_with_a_model(amem: AsyncMemory, seed: int) -> None:
