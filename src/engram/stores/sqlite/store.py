@@ -195,6 +195,7 @@ class SQLiteStore(CandidateSearch, Store):
         cached_rows: list[tuple[Scope, str, Vector, int]] = []
         superseded_any = False
         with self._write() as (conn, generation):
+            before_seq = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM messages").fetchone()[0]
             conn.executemany(
                 "INSERT INTO messages (id, namespace, user_id, agent_id, app_id, run_id, scope_key, role, "
                 "name, content, content_hash, observed_at, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
@@ -215,7 +216,6 @@ class SQLiteStore(CandidateSearch, Store):
                 ],
             )
             now = iso(utcnow())
-            batch_ids = [m.id for m in messages]
             today = utcnow().date().isoformat()
             for mem in memories:
                 tokens = scope_tokens(namespace, mem.scope)
@@ -230,7 +230,7 @@ class SQLiteStore(CandidateSearch, Store):
                     superseded_any |= self._supersede(conn, namespace, existing[0], mem, now)
                     existing = None
                 if existing is None and mem.raw:
-                    existing = self._derived_from_earlier_message(conn, namespace, mem, batch_ids, today)
+                    existing = self._derived_from_earlier_message(conn, namespace, mem, before_seq, today)
                 if existing is not None:
                     self._link_sources(conn, existing[0], mem.source_message_ids)
                     outcomes.append(WriteOutcome(existing[0], mem.text, "NONE", existing_id=existing[0]))
@@ -279,22 +279,22 @@ class SQLiteStore(CandidateSearch, Store):
 
     @staticmethod
     def _derived_from_earlier_message(
-        conn: sqlite3.Connection, namespace: str, mem: NewMemory, batch_ids: list[str], today: str
+        conn: sqlite3.Connection, namespace: str, mem: NewMemory, before_seq: int, today: str
     ) -> tuple[str] | None:
         """A current memory extracted from an earlier message with exactly this text, if any.
 
-        Memories whose text was edited since, or that expired, no longer speak for that message.
+        Only messages stored before this call count (``seq <= before_seq``). Memories whose text was
+        edited since, or that expired, no longer speak for that message.
         """
-        marks = ",".join("?" * len(batch_ids)) or "''"
         row = conn.execute(
             "SELECT m.id FROM messages g JOIN memory_sources s ON s.message_id = g.id "
             "JOIN memories m ON m.id = s.memory_id "
-            "WHERE g.namespace = ? AND g.scope_key = ? AND g.content_hash = ? "
-            f"AND g.id NOT IN ({marks}) AND m.deleted_at IS NULL AND m.superseded_by IS NULL "
+            "WHERE g.namespace = ? AND g.scope_key = ? AND g.content_hash = ? AND g.seq <= ? "
+            "AND m.deleted_at IS NULL AND m.superseded_by IS NULL "
             "AND (m.expires_at IS NULL OR m.expires_at >= ?) AND NOT EXISTS (SELECT 1 FROM history h "
             "WHERE h.memory_id = m.id AND h.event = 'UPDATE' AND h.old_memory IS NOT h.new_memory) "
             "ORDER BY m.seq LIMIT 1",
-            [namespace, mem.scope.key(), content_digest(mem.text), *batch_ids, today],
+            [namespace, mem.scope.key(), content_digest(mem.text), before_seq, today],
         ).fetchone()
         return (str(row[0]),) if row else None
 
