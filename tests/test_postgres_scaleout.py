@@ -140,6 +140,20 @@ def test_two_servers_two_workers_one_postgres(pg_url: str, pg_schema: str, tmp_p
     reclaimed = [j for j in jobs if j[2] > 1]
     assert reclaimed, "the SIGKILL must land while the killed worker held jobs"
     expected = {_task(n) for n in accepted.values()}
+    twice = [m for m, k in Counter(memories).items() if k > 1]
+    if twice:  # the same fact stored twice: show the rows
+        with psycopg.connect(pg_url) as conn:
+            rows = conn.execute(
+                f"SELECT id, namespace, scope_key, hash, superseded_by, created_at, metadata_text "
+                f"FROM {pg_schema}.memories WHERE text = ANY(%s) ORDER BY text, seq",
+                ([text for _, text in twice],),
+            ).fetchall()
+            hist = conn.execute(
+                f"SELECT memory_id, event, details FROM {pg_schema}.history h JOIN {pg_schema}.memories m "
+                "ON m.id = h.memory_id WHERE m.text = ANY(%s)",
+                ([text for _, text in twice],),
+            ).fetchall()
+        pytest.fail(f"stored twice: {twice}\nrows: {rows}\nhistory: {hist}")
     missing = expected - set(memories)
     if missing:  # say which adds lost their fact, and what their jobs answered
         lost = {jid: by_id[jid] for jid, n in accepted.items() if _task(n) in missing}
