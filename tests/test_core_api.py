@@ -258,6 +258,7 @@ BAD_SEARCHES: list[tuple[dict[str, Any], str]] = [
     ("kwargs", "field"), BAD_SEARCHES, ids=[b[1] + str(i) for i, b in enumerate(BAD_SEARCHES)]
 )
 async def test_bad_search_names_the_field(amem: AsyncMemory, kwargs: dict[str, Any], field: str) -> None:
+    kwargs = dict(kwargs)  # parametrized values are shared between store backends
     query = kwargs.pop("query")
     with pytest.raises(ValidationError) as info:
         await amem.search(query, user_id="u", **kwargs)
