@@ -166,7 +166,10 @@ def test_two_servers_two_workers_one_postgres(pg_url: str, pg_schema: str, tmp_p
     assert len(memories) == len(set(memories)) == len(expected)  # identical facts stored once
     assert set(memories) == expected
     events = Counter(r["event"] for j in jobs for r in json.loads(j[3]))
-    assert events["ADD"] == len(expected) and events["ADD"] + events["NONE"] == len(accepted)
+    assert events["ADD"] + events["NONE"] == len(accepted)  # one outcome per accepted add
+    # A job whose worker committed the add and was killed before completing it runs again elsewhere
+    # and then honestly answers NONE: so ADD answers may fall short by at most the reclaimed jobs.
+    assert len(expected) - len(reclaimed) <= events["ADD"] <= len(expected)
     (tmp_path / "figures.json").write_text(
         json.dumps(
             {
