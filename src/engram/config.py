@@ -25,9 +25,22 @@ class RetrievalConfig(BaseModel):
     """How search gathers and fuses candidates (see docs/retrieval.md)."""
 
     model_config = ConfigDict(extra="forbid")
-    vector_weight: float = Field(0.35, ge=0)
-    keyword_weight: float = Field(0.65, ge=0)
+    vector_weight: float = Field(0.5, ge=0)
+    keyword_weight: float = Field(0.5, ge=0)
     candidates: int = Field(100, ge=1, le=10_000, description="candidates each signal brings")
+    context_prev: float = Field(
+        0.3, ge=0, le=1, description="share of the previous memory's score (same session) a memory inherits"
+    )
+    context_next: float = Field(0.3, ge=0, le=1, description="share of the next memory's score it inherits")
+    session_weight: float = Field(
+        0.2, ge=0, le=1, description="bonus: this times the best score of the memory's session"
+    )
+    date_weight: float = Field(
+        0.3, ge=0, le=1, description="bonus when the query names the month/year the memory was observed in"
+    )
+    session_gap_minutes: float = Field(
+        30.0, ge=0, description="memories of a scope observed this close together form one session"
+    )
     rerank_candidates: int = Field(50, ge=1, le=1000)
 
 

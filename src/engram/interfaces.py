@@ -21,6 +21,7 @@ from engram.types import (
     Candidate,
     EmbedderInfo,
     HistoryEntry,
+    MemoryContext,
     MemoryRecord,
     NewMemory,
     Scope,
@@ -261,6 +262,15 @@ class Store(ABC):
     @abstractmethod
     async def vectors_for(self, namespace: str, memory_ids: Sequence[str]) -> dict[str, Vector]:
         """Stored vectors of the given memories (for dedup and reranking)."""
+
+    async def memory_context(
+        self, namespace: str, scope: Scope, memory_ids: Sequence[str], session_gap_s: float
+    ) -> dict[str, MemoryContext]:
+        """Timeline neighbours and observation times of ``memory_ids`` within ``scope``.
+
+        Optional: a store that returns ``{}`` (the default) gets plain fusion without context.
+        """
+        return {}
 
     async def hybrid_candidates(
         self,

@@ -1,9 +1,9 @@
 """Hybrid retrieval: vector and keyword candidates, one fused score, optional reranking.
 
 Both signals bring candidates from inside the scope. Every candidate gets its exact cosine (keyword-only
-candidates have their vectors fetched), the BM25 score is divided by the best BM25 of the query, and the
-fused score is a weighted sum of the two, in [0, 1] when the weights sum to 1 (see docs/retrieval.md
-for why weighted score fusion and not reciprocal-rank fusion).
+candidates have their vectors fetched) and its BM25; the two are z-normalised and weighted, then each
+memory takes in part of its conversational neighbours' scores, a session bonus and a date cue
+(engram/fusion.py; docs/retrieval.md says why and what each step is worth on LoCoMo).
 """
 
 from __future__ import annotations
@@ -12,8 +12,11 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from engram.config import RetrievalConfig
 from engram.filters import FilterNode
+from engram.fusion import contextual_scores
 from engram.interfaces import Reranker, Store
 from engram.types import MemoryRecord, Scope, Vector, Visibility
 
@@ -65,15 +68,16 @@ async def hybrid_search(
     vector_rank = {c.memory_id: i + 1 for i, c in enumerate(found.vector)}
     keyword_rank = {c.memory_id: i + 1 for i, c in enumerate(found.keyword)}
     best_bm25 = max(bm25.values(), default=0.0)
-    fused: dict[str, float] = {}
-    for mid in cosine.keys() | bm25.keys():
-        v = max(cosine.get(mid, 0.0), 0.0) if use_vector else 0.0
-        k = bm25.get(mid, 0.0) / best_bm25 if best_bm25 > 0 else 0.0
-        fused[mid] = round(
-            (config.vector_weight * v + config.keyword_weight * k)
-            / (config.vector_weight + config.keyword_weight),
-            6,
-        )
+    pool = list(cosine.keys() | bm25.keys())
+    gap_s = config.session_gap_minutes * 60
+    contexts = await store.memory_context(request.namespace, request.scope, pool, gap_s)
+    neighbours = {
+        n for c in contexts.values() for n in (c.prev_id, c.next_id) if n is not None and n not in cosine
+    }
+    if neighbours and use_vector:
+        for mid, vec in (await store.vectors_for(request.namespace, list(neighbours))).items():
+            cosine[mid] = float(np.dot(vec, query_vector))
+    fused, parts = contextual_scores(pool, cosine, bm25, contexts, request.query, config)
     ranked = sorted(fused, key=lambda mid: (-fused[mid], mid))
     if reranker is not None:
         ranked, fused = await _rerank(store, request, reranker, ranked[: config.rerank_candidates], fused)
@@ -93,6 +97,7 @@ async def hybrid_search(
                 "keyword": {"bm25": bm25.get(mid), "rank": keyword_rank.get(mid), "best_bm25": best_bm25},
                 "weights": {"vector": config.vector_weight, "keyword": config.keyword_weight},
                 "fused": fused[mid],
+                "context": parts.get(mid),
             }
         hits.append(Hit(record, fused[mid], explain))
     return hits

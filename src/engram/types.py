@@ -193,6 +193,19 @@ class Candidate:
 
 
 @dataclass(frozen=True, slots=True)
+class MemoryContext:
+    """Where a memory sits in its scope's timeline (used to rank with conversational context).
+
+    ``prev_id`` / ``next_id`` are the memories stored just before / after it in the same scope, set only
+    when they were observed within the session gap (the same conversation).
+    """
+
+    observed_ts: float  # observed_at as unix seconds
+    prev_id: str | None = None
+    next_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class EmbedderInfo:
     """What a store records about the embedder that filled it."""
 

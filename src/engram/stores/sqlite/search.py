@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable, Sequence
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import Any, TypeVar
 
 import numpy as np
@@ -14,21 +14,28 @@ from engram.interfaces import HybridCandidates
 from engram.keywords import query_terms
 from engram.stores.sqlite.rows import chunks, scope_sql, scope_tokens, top_candidates, where_clause
 from engram.stores.sqlite.vector_cache import ScopeVectors, VectorCache, cache_key
-from engram.types import Candidate, Scope, Vector, Visibility
+from engram.types import Candidate, MemoryContext, Scope, Vector, Visibility
 
 T = TypeVar("T")
 _NEVER = np.iinfo(np.int64).max
+# A query term found in more than this share of the scope's memories carries no topic there (the
+# speakers' names in a two-person conversation, for example): it is dropped from the keyword query.
+# FTS5's IDF is global, so without this a name that is rare globally but everywhere in the scope
+# dominates BM25.
+MAX_TERM_SHARE = 0.2
+_MIN_SCOPE_FOR_DF = 20
 
 
-def _fts_match(namespace: str, scope: Scope, query_text: str) -> str | None:
-    """The FTS5 query: any content word of the query, inside the scope's tokens."""
-    terms = query_terms(query_text)
-    if not terms:
-        return None
-    words = " OR ".join('"' + t.replace('"', '""') + '"' for t in terms)
-    return f"({words}) AND " + " AND ".join(
-        f'scope_tokens : "{token}"' for token in scope_tokens(namespace, scope).split()
-    )
+def _epoch(value: str) -> float:
+    parsed = datetime.fromisoformat(value)
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.timestamp()
+
+
+def _scope_match(namespace: str, scope: Scope) -> str:
+    """The FTS5 clause that keeps matches inside the scope (its opaque scope tokens)."""
+    return " AND ".join(f'scope_tokens : "{token}"' for token in scope_tokens(namespace, scope).split())
 
 
 class CandidateSearch:
@@ -127,7 +134,7 @@ class CandidateSearch:
         try:
             generation = self._generation(conn)
             rows = conn.execute(
-                "SELECT m.id, v.embedding, m.superseded_by IS NOT NULL, m.expires_at "
+                "SELECT m.id, v.embedding, m.superseded_by IS NOT NULL, m.expires_at, m.observed_at "
                 "FROM memories m JOIN vectors v ON v.seq = m.seq "
                 f"WHERE m.namespace = ? AND m.deleted_at IS NULL AND {where} ORDER BY m.seq",
                 [namespace, *params],
@@ -149,6 +156,7 @@ class CandidateSearch:
                 dtype=np.int64,
                 count=len(rows),
             ),
+            observed=np.fromiter((_epoch(r[4]) for r in rows), dtype=np.float64, count=len(rows)),
         )
         self._cache.put(key, entry)
         return entry
@@ -162,10 +170,74 @@ class CandidateSearch:
         query_text: str,
         limit: int,
     ) -> list[Candidate]:
-        match = _fts_match(namespace, scope, query_text)
-        if match is None:
+        terms = query_terms(query_text)
+        if not terms:
             return []
-        return await self._run(self._keyword_sync, namespace, scope, filters, visibility, match, limit)
+        return await self._run(self._keyword_sync_terms, namespace, scope, filters, visibility, terms, limit)
+
+    def _keyword_sync_terms(
+        self,
+        namespace: str,
+        scope: Scope,
+        filters: FilterNode | None,
+        visibility: Visibility,
+        terms: list[str],
+        limit: int,
+    ) -> list[Candidate]:
+        scope_match = _scope_match(namespace, scope)
+        terms = self._drop_common_terms(namespace, scope, terms, scope_match)
+        words = " OR ".join('"' + t.replace('"', '""') + '"' for t in terms)
+        return self._keyword_sync(
+            namespace, scope, filters, visibility, f"({words}) AND {scope_match}", limit
+        )
+
+    def _drop_common_terms(
+        self, namespace: str, scope: Scope, terms: list[str], scope_match: str
+    ) -> list[str]:
+        """Terms present in at most MAX_TERM_SHARE of the scope (all of them if none is)."""
+        if len(terms) < 2:
+            return terms
+        size = self._scope_vectors(namespace, scope).size
+        if size < _MIN_SCOPE_FOR_DF:
+            return terms
+        cap = int(size * MAX_TERM_SHARE)
+        conn = self._conn()
+        kept = []
+        for term in terms:
+            quoted = '"' + term.replace('"', '""') + '"'
+            (count,) = conn.execute(
+                "SELECT count(*) FROM (SELECT 1 FROM memories_fts WHERE memories_fts MATCH ? LIMIT ?)",
+                (f"{quoted} AND {scope_match}", cap + 1),
+            ).fetchone()
+            if count <= cap:
+                kept.append(term)
+        return kept or terms
+
+    async def memory_context(
+        self, namespace: str, scope: Scope, memory_ids: Sequence[str], session_gap_s: float
+    ) -> dict[str, MemoryContext]:
+        if not memory_ids:
+            return {}
+        return await self._run(self._context_sync, namespace, scope, list(memory_ids), session_gap_s)
+
+    def _context_sync(
+        self, namespace: str, scope: Scope, memory_ids: list[str], session_gap_s: float
+    ) -> dict[str, MemoryContext]:
+        entry = self._scope_vectors(namespace, scope)
+        n = len(entry.ids)
+        out: dict[str, MemoryContext] = {}
+        for mid in memory_ids:
+            row = entry.row_of(mid)
+            if row is None:
+                continue
+            ts = float(entry.observed[row])
+            prev_id = next_id = None
+            if row > 0 and abs(ts - entry.observed[row - 1]) <= session_gap_s:
+                prev_id = entry.ids[row - 1]
+            if row + 1 < n and abs(entry.observed[row + 1] - ts) <= session_gap_s:
+                next_id = entry.ids[row + 1]
+            out[mid] = MemoryContext(ts, prev_id, next_id)
+        return out
 
     async def hybrid_candidates(
         self,
@@ -181,9 +253,9 @@ class CandidateSearch:
         if query_vector is not None:
             self._check_dim(query_vector, "query_vector")
             query_vector = np.ascontiguousarray(query_vector, dtype=np.float32)
-        match = _fts_match(namespace, scope, query_text) if query_text is not None else None
+        terms = query_terms(query_text) if query_text is not None else []
         return await self._run(
-            self._hybrid_sync, namespace, scope, filters, visibility, query_vector, match, limit
+            self._hybrid_sync, namespace, scope, filters, visibility, query_vector, terms, limit
         )
 
     def _hybrid_sync(
@@ -193,7 +265,7 @@ class CandidateSearch:
         filters: FilterNode | None,
         visibility: Visibility,
         query_vector: Vector | None,
-        match: str | None,
+        terms: list[str],
         limit: int,
     ) -> HybridCandidates:
         vector = (
@@ -201,7 +273,9 @@ class CandidateSearch:
             if query_vector is not None
             else []
         )
-        keyword = self._keyword_sync(namespace, scope, filters, visibility, match, limit) if match else []
+        keyword = (
+            self._keyword_sync_terms(namespace, scope, filters, visibility, terms, limit) if terms else []
+        )
         extra: dict[str, float] = {}
         if query_vector is not None:
             seen = {c.memory_id for c in vector}

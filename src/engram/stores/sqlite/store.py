@@ -192,7 +192,7 @@ class SQLiteStore(CandidateSearch, Store):
         self, namespace: str, messages: list[StoredMessage], memories: list[NewMemory]
     ) -> list[WriteOutcome]:
         outcomes: list[WriteOutcome] = []
-        cached_rows: list[tuple[Scope, str, Vector, int]] = []
+        cached_rows: list[tuple[Scope, str, Vector, int, float]] = []
         superseded_any = False
         with self._write() as (conn, generation):
             before_seq = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM messages").fetchone()[0]
@@ -270,7 +270,15 @@ class SQLiteStore(CandidateSearch, Store):
                     superseded_any |= self._supersede(conn, namespace, old_id, mem, now)
                 outcomes.append(WriteOutcome(mem.id, mem.text, "ADD"))
                 expires = mem.expires_at.toordinal() if mem.expires_at else _NEVER
-                cached_rows.append((mem.scope, mem.id, np.asarray(mem.vector, dtype=np.float32), expires))
+                cached_rows.append(
+                    (
+                        mem.scope,
+                        mem.id,
+                        np.asarray(mem.vector, dtype=np.float32),
+                        expires,
+                        mem.observed_at.timestamp(),
+                    )
+                )
         if superseded_any:
             self._cache.clear()
         else:

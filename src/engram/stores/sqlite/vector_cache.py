@@ -32,21 +32,23 @@ class ScopeVectors:
     matrix: Vector  # (n, dim) float32, rows L2-normalised
     superseded: np.ndarray  # bool (n,)
     expires: np.ndarray  # int64 (n,) date ordinal, max int when never
-    _pending: list[tuple[str, Vector, int]] = field(default_factory=list)
+    observed: np.ndarray  # float64 (n,) observed_at as unix seconds
+    _pending: list[tuple[str, Vector, int, float]] = field(default_factory=list)
     _index: dict[str, int] | None = None
 
-    def append(self, rows: list[tuple[str, Vector, int]]) -> None:
+    def append(self, rows: list[tuple[str, Vector, int, float]]) -> None:
         self._pending.extend(rows)
 
     def materialize(self) -> None:
         """Fold appended rows into the arrays (lazily, so a burst of adds costs one concatenate)."""
         if not self._pending:
             return
-        ids, vectors, expires = zip(*self._pending, strict=True)
+        ids, vectors, expires, observed = zip(*self._pending, strict=True)
         self.ids.extend(ids)
         self.matrix = np.vstack([self.matrix, np.stack(vectors)]).astype(np.float32, copy=False)
         self.superseded = np.concatenate([self.superseded, np.zeros(len(ids), dtype=bool)])
         self.expires = np.concatenate([self.expires, np.asarray(expires, dtype=np.int64)])
+        self.observed = np.concatenate([self.observed, np.asarray(observed, dtype=np.float64)])
         self._pending.clear()
         self._index = None
 
@@ -109,7 +111,7 @@ class VectorCache:
                 total -= dropped.size
 
     def after_own_add(
-        self, namespace: str, before: int, after: int, rows: list[tuple[Scope, str, Vector, int]]
+        self, namespace: str, before: int, after: int, rows: list[tuple[Scope, str, Vector, int, float]]
     ) -> None:
         """Our own transaction moved the store from ``before`` to ``after`` by adding ``rows``."""
         with self._lock:
@@ -121,7 +123,7 @@ class VectorCache:
                 entry.generation = after
                 if key[0] != namespace:
                     continue
-                wanted = [(mid, vec, exp) for scope, mid, vec, exp in rows if _matches(key, scope)]
+                wanted = [(mid, vec, exp, obs) for scope, mid, vec, exp, obs in rows if _matches(key, scope)]
                 if wanted:
                     entry.append(wanted)
 

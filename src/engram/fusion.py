@@ -1,0 +1,149 @@
+"""Context-aware score fusion for hybrid search (measured on LoCoMo, see docs/benchmarks.md).
+
+Conversation memories are rarely self-contained: the answer to "what did Evan recommend?" is often the
+turn right after the question that named the topic. So, after gathering candidates:
+
+1. each signal (cosine, BM25) is z-normalised over the candidates and their session neighbours, and the
+   two are combined with the configured weights (z-scores make the two scales comparable without
+   letting one outlier BM25 score squash every other keyword match, as division by the maximum does);
+2. a memory inherits a share of the score of the memory stored just before and just after it in the
+   same scope and session (``context_prev`` / ``context_next``);
+3. it gets a bonus proportional to the best score in its session (``session_weight``): a session that
+   clearly matches the query lifts its other memories;
+4. when the query names a month and/or a year, memories observed in that month/year get
+   ``date_weight``.
+
+The result goes through a logistic function so that scores stay in (0, 1) and ``threshold`` keeps its
+meaning of "higher is more relevant".
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+
+from engram.config import RetrievalConfig
+from engram.types import MemoryContext
+
+_MONTHS = [
+    "january",
+    "february",
+    "march",
+    "april",
+    "may",
+    "june",
+    "july",
+    "august",
+    "september",
+    "october",
+    "november",
+    "december",
+]
+_MONTH_RE = re.compile(r"\b(" + "|".join(_MONTHS) + r")\b", re.IGNORECASE)
+_YEAR_RE = re.compile(r"\b(19\d\d|20\d\d)\b")
+
+
+def date_cues(query: str) -> tuple[set[int], set[int]]:
+    """Months (1-12) and years named in ``query``."""
+    months = {_MONTHS.index(m.lower()) + 1 for m in _MONTH_RE.findall(query)}
+    years = {int(y) for y in _YEAR_RE.findall(query)}
+    return months, years
+
+
+def _z(values: np.ndarray) -> np.ndarray:
+    std = float(values.std())
+    return (values - values.mean()) / std if std > 0 else np.zeros_like(values)
+
+
+def contextual_scores(
+    pool: list[str],
+    cosine: Mapping[str, float],
+    bm25: Mapping[str, float],
+    contexts: Mapping[str, MemoryContext],
+    query: str,
+    config: RetrievalConfig,
+) -> tuple[dict[str, float], dict[str, dict[str, Any]]]:
+    """Final scores of the ``pool`` memories (in (0, 1)) and, per memory, the parts that made them.
+
+    ``cosine`` must cover the pool and the neighbours named in ``contexts``; ``bm25`` covers the
+    keyword candidates (a memory without a keyword score scores 0 there).
+    """
+    if not pool:
+        return {}, {}
+    members = list(dict.fromkeys(pool))
+    for mid in pool:
+        ctx = contexts.get(mid)
+        if ctx is not None:
+            members += [n for n in (ctx.prev_id, ctx.next_id) if n is not None and n in cosine]
+    members = list(dict.fromkeys(members))
+    index = {mid: i for i, mid in enumerate(members)}
+    wv, wk = config.vector_weight, config.keyword_weight
+    total = (wv + wk) or 1.0
+    cos = np.array([max(cosine.get(m, 0.0), 0.0) for m in members], dtype=np.float64)
+    kw = np.array([bm25.get(m, 0.0) for m in members], dtype=np.float64)
+    zero = np.zeros(len(members), dtype=np.float64)
+    base: np.ndarray = 0.5 * (wv * (_z(cos) if wv else zero) + wk * (_z(kw) if wk else zero)) / total
+
+    def neighbour(mid: str, which: str) -> float:
+        ctx = contexts.get(mid)
+        other = getattr(ctx, which) if ctx is not None else None
+        return float(base[index[other]]) if other is not None and other in index else 0.0
+
+    smoothed = {
+        m: float(base[index[m]])
+        + config.context_prev * neighbour(m, "prev_id")
+        + config.context_next * neighbour(m, "next_id")
+        for m in members
+    }
+    session_best = _session_best(members, smoothed, contexts, config.session_gap_minutes * 60)
+    months, years = date_cues(query)
+    scores: dict[str, float] = {}
+    parts: dict[str, dict[str, Any]] = {}
+    for m in pool:
+        session_bonus = config.session_weight * session_best.get(m, 0.0)
+        date_bonus = 0.0
+        ctx = contexts.get(m)
+        if (months or years) and ctx is not None:
+            seen = datetime.fromtimestamp(ctx.observed_ts, UTC)
+            if (not months or seen.month in months) and (not years or seen.year in years):
+                date_bonus = config.date_weight
+        raw = smoothed[m] + session_bonus + date_bonus
+        scores[m] = round(1.0 / (1.0 + math.exp(-raw)), 6)
+        parts[m] = {
+            "base": round(float(base[index[m]]), 6),
+            "with_neighbours": round(smoothed[m], 6),
+            "session_bonus": round(session_bonus, 6),
+            "date_bonus": date_bonus,
+            "raw": round(raw, 6),
+        }
+    return scores, parts
+
+
+def _session_best(
+    members: list[str], smoothed: Mapping[str, float], contexts: Mapping[str, MemoryContext], gap_s: float
+) -> dict[str, float]:
+    """Best smoothed score among the members observed in the same session (time gaps <= ``gap_s``)."""
+    timed = sorted((contexts[m].observed_ts, m) for m in members if m in contexts)
+    best: dict[str, float] = {}
+    group: list[str] = []
+    last = None
+    for ts, m in timed:
+        if last is not None and ts - last > gap_s:
+            _close(group, smoothed, best)
+            group = []
+        group.append(m)
+        last = ts
+    _close(group, smoothed, best)
+    return best
+
+
+def _close(group: list[str], smoothed: Mapping[str, float], best: dict[str, float]) -> None:
+    if group:
+        top = max(smoothed[m] for m in group)
+        for m in group:
+            best[m] = top
