@@ -47,7 +47,7 @@ class CandidateSearch:
     def _conn(self) -> sqlite3.Connection:
         raise NotImplementedError
 
-    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+    async def _run(self, fn: Callable[..., T], *args: Any, inline: bool = False) -> T:
         raise NotImplementedError
 
     def _check_dim(self, vector: Vector, field: str) -> None:
@@ -218,7 +218,10 @@ class CandidateSearch:
     ) -> dict[str, MemoryContext]:
         if not memory_ids:
             return {}
-        return await self._run(self._context_sync, namespace, scope, list(memory_ids), session_gap_s)
+        # answered from the scope's cached vectors (warm after the candidate search): no thread hand-off
+        return await self._run(
+            self._context_sync, namespace, scope, list(memory_ids), session_gap_s, inline=True
+        )
 
     def _context_sync(
         self, namespace: str, scope: Scope, memory_ids: list[str], session_gap_s: float

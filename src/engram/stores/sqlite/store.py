@@ -113,11 +113,12 @@ class SQLiteStore(CandidateSearch, Store):
                 self._connections.append(conn)
         return conn
 
-    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+    async def _run(self, fn: Callable[..., T], *args: Any, inline: bool = False) -> T:
+        """Run blocking store work in a worker thread (``inline`` for short in-memory work)."""
         if not self._opened:
             raise StoreError("The store is not open; call open() first (AsyncMemory does this for you)")
         try:
-            return await asyncio.to_thread(fn, *args)
+            return fn(*args) if inline else await asyncio.to_thread(fn, *args)
         except sqlite3.IntegrityError as e:
             raise ConflictError(f"The change conflicts with stored data: {e}") from e
         except sqlite3.Error as e:
