@@ -24,14 +24,46 @@ K1 = 1.2
 B = 0.75
 
 
-def scope_where(namespace: str, scope: Scope) -> tuple[list[str], list[Any]]:
+MAX_TERM_SHARE = 0.2  # like the embedded store: terms in more of the scope than this are dropped
+MIN_SCOPE_FOR_DF = 20
+
+
+def scope_where(namespace: str, scope: Scope, alias: str = "m") -> tuple[list[str], list[Any]]:
     """Namespace, not deleted, and the given scope ids (``None`` ids match anything)."""
-    clauses = ["m.namespace = %s", "m.deleted_at IS NULL"]
+    clauses = [f"{alias}.namespace = %s", f"{alias}.deleted_at IS NULL"]
     params: list[Any] = [namespace]
     for key, value in scope.given().items():  # keys are the four fixed scope field names
-        clauses.append(f"m.{key} = %s")
+        clauses.append(f"{alias}.{key} = %s")
         params.append(value)
     return clauses, params
+
+
+def term_count_sql(schema: str, namespace: str, scope: Scope) -> tuple[str, list[Any]]:
+    """Params then: tsquery text, bound. Rows of the scope holding a term, counted up to the bound."""
+    clauses, params = scope_where(namespace, scope)
+    sql = (
+        f"SELECT count(*) FROM (SELECT 1 FROM {schema}.memories m WHERE {' AND '.join(clauses)} "
+        "AND m.tsv @@ %s::tsquery LIMIT %s) t"
+    )
+    return sql, params
+
+
+def context_sql(schema: str, namespace: str, scope: Scope) -> tuple[str, list[Any]]:
+    """Params then: memory ids. Each memory's observation time and its scope neighbours by seq."""
+    m_clauses, m_params = scope_where(namespace, scope, "m")
+    p_clauses, p_params = scope_where(namespace, scope, "p")
+    n_clauses, n_params = scope_where(namespace, scope, "n")
+    epoch = "extract(epoch FROM {}.observed_at)::float8"
+    sql = (
+        f"SELECT m.id, {epoch.format('m')}, p.id, {epoch.format('p')}, n.id, {epoch.format('n')} "
+        f"FROM {schema}.memories m "
+        f"LEFT JOIN LATERAL (SELECT p.id, p.observed_at FROM {schema}.memories p "
+        f"WHERE {' AND '.join(p_clauses)} AND p.seq < m.seq ORDER BY p.seq DESC LIMIT 1) p ON true "
+        f"LEFT JOIN LATERAL (SELECT n.id, n.observed_at FROM {schema}.memories n "
+        f"WHERE {' AND '.join(n_clauses)} AND n.seq > m.seq ORDER BY n.seq LIMIT 1) n ON true "
+        f"WHERE {' AND '.join(m_clauses)} AND m.id = ANY(%s::text[])"
+    )
+    return sql, [*p_params, *n_params, *m_params]
 
 
 def full_where(

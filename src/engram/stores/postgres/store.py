@@ -48,6 +48,7 @@ from engram.types import (
     Candidate,
     EmbedderInfo,
     HistoryEntry,
+    MemoryContext,
     MemoryRecord,
     NewMemory,
     Scope,
@@ -647,12 +648,46 @@ class PostgresStore(Store):
             n_docs, avgdl = await self._scope_stats(conn, namespace, scope)
             if n_docs == 0:
                 return []
+            lexemes = await self._drop_common_terms(conn, namespace, scope, lexemes, n_docs)
             sql, params = search.bm25_sql(
                 self._s, namespace, scope, filters, visibility, lexemes, n_docs, avgdl, limit
             )
             cur = await conn.execute(sql, params)
             rows = await cur.fetchall()
         return [Candidate(str(r[0]), float(r[1])) for r in rows]
+
+    async def _drop_common_terms(
+        self, conn: Any, namespace: str, scope: Scope, lexemes: list[str], n_docs: float
+    ) -> list[str]:
+        """Terms present in at most MAX_TERM_SHARE of the scope (all of them if none is)."""
+        if len(lexemes) < 2 or n_docs < search.MIN_SCOPE_FOR_DF:
+            return lexemes
+        cap = int(n_docs * search.MAX_TERM_SHARE)
+        sql, params = search.term_count_sql(self._s, namespace, scope)
+        kept = []
+        for lexeme in lexemes:
+            cur = await conn.execute(sql, [*params, tokens.tsquery_literal([lexeme]), cap + 1])
+            if int((await cur.fetchone())[0]) <= cap:
+                kept.append(lexeme)
+        return kept or lexemes
+
+    async def memory_context(
+        self, namespace: str, scope: Scope, memory_ids: Sequence[str], session_gap_s: float
+    ) -> dict[str, MemoryContext]:
+        if not memory_ids:
+            return {}
+        sql, params = search.context_sql(self._s, namespace, scope)
+        async with self._conn() as conn:
+            cur = await conn.execute(sql, [*params, list(memory_ids)])
+            rows = await cur.fetchall()
+        out: dict[str, MemoryContext] = {}
+        for mid, ts, prev_id, prev_ts, next_id, next_ts in rows:
+            out[str(mid)] = MemoryContext(
+                float(ts),
+                str(prev_id) if prev_id is not None and abs(ts - prev_ts) <= session_gap_s else None,
+                str(next_id) if next_id is not None and abs(next_ts - ts) <= session_gap_s else None,
+            )
+        return out
 
     async def _scope_stats(self, conn: Any, namespace: str, scope: Scope) -> tuple[float, float]:
         """(N, average length) of the scope; reused for a while when the scope is large."""
