@@ -106,8 +106,38 @@ def _m001_initial(s: str) -> list[str]:
     ]
 
 
+def _fold_tables() -> tuple[str, str, list[tuple[str, str]]]:
+    """What Python's ``str.casefold`` does beyond ``lower()``: 1:1 maps and multi-character ones."""
+    src, dst, multi = [], [], []
+    for cp in range(0x110000):
+        c = chr(cp)
+        if 0xD800 <= cp <= 0xDFFF or c != c.lower():
+            continue  # applied after lower(): only lower-case output characters need a map
+        f = c.casefold()
+        if f == c:
+            continue
+        if len(f) == 1:
+            src.append(c)
+            dst.append(f)
+        else:
+            multi.append((c, f))
+    return "".join(src), "".join(dst), multi
+
+
+def _m002_fold(s: str) -> list[str]:
+    src, dst, multi = _fold_tables()
+    body = f"translate(lower($1), '{src}', '{dst}')"
+    for c, f in multi:
+        body = f"replace({body}, '{c}', '{f}')"
+    return [
+        f"""CREATE FUNCTION {s}.fold(text) RETURNS text LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+            AS $fold$ SELECT {body} $fold$""",
+    ]
+
+
 MIGRATIONS: list[tuple[int, str, Statements]] = [
     (1, "initial", _m001_initial),
+    (2, "unicode case folding for icontains", _m002_fold),
 ]
 
 

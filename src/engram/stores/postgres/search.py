@@ -67,13 +67,13 @@ def context_sql(schema: str, namespace: str, scope: Scope) -> tuple[str, list[An
 
 
 def full_where(
-    namespace: str, scope: Scope, filters: FilterNode | None, visibility: Visibility
+    namespace: str, scope: Scope, filters: FilterNode | None, visibility: Visibility, schema: str
 ) -> tuple[str, list[Any]]:
     """Scope, visibility and filters as one SQL condition over alias ``m``."""
     clauses, params = scope_where(namespace, scope)
     clauses.extend(visibility_clauses(visibility, params))
     if filters is not None:
-        sql, filter_params = compile_filter(filters)
+        sql, filter_params = compile_filter(filters, fold=f"{schema}.fold")
         clauses.append(sql)
         params.extend(filter_params)
     return " AND ".join(clauses), params
@@ -136,7 +136,7 @@ def bm25_sql(
     ok_params: list[Any] = []
     ok_clauses = visibility_clauses(visibility, ok_params)
     if filters is not None:
-        filter_sql, filter_params = compile_filter(filters)
+        filter_sql, filter_params = compile_filter(filters, fold=f"{schema}.fold")
         ok_clauses.append(filter_sql)
         ok_params.extend(filter_params)
     ok = " AND ".join(ok_clauses) or "true"

@@ -23,25 +23,29 @@ _DATE_COLUMNS = {
 _CMP = {"eq": "=", "gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
 
 
-def compile_filter(node: FilterNode) -> tuple[str, list[Any]]:
-    """SQL boolean expression (never NULL) over alias ``m`` and its parameters, in order."""
+def compile_filter(node: FilterNode, fold: str = "lower") -> tuple[str, list[Any]]:
+    """SQL boolean expression (never NULL) over alias ``m`` and its parameters, in order.
+
+    ``fold`` names the SQL function ``icontains`` folds case with (the store's ``<schema>.fold``,
+    which does what Python's ``str.casefold`` does; plain ``lower()`` otherwise).
+    """
     params: list[Any] = []
-    return _node(node, params), params
+    return _node(node, params, fold), params
 
 
-def _node(node: FilterNode, params: list[Any]) -> str:
+def _node(node: FilterNode, params: list[Any], fold: str) -> str:
     if isinstance(node, And):
-        return "(" + " AND ".join(_node(c, params) for c in node.children) + ")"
+        return "(" + " AND ".join(_node(c, params, fold) for c in node.children) + ")"
     if isinstance(node, Or):
-        return "(" + " OR ".join(_node(c, params) for c in node.children) + ")"
+        return "(" + " OR ".join(_node(c, params, fold) for c in node.children) + ")"
     if isinstance(node, Not):
-        return f"(NOT {_node(node.child, params)})"
-    return f"COALESCE(({_cond(node, params)}), false)"
+        return f"(NOT {_node(node.child, params, fold)})"
+    return f"COALESCE(({_cond(node, params, fold)}), false)"
 
 
-def _cond(c: Cond, params: list[Any]) -> str:
+def _cond(c: Cond, params: list[Any], fold: str) -> str:
     if c.field.kind == "column":
-        return _column_cond(f"m.{_checked_column(c.field.name)}", c, params)
+        return _column_cond(f"m.{_checked_column(c.field.name)}", c, params, fold)
     if c.field.kind == "date":
         col = _DATE_COLUMNS[c.field.name]
         if c.op == "exists":
@@ -50,7 +54,7 @@ def _cond(c: Cond, params: list[Any]) -> str:
         if c.op == "ne":
             return f"{col} IS DISTINCT FROM %s::timestamptz"
         return f"{col} {_CMP[c.op]} %s::timestamptz"
-    return _metadata_cond(c, params)
+    return _metadata_cond(c, params, fold)
 
 
 def _checked_column(name: str) -> str:
@@ -59,7 +63,7 @@ def _checked_column(name: str) -> str:
     return name
 
 
-def _column_cond(col: str, c: Cond, params: list[Any]) -> str:
+def _column_cond(col: str, c: Cond, params: list[Any], fold: str) -> str:
     op = c.op
     if op == "exists":
         return f"{col} IS NOT NULL"
@@ -74,8 +78,8 @@ def _column_cond(col: str, c: Cond, params: list[Any]) -> str:
         params.append(str(c.value))
         return f"strpos({col}, %s::text) > 0"
     if op == "icontains":
-        params.append(str(c.value).lower())
-        return f"strpos(lower({col}), %s::text) > 0"
+        params.append(str(c.value).casefold())
+        return f"strpos({fold}({col}), %s::text) > 0"
     params.append(c.value)
     return f'{col} COLLATE "C" {_CMP[op]} %s::text'
 
@@ -109,7 +113,7 @@ def _typed_equals(path: list[str], value: Any, params: list[Any]) -> str:
 _ELEMENTS = "jsonb_array_elements(CASE WHEN jsonb_typeof(x.v) = 'array' THEN x.v ELSE '[]'::jsonb END)"
 
 
-def _metadata_cond(c: Cond, params: list[Any]) -> str:
+def _metadata_cond(c: Cond, params: list[Any], fold: str) -> str:
     path = c.field.metadata_path()
     op = c.op
     if op == "exists":  # present and not JSON null
@@ -133,11 +137,11 @@ def _metadata_cond(c: Cond, params: list[Any]) -> str:
     # contains: substring of a string value, or an element of an array value.
     # icontains: the same ignoring case (an array element must equal the needle ignoring case).
     if op == "icontains":
-        needle = str(c.value).lower()
+        needle = str(c.value).casefold()
         body = (
-            "CASE WHEN jsonb_typeof(x.v) = 'string' THEN strpos(lower(x.v #>> '{}'), %s::text) > 0 "
+            f"CASE WHEN jsonb_typeof(x.v) = 'string' THEN strpos({fold}(x.v #>> '{{}}'), %s::text) > 0 "
             f"ELSE EXISTS (SELECT 1 FROM {_ELEMENTS} AS e(value) WHERE jsonb_typeof(e.value) = 'string' "
-            "AND lower(e.value #>> '{}') = %s::text) END"
+            f"AND {fold}(e.value #>> '{{}}') = %s::text) END"
         )
         return _with_value(path, params, body, [needle, needle])
     if isinstance(c.value, str):

@@ -529,7 +529,7 @@ class PostgresStore(Store):
         limit: int,
         offset: int = 0,
     ) -> ListPage:
-        where, params = search.full_where(namespace, scope, filters, visibility)
+        where, params = search.full_where(namespace, scope, filters, visibility, self._s)
         s = self._s
         async with self._conn() as conn, conn.transaction():
             await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
@@ -611,7 +611,7 @@ class PostgresStore(Store):
         self._check_dim(query_vector, "query_vector")
         if limit <= 0:
             return []
-        where, params = search.full_where(namespace, scope, filters, visibility)
+        where, params = search.full_where(namespace, scope, filters, visibility, self._s)
         q = np.asarray(query_vector, dtype=np.float32)
         s = self._s
         async with self._conn() as conn, conn.transaction():
