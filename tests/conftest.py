@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from engram.embedders.fake import FakeEmbedder
 
 from engram import AsyncMemory, Memory
+from engram.embedders.fake import FakeEmbedder
 from engram.interfaces import Store
 from engram.stores.sqlite import SQLiteStore
 

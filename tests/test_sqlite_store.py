@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from engram.embedders.fake import FakeEmbedder
 
 from engram import AsyncMemory, Memory
+from engram.embedders.fake import FakeEmbedder
 from engram.errors import EmbedderMismatchError, StoreError
 from engram.stores.sqlite import SQLiteStore
 from engram.types import NewMemory, Scope, StoredMessage, text_hash, utcnow
