@@ -37,7 +37,7 @@ sys.path.insert(0, os.environ["ENGRAM_SRC"])
 from mem0.embeddings.base import EmbeddingBase
 
 
-class EngramMiniLM(EmbeddingBase):
+class EngramMiniLM(EmbeddingBase):  # type: ignore[misc]
     """mem0 embedder running Engram's default model; an opt-in cache lets a timed call skip embedding."""
 
     cache: dict[str, list[float]] = {}  # noqa: RUF012 - shared by the runner

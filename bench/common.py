@@ -271,4 +271,7 @@ def progress(iterable: Iterable[Any], total: int | None = None, desc: str = "") 
         from tqdm import tqdm
     except ImportError:
         return iterable
-    return tqdm(iterable, total=total, desc=desc, file=sys.stderr, leave=False, dynamic_ncols=True)
+    bar: Iterable[Any] = tqdm(
+        iterable, total=total, desc=desc, file=sys.stderr, leave=False, dynamic_ncols=True
+    )
+    return bar

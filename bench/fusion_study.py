@@ -212,7 +212,8 @@ def run() -> list[tuple[str, dict[str, float]]]:
     def engram_today(qi: int, rows: np.ndarray) -> np.ndarray:
         b = st.bm25_plain[qi][rows]
         k = b / b.max() if b.max() > 0 else b
-        return 0.35 * np.maximum(st.cos[qi, rows], 0) + 0.65 * k
+        out: np.ndarray = 0.35 * np.maximum(st.cos[qi, rows], 0) + 0.65 * k
+        return out
 
     rows: list[tuple[str, Callable[[int, np.ndarray], np.ndarray]]] = [
         ("cosine only (MiniLM)", lambda qi, r: st.cos[qi, r]),

@@ -85,9 +85,9 @@ def score_question(results: list[dict[str, Any]], evidence: list[str]) -> dict[s
 
 def aggregate(rows: list[tuple[int, dict[str, float]]]) -> dict[str, Any]:
     by_cat: dict[str, list[dict[str, float]]] = defaultdict(list)
-    for cat, row in rows:
+    for category, row in rows:
         by_cat["all"].append(row)
-        by_cat[str(cat)].append(row)
+        by_cat[str(category)].append(row)
     out: dict[str, Any] = {}
     for cat, items in sorted(by_cat.items()):
         out[cat] = {"n": len(items), **{m: round(sum(r[m] for r in items) / len(items), 4) for m in items[0]}}
@@ -173,9 +173,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     print(f"[locomo] {system} failed while searching: {e}", file=sys.stderr)
                     continue
                 search_ms[system].extend(out["ms"])
-                for q, results in zip(conv.questions, out["results"], strict=True):
-                    empty[system] += not results
-                    per_q[system].append((q.category, score_question(results, q.evidence)))
+                for q, found in zip(conv.questions, out["results"], strict=True):
+                    empty[system] += not found
+                    per_q[system].append((q.category, score_question(found, q.evidence)))
                 tick(len(queries))
         stats = {name: r.call("stats") for name, r in runners.items()}
     finally:

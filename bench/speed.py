@@ -94,7 +94,8 @@ class Synth:
         v = w * self.base[a] + (1 - w) * self.base[b]
         v += self.rng.normal(0, 0.02, v.shape).astype(np.float32)
         v /= np.linalg.norm(v, axis=1, keepdims=True)
-        return v.astype(np.float32)
+        out: np.ndarray = v.astype(np.float32)
+        return out
 
 
 # -- pieces ---------------------------------------------------------------------------------------
