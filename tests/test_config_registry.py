@@ -103,3 +103,14 @@ async def test_rerank_without_a_reranker_is_a_clear_error(amem: AsyncMemory) -> 
     await amem.add("x", user_id="u", infer=False)
     with pytest.raises(ConfigError, match="reranker"):
         await amem.search("x", user_id="u", rerank=True)
+
+
+def test_database_url_in_the_environment_selects_postgres(monkeypatch: pytest.MonkeyPatch) -> None:
+    from engram.server.settings import ServerSettings
+    from engram.stores.postgres import PostgresStore
+
+    assert isinstance(AsyncMemory(embedder=FakeEmbedder()).store, SQLiteStore)
+    assert ServerSettings.from_env().state_backend == "sqlite"
+    monkeypatch.setenv("ENGRAM_DATABASE_URL", "postgresql://nobody@127.0.0.1:1/none")
+    assert isinstance(AsyncMemory(embedder=FakeEmbedder()).store, PostgresStore)  # nothing connects yet
+    assert ServerSettings.from_env().state_backend == "postgres"

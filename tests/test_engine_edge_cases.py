@@ -978,9 +978,6 @@ async def test_top_k_and_threshold_only_cut_the_ranking(
 
 async def test_icontains_uses_full_case_folding(amem: AsyncMemory, request: pytest.FixtureRequest) -> None:
     """The same answer on every store: Unicode case folding ("ß" folds to "ss", "ﬁ" to "fi")."""
-    known_bug_on(
-        request, amem, "postgres", "bug: PostgreSQL icontains uses lower(), SQLite casefold ('ß' ~ 'ss')"
-    )
     await add_one(amem, "street", metadata={"where": "Große Straße", "tags": ["STRASSE"]})
     await add_one(amem, "office", metadata={"where": "ﬁle room"})
     assert await matching(amem, {"where": {"icontains": "STRASSE"}}) == {"street"}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,7 +29,12 @@ from engram.interfaces import LLM, Embedder, Extractor, Reranker, Store
 from engram.retrieval import SearchRequest, hybrid_search
 from engram.types import NewMemory, Scope, StoredMessage, Visibility, WriteOutcome, text_hash, utcnow
 
-_DEFAULT_STORE = ProviderSpec(provider="sqlite")
+
+def _default_store() -> ProviderSpec:
+    """PostgreSQL when ``ENGRAM_DATABASE_URL`` is set (read when an engine is built), else SQLite."""
+    return ProviderSpec(provider="postgres" if os.environ.get("ENGRAM_DATABASE_URL") else "sqlite")
+
+
 _DEFAULT_EMBEDDER = ProviderSpec(provider="minilm")
 
 
@@ -92,7 +98,7 @@ class AsyncMemory:
         cfg = config if isinstance(config, MemoryConfig) else _parse_config(config)
         self._b = _Backends(
             config=cfg,
-            store=store or _build("store", cfg.store, _DEFAULT_STORE, Store),
+            store=store or _build("store", cfg.store, _default_store(), Store),
             embedder=embedder or _build("embedder", cfg.embedder, _DEFAULT_EMBEDDER, Embedder),
             llm=llm or _build("llm", cfg.llm, None, LLM),
             reranker=reranker or _build("reranker", cfg.reranker, None, Reranker),

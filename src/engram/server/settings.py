@@ -26,7 +26,9 @@ class ServerSettings(BaseModel):
     home: Path | None = Field(None, description="data directory; default $ENGRAM_HOME")
     state_path: Path | None = Field(None, description="server state database; default <home>/server.db")
     state_backend: str = Field(
-        "sqlite", description="'sqlite', or a name registered in the engram.service_states entry points"
+        default_factory=lambda: "postgres" if os.environ.get("ENGRAM_DATABASE_URL") else "sqlite",
+        description="'sqlite', or a name registered in the engram.service_states entry points "
+        "(default: 'postgres' when ENGRAM_DATABASE_URL is set)",
     )
     state_config: dict[str, Any] = Field(
         default_factory=dict, description="keyword arguments of that backend"
