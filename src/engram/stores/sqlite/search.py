@@ -65,7 +65,7 @@ class CandidateSearch:
             marks = ",".join("?" * len(chunk))
             for memory_id, blob in self._conn().execute(
                 "SELECT m.id, v.embedding FROM memories m JOIN vectors v ON v.seq = m.seq "
-                f"WHERE m.namespace = ? AND m.id IN ({marks})",
+                f"WHERE +m.namespace = ? AND m.id IN ({marks})",
                 [namespace, *chunk],
             ):
                 out[memory_id] = np.frombuffer(blob, dtype=np.float32)

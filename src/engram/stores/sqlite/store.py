@@ -315,7 +315,7 @@ class SQLiteStore(CandidateSearch, Store):
         self, conn: sqlite3.Connection, namespace: str, old_id: str, new: NewMemory, now: str
     ) -> bool:
         row = conn.execute(
-            "SELECT text FROM memories WHERE id = ? AND namespace = ? AND deleted_at IS NULL "
+            "SELECT text FROM memories WHERE id = ? AND +namespace = ? AND deleted_at IS NULL "
             "AND superseded_by IS NULL",
             (old_id, namespace),
         ).fetchone()
@@ -399,7 +399,7 @@ class SQLiteStore(CandidateSearch, Store):
         with self._write() as (conn, _):
             row = conn.execute(
                 "SELECT seq, text, scope_key, actor_id, role FROM memories "
-                "WHERE id = ? AND namespace = ? AND deleted_at IS NULL",
+                "WHERE id = ? AND +namespace = ? AND deleted_at IS NULL",
                 (memory_id, namespace),
             ).fetchone()
             if row is None:
@@ -533,7 +533,7 @@ class SQLiteStore(CandidateSearch, Store):
             marks = ",".join("?" * len(chunk))
             for row in conn.execute(
                 f"SELECT {_MEMORY_COLUMNS} FROM memories m "
-                f"WHERE m.namespace = ? AND m.deleted_at IS NULL AND m.id IN ({marks})",
+                f"WHERE +m.namespace = ? AND m.deleted_at IS NULL AND m.id IN ({marks})",
                 [namespace, *chunk],
             ):
                 by_id[row[0]] = memory_from_row(row)
