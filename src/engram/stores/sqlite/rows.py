@@ -24,12 +24,14 @@ def content_digest(content: str) -> str:
 
 
 def scope_tokens(namespace: str, scope: Scope) -> str:
-    """Opaque FTS tokens for the namespace and each given scope id, so that keyword search narrows to
-    the scope inside the full-text index instead of filtering a global match afterwards."""
-    parts = [("n", namespace), *((name[0], value) for name, value in scope.given().items())]
+    """Opaque FTS tokens, one per given scope id (and specific to the namespace), so that keyword search
+    narrows to the scope inside the full-text index instead of filtering a global match afterwards.
+
+    There is no token for the namespace alone: it would be in every row, and intersecting with such a
+    long posting list is what makes FTS slow at a million rows."""
     return " ".join(
-        "s" + letter + hashlib.blake2b(value.encode("utf-8"), digest_size=8).hexdigest()
-        for letter, value in parts
+        "s" + name[0] + hashlib.blake2b(f"{namespace}\x1f{value}".encode(), digest_size=8).hexdigest()
+        for name, value in scope.given().items()
     )
 
 

@@ -185,11 +185,11 @@ class CandidateSearch:
         limit: int,
     ) -> list[Candidate]:
         scope_match = _scope_match(namespace, scope)
-        terms = self._drop_common_terms(namespace, scope, terms, scope_match)
+        if scope_match:  # (an empty scope is the whole namespace: the SQL join narrows it)
+            terms = self._drop_common_terms(namespace, scope, terms, scope_match)
         words = " OR ".join('"' + t.replace('"', '""') + '"' for t in terms)
-        return self._keyword_sync(
-            namespace, scope, filters, visibility, f"({words}) AND {scope_match}", limit
-        )
+        match = f"({words}) AND {scope_match}" if scope_match else f"({words})"
+        return self._keyword_sync(namespace, scope, filters, visibility, match, limit)
 
     def _drop_common_terms(
         self, namespace: str, scope: Scope, terms: list[str], scope_match: str
