@@ -6,6 +6,7 @@ import asyncio
 import json
 import sqlite3
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -104,7 +105,7 @@ class SQLiteStore(CandidateSearch, Store):
                 )
                 conn.create_function("engram_fold", 1, _fold, deterministic=True)
                 conn.execute(f"PRAGMA busy_timeout = {int(self.settings.busy_timeout_ms)}")
-                conn.execute("PRAGMA journal_mode = WAL")
+                self._use_wal(conn)
                 conn.execute("PRAGMA synchronous = NORMAL")
             except sqlite3.Error as e:
                 raise StoreError(f"Cannot open the SQLite store at {self.path}: {e}") from e
@@ -112,6 +113,20 @@ class SQLiteStore(CandidateSearch, Store):
             with self._conn_lock:
                 self._connections.append(conn)
         return conn
+
+    def _use_wal(self, conn: sqlite3.Connection) -> None:
+        """Switch the file to WAL. Several processes creating the file at once can get SQLITE_BUSY
+        here without the busy handler being consulted, so retry until the busy timeout."""
+        deadline = time.monotonic() + self.settings.busy_timeout_ms / 1000
+        while True:
+            try:
+                if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                    conn.execute("PRAGMA journal_mode = WAL")
+                return
+            except sqlite3.OperationalError as e:
+                if ("locked" not in str(e) and "busy" not in str(e)) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
 
     async def _run(self, fn: Callable[..., T], *args: Any, inline: bool = False) -> T:
         """Run blocking store work in a worker thread (``inline`` for short in-memory work)."""
