@@ -67,10 +67,10 @@ def document(text: str, scope_ids: int) -> tuple[str, int]:
     """(tsvector literal, BM25 length) of one memory text.
 
     The length counts what the embedded store's FTS5 row holds: the text's tokens plus one scope
-    token for the namespace and one for each scope id that is set.
+    token for each scope id that is set.
     """
     tokens = tokenize_many([text])[0]
-    return tsvector_literal(tokens), len(tokens) + 1 + scope_ids
+    return tsvector_literal(tokens), len(tokens) + scope_ids
 
 
 def query_lexemes(terms: Sequence[str]) -> list[str]:
