@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from engram.errors import EngramError
@@ -150,5 +151,5 @@ def main() -> None:
     try:
         app()
     except EngramError as e:
-        console.print(f"[red]error:[/red] {e}")
+        console.print(f"[red]error:[/red] {escape(str(e))}")
         raise SystemExit(2) from e
