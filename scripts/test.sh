@@ -14,6 +14,9 @@ fi
 "$VENV/bin/python" -m pip install --quiet --upgrade pip || exit 1
 "$VENV/bin/python" -m pip install --quiet -e '.[dev,bench]' || exit 1
 
+# The quick benchmarks compare with mem0 2.2.1 (installed into its own cache venv on first use).
+export ENGRAM_BENCH_MEM0=${ENGRAM_BENCH_MEM0:-1}
+
 failed=()
 echo "== ruff"
 "$VENV/bin/ruff" check src tests bench || failed+=(ruff)
