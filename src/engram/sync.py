@@ -8,7 +8,7 @@ import threading
 import weakref
 from collections.abc import Callable, Coroutine
 from concurrent.futures import Future
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar, cast
 
 from engram.config import MemoryConfig
 from engram.interfaces import LLM, Embedder, Extractor, Reranker, Store
@@ -18,7 +18,7 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
-class _LoopThread:
+class LoopThread:
     """A private event loop on a daemon thread; blocking calls submit coroutines to it."""
 
     def __init__(self) -> None:
@@ -56,12 +56,14 @@ def _running_loop() -> asyncio.AbstractEventLoop | None:
         return None
 
 
-def _blocking(
-    method: Callable[Concatenate[AsyncMemory, P], Coroutine[Any, Any, R]],
-) -> Callable[Concatenate[Memory, P], R]:
+def blocking(
+    method: Callable[Concatenate[Any, P], Coroutine[Any, Any, R]],
+) -> Callable[Concatenate[Any, P], R]:
+    """A blocking twin of an async method: runs it on ``self._engine`` in ``self._runner``'s loop."""
+
     @functools.wraps(method)
-    def call(self: Memory, *args: P.args, **kwargs: P.kwargs) -> R:
-        return self._runner.run(method(self._engine, *args, **kwargs))
+    def call(self: Any, *args: P.args, **kwargs: P.kwargs) -> R:
+        return cast(R, self._runner.run(method(self._engine, *args, **kwargs)))
 
     return call  # type: ignore[return-value]
 
@@ -85,7 +87,7 @@ class Memory:
         self._engine = AsyncMemory(
             config, store=store, embedder=embedder, llm=llm, reranker=reranker, extractor=extractor
         )
-        self._runner = _LoopThread()
+        self._runner = LoopThread()
         self._finalizer = weakref.finalize(self, self._runner.stop)
 
     @classmethod
@@ -98,16 +100,16 @@ class Memory:
         """The AsyncMemory underneath."""
         return self._engine
 
-    add = _blocking(AsyncMemory.add)
-    search = _blocking(AsyncMemory.search)
-    get = _blocking(AsyncMemory.get)
-    get_all = _blocking(AsyncMemory.get_all)
-    update = _blocking(AsyncMemory.update)
-    delete = _blocking(AsyncMemory.delete)
-    delete_all = _blocking(AsyncMemory.delete_all)
-    history = _blocking(AsyncMemory.history)
-    sources = _blocking(AsyncMemory.sources)
-    reset = _blocking(AsyncMemory.reset)
+    add = blocking(AsyncMemory.add)
+    search = blocking(AsyncMemory.search)
+    get = blocking(AsyncMemory.get)
+    get_all = blocking(AsyncMemory.get_all)
+    update = blocking(AsyncMemory.update)
+    delete = blocking(AsyncMemory.delete)
+    delete_all = blocking(AsyncMemory.delete_all)
+    history = blocking(AsyncMemory.history)
+    sources = blocking(AsyncMemory.sources)
+    reset = blocking(AsyncMemory.reset)
 
     def close(self) -> None:
         """Close the store and stop the background loop."""
