@@ -1,6 +1,6 @@
 """``python -m bench all``: every number in docs/benchmarks.md, in one command.
 
-    python -m bench all            # mem0 env + LoCoMo (all rows) + speed --scale (1M) + fusion study
+    python -m bench all            # mem0 env + LoCoMo + speed --scale (1M) + fusion study + server
     python -m bench all --quick    # the CI subset: quick LoCoMo and quick speed
     python -m bench locomo [...]   # same as python -m bench.locomo
     python -m bench speed [...]    # same as python -m bench.speed
@@ -47,10 +47,13 @@ def main(argv: list[str]) -> int:
         if quick:
             codes.append(speed.main(["--quick"]))
         else:
-            from bench import fusion_study
+            from bench import fusion_study, server
+            from bench.common import RESULTS
 
             codes.append(speed.main([] if "--no-scale" in rest else ["--scale"]))
             codes.append(fusion_study.main([]))
+            server.main(["--json", str(RESULTS / "server.json")])  # raises on failure
+            codes.append(0)
         return max(codes)
     print(f"unknown command {command!r}\n{__doc__}", file=sys.stderr)
     return 2
