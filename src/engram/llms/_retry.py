@@ -1,4 +1,4 @@
-"""Retry with exponential backoff and jitter, shared by the LLM providers."""
+"""Retry with exponential backoff and jitter, and SDK error translation, shared by the LLM providers."""
 
 from __future__ import annotations
 
@@ -7,7 +7,10 @@ import logging
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from types import ModuleType
 from typing import TypeVar
+
+from engram.errors import ConfigError, ProviderError, ProviderTimeoutError, RateLimitedError
 
 T = TypeVar("T")
 logger = logging.getLogger("engram.llms")
@@ -61,3 +64,43 @@ async def call_with_retries(
             )
             attempt += 1
             await asyncio.sleep(wait)
+
+
+def short_message(error: BaseException, limit: int = 500) -> str:
+    """The error's text, cut to ``limit`` characters."""
+    text = str(error) or type(error).__name__
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def translate_sdk_error(
+    error: Exception,
+    sdk: ModuleType,
+    *,
+    name: str,
+    timeout: float,
+    max_retries: int,
+    hints: dict[int, str] | None = None,
+    unreachable: str | None = None,
+) -> Exception:
+    """Map an ``openai``/``anthropic`` SDK exception (same class names in both) to Engram's errors.
+
+    ``hints`` add advice per HTTP status; ``unreachable`` names the address in connection errors.
+    """
+    if isinstance(error, ConfigError | ProviderError):
+        return error
+    if isinstance(error, sdk.APITimeoutError):
+        return ProviderTimeoutError(f"{name} did not answer within {timeout}s (timeout)", provider=name)
+    if isinstance(error, sdk.RateLimitError):
+        return RateLimitedError(f"{name} is rate limiting (429) after {max_retries} retries", provider=name)
+    if isinstance(error, sdk.APIStatusError):
+        hint = (hints or {}).get(error.status_code, "")
+        return ProviderError(
+            f"{name} answered HTTP {error.status_code}{hint}: {short_message(error)}",
+            provider=name,
+            details={"status_code": error.status_code},
+        )
+    if unreachable is not None and isinstance(error, sdk.APIConnectionError):
+        return ProviderError(
+            f"{name} could not be reached at {unreachable}: {short_message(error)}", provider=name
+        )
+    return ProviderError(f"{name} failed: {short_message(error)}", provider=name)

@@ -12,12 +12,9 @@ from pydantic import Field, SecretStr
 from engram.errors import (
     ConfigError,
     MissingDependencyError,
-    ProviderError,
-    ProviderTimeoutError,
-    RateLimitedError,
 )
 from engram.interfaces import LLM, BackendSettings
-from engram.llms._retry import RetryPolicy, call_with_retries
+from engram.llms._retry import RetryPolicy, call_with_retries, translate_sdk_error
 from engram.llms.openai import with_json_instructions
 
 
@@ -145,24 +142,13 @@ class AnthropicLLM(LLM):
     def _wrap(self, error: Exception) -> Exception:
         import anthropic
 
-        if isinstance(error, ConfigError | ProviderError):
-            return error
-        if isinstance(error, anthropic.APITimeoutError):
-            return ProviderTimeoutError(
-                f"{self.name} did not answer within {self.settings.timeout}s (timeout)", provider=self.name
-            )
-        if isinstance(error, anthropic.RateLimitError):
-            return RateLimitedError(
-                f"{self.name} is rate limiting (429) after {self.settings.max_retries} retries",
-                provider=self.name,
-            )
-        if isinstance(error, anthropic.APIStatusError):
-            return ProviderError(
-                f"{self.name} answered HTTP {error.status_code}: {str(error)[:500]}",
-                provider=self.name,
-                details={"status_code": error.status_code},
-            )
-        return ProviderError(f"{self.name} failed: {str(error)[:500]}", provider=self.name)
+        return translate_sdk_error(
+            error,
+            anthropic,
+            name=self.name,
+            timeout=self.settings.timeout,
+            max_retries=self.settings.max_retries,
+        )
 
 
 def _retry_verdict(error: BaseException) -> float | bool | None:

@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, model_validator
 
-from engram.errors import ConfigError, ProviderError, ProviderTimeoutError, RateLimitedError
+from engram.errors import ConfigError, ProviderError
 from engram.interfaces import LLM, BackendSettings
-from engram.llms._retry import RetryPolicy, call_with_retries
+from engram.llms._retry import RetryPolicy, call_with_retries, translate_sdk_error
 
 if TYPE_CHECKING:
     from openai import AsyncOpenAI
@@ -232,32 +232,15 @@ class OpenAILLM(LLM):
     def _wrap(self, error: Exception) -> Exception:
         import openai
 
-        if isinstance(error, ConfigError | ProviderError):
-            return error
-        if isinstance(error, openai.APITimeoutError):
-            return ProviderTimeoutError(
-                f"{self.name} did not answer within {self.settings.timeout}s (timeout)", provider=self.name
-            )
-        if isinstance(error, openai.RateLimitError):
-            return RateLimitedError(
-                f"{self.name} is rate limiting (429) after {self.settings.max_retries} retries",
-                provider=self.name,
-            )
-        if isinstance(error, openai.APIStatusError):
-            hint = {401: " (check api_key)", 403: " (check api_key)", 404: " (check model and base_url)"}
-            return ProviderError(
-                f"{self.name} answered HTTP {error.status_code}{hint.get(error.status_code, '')}: "
-                f"{_short(error)}",
-                provider=self.name,
-                details={"status_code": error.status_code},
-            )
-        if isinstance(error, openai.APIConnectionError):
-            return ProviderError(
-                f"{self.name} could not be reached at {self._base_url() or 'api.openai.com'}: "
-                f"{_short(error)}",
-                provider=self.name,
-            )
-        return ProviderError(f"{self.name} failed: {_short(error)}", provider=self.name)
+        return translate_sdk_error(
+            error,
+            openai,
+            name=self.name,
+            timeout=self.settings.timeout,
+            max_retries=self.settings.max_retries,
+            hints={401: " (check api_key)", 403: " (check api_key)", 404: " (check model and base_url)"},
+            unreachable=self._base_url() or "api.openai.com",
+        )
 
 
 def _retry_verdict(error: BaseException) -> float | bool | None:
@@ -274,11 +257,6 @@ def _retry_verdict(error: BaseException) -> float | bool | None:
                 return None
         return False
     return False
-
-
-def _short(error: BaseException, limit: int = 500) -> str:
-    text = str(error) or type(error).__name__
-    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def is_strict_schema(schema: Any) -> bool:
