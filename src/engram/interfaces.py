@@ -297,14 +297,9 @@ class Store(ABC):
             else _no_candidates()
         )
         vector_hits, keyword_hits = await asyncio.gather(vector_task, keyword_task)
-        cosines: dict[str, float] = {}
-        if query_vector is not None:
-            seen = {c.memory_id for c in vector_hits}
-            missing = [c.memory_id for c in keyword_hits if c.memory_id not in seen]
-            if missing:
-                for memory_id, vector in (await self.vectors_for(namespace, missing)).items():
-                    cosines[memory_id] = float(np.dot(vector, query_vector))
-        return HybridCandidates(vector_hits, keyword_hits, cosines)
+        missing = keyword_only(vector_hits, keyword_hits)
+        vectors = await self.vectors_for(namespace, missing) if missing and query_vector is not None else {}
+        return HybridCandidates(vector_hits, keyword_hits, cosines_of(vectors, query_vector))
 
 
 @dataclass(frozen=True, slots=True)
@@ -314,6 +309,19 @@ class HybridCandidates:
     vector: list[Candidate]  # best first
     keyword: list[Candidate]  # best first
     extra_cosines: dict[str, float]  # exact cosine of keyword candidates the vector side did not bring
+
+
+def keyword_only(vector_hits: list[Candidate], keyword_hits: list[Candidate]) -> list[str]:
+    """Ids the keyword side brought that the vector side did not."""
+    seen = {c.memory_id for c in vector_hits}
+    return [c.memory_id for c in keyword_hits if c.memory_id not in seen]
+
+
+def cosines_of(vectors: dict[str, Vector], query_vector: Vector | None) -> dict[str, float]:
+    """Cosine of each (normalised) vector with the query vector."""
+    if query_vector is None:
+        return {}
+    return {memory_id: float(np.dot(vector, query_vector)) for memory_id, vector in vectors.items()}
 
 
 async def _no_candidates() -> list[Candidate]:

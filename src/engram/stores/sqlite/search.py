@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from engram.filters import FilterNode
-from engram.interfaces import HybridCandidates
+from engram.interfaces import HybridCandidates, cosines_of, keyword_only
 from engram.keywords import query_terms
 from engram.stores.sqlite.rows import chunks, scope_sql, scope_tokens, top_candidates, where_clause
 from engram.stores.sqlite.vector_cache import ScopeVectors, VectorCache, cache_key
@@ -279,14 +279,9 @@ class CandidateSearch:
         keyword = (
             self._keyword_sync_terms(namespace, scope, filters, visibility, terms, limit) if terms else []
         )
-        extra: dict[str, float] = {}
-        if query_vector is not None:
-            seen = {c.memory_id for c in vector}
-            missing = [c.memory_id for c in keyword if c.memory_id not in seen]
-            if missing:
-                for memory_id, vec in self._vectors_for_sync(namespace, missing).items():
-                    extra[memory_id] = float(np.dot(vec, query_vector))
-        return HybridCandidates(vector, keyword, extra)
+        missing = keyword_only(vector, keyword)
+        vectors = self._vectors_for_sync(namespace, missing) if missing and query_vector is not None else {}
+        return HybridCandidates(vector, keyword, cosines_of(vectors, query_vector))
 
     def _keyword_sync(
         self,
