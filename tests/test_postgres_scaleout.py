@@ -104,10 +104,12 @@ def test_two_servers_two_workers_one_postgres(pg_url: str, pg_schema: str, tmp_p
     try:
         for t in threads:
             t.start()
-        # SIGKILL one worker once it is well into the queue.
+        # SIGKILL one worker once it is well into the queue and holds running jobs right now.
         deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and _count(pg_url, pg_schema, "SUCCEEDED") < 150:
-            time.sleep(0.05)
+        while time.monotonic() < deadline and (
+            _count(pg_url, pg_schema, "SUCCEEDED") < 150 or not _holds_jobs(pg_url, pg_schema, workers[0].pid)
+        ):
+            time.sleep(0.01)
         workers[0].send_signal(signal.SIGKILL)
         workers[0].wait(10)
         killed_at = _count(pg_url, pg_schema, "SUCCEEDED")
@@ -183,6 +185,16 @@ def test_two_servers_two_workers_one_postgres(pg_url: str, pg_schema: str, tmp_p
         )
     )
     print("scale-out figures:", (tmp_path / "figures.json").read_text(), file=sys.stderr)
+
+
+def _holds_jobs(url: str, schema: str, pid: int) -> bool:
+    """Whether the worker process ``pid`` has a RUNNING job claimed (worker ids are host:pid:random)."""
+    with psycopg.connect(url) as conn:
+        row = conn.execute(
+            f"SELECT count(*) FROM {schema}.jobs WHERE status = 'RUNNING' AND claimed_by LIKE %s",
+            (f"%:{pid}:%",),
+        ).fetchone()
+    return bool(row and row[0])
 
 
 def _count(url: str, schema: str, status: str) -> int:
