@@ -38,14 +38,29 @@ def scope_where(namespace: str, scope: Scope, alias: str = "m") -> tuple[list[st
     return clauses, params
 
 
-def term_count_sql(schema: str, namespace: str, scope: Scope) -> tuple[str, list[Any]]:
-    """Params then: tsquery text, bound. Rows of the scope holding a term, counted up to the bound."""
+def stats_and_term_counts_sql(
+    schema: str, namespace: str, scope: Scope, known: tuple[float, float] | None
+) -> tuple[str, list[Any]]:
+    """Params then: tsquery texts. One row: the scope's N and average document length (or the
+    ``known`` ones), and for each term the rows of the scope holding it, counted no further than
+    just past MAX_TERM_SHARE of N."""
     clauses, params = scope_where(namespace, scope)
+    where = " AND ".join(clauses)
+    if known is None:
+        stats = (
+            "SELECT count(*)::float8 AS n, COALESCE(avg(m.doc_len), 0)::float8 AS avgdl "
+            f"FROM {schema}.memories m WHERE {where}"
+        )
+        stats_params = params
+    else:
+        stats, stats_params = "SELECT %s::float8 AS n, %s::float8 AS avgdl", [*known]
     sql = (
-        f"SELECT count(*) FROM (SELECT 1 FROM {schema}.memories m WHERE {' AND '.join(clauses)} "
-        "AND m.tsv @@ %s::tsquery LIMIT %s) t"
+        f"WITH st AS ({stats}) SELECT st.n, st.avgdl, ARRAY(SELECT (SELECT count(*) FROM (SELECT 1 FROM "
+        f"{schema}.memories m WHERE {where} AND m.tsv @@ t.q::tsquery "
+        f"LIMIT floor(st.n * {MAX_TERM_SHARE})::bigint + 1) c) "
+        "FROM unnest(%s::text[]) WITH ORDINALITY AS t(q, i) ORDER BY t.i) FROM st"
     )
-    return sql, params
+    return sql, [*stats_params, *params]
 
 
 def context_sql(schema: str, namespace: str, scope: Scope) -> tuple[str, list[Any]]:
@@ -94,12 +109,16 @@ def count_upto_sql(schema: str, where: str) -> str:
     return f"SELECT count(*) FROM (SELECT 1 FROM {schema}.memories m WHERE {where} LIMIT %s) t"
 
 
-def exact_vector_sql(schema: str, where: str) -> str:
-    """Params: query vector, *where params, limit. Scores every row of the scope."""
-    return (
-        f"SELECT m.id, -(m.embedding <#> %s) AS score FROM {schema}.memories m WHERE {where} "
-        "ORDER BY score DESC, m.seq LIMIT %s"
-    )
+def exact_vector_sql(schema: str, where: str, bounded: bool) -> str:
+    """Scores every row of the scope. Params: query vector, *where params, limit; when ``bounded``:
+    *where params, bound + 1, query vector, *where params, bound, limit, and nothing is returned
+    when the scope has more than ``bound`` rows (counted no further than bound + 1)."""
+    select = f"SELECT m.id, -(m.embedding <#> %s) AS score FROM {schema}.memories m WHERE {where} "
+    order = "ORDER BY score DESC, m.seq LIMIT %s"
+    if not bounded:
+        return select + order
+    size = f"WITH size AS ({count_upto_sql(schema, where)}) "
+    return size + select + "AND (SELECT count FROM size) <= %s " + order
 
 
 def hnsw_vector_sql(schema: str, where: str) -> str:
@@ -108,16 +127,6 @@ def hnsw_vector_sql(schema: str, where: str) -> str:
         f"SELECT m.id, -(m.embedding <#> %s) AS score FROM {schema}.memories m WHERE {where} "
         "ORDER BY m.embedding <#> %s LIMIT %s"
     )
-
-
-def scope_stats_sql(schema: str, namespace: str, scope: Scope) -> tuple[str, list[Any]]:
-    """N and the average document length of the scope (an index-only scan)."""
-    clauses, params = scope_where(namespace, scope)
-    sql = (
-        f"SELECT count(*)::float8, COALESCE(avg(m.doc_len), 0)::float8 FROM {schema}.memories m "
-        f"WHERE {' AND '.join(clauses)}"
-    )
-    return sql, params
 
 
 def bm25_sql(

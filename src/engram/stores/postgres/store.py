@@ -595,6 +595,7 @@ class PostgresStore(Store):
             cur = await conn.execute(
                 f"SELECT id, embedding FROM {self._s}.memories WHERE namespace = %s AND id = ANY(%s::text[])",
                 (namespace, list(memory_ids)),
+                binary=True,  # pgvector's binary format: a buffer copy instead of parsing text
             )
             return {str(i): as_array(v) for i, v in await cur.fetchall()}
 
@@ -614,21 +615,30 @@ class PostgresStore(Store):
         where, params = search.full_where(namespace, scope, filters, visibility, self._s)
         q = np.asarray(query_vector, dtype=np.float32)
         s = self._s
-        async with self._conn() as conn, conn.transaction():
-            exact = True
-            if self._has_hnsw:
-                bound = self.settings.exact_search_max_rows
-                cur = await conn.execute(search.count_upto_sql(s, where), [*params, bound + 1])
-                exact = int((await cur.fetchone())[0]) <= bound
-            if exact:
-                cur = await conn.execute(search.exact_vector_sql(s, where), [q, *params, limit])
-            else:
-                ef = max(self.settings.hnsw_ef_search, min(limit, 1000))
-                await conn.execute(f"SET LOCAL hnsw.ef_search = {int(ef)}")
-                await conn.execute("SET LOCAL hnsw.iterative_scan = strict_order")
-                cur = await conn.execute(search.hnsw_vector_sql(s, where), [q, *params, q, limit])
+        bound = self.settings.exact_search_max_rows
+        async with self._conn() as conn:
+            if not self._has_hnsw:
+                cur = await conn.execute(search.exact_vector_sql(s, where, False), [q, *params, limit])
+                return [Candidate(str(r[0]), float(r[1])) for r in await cur.fetchall()]
+            # One statement for the common case: the scope is small enough to score every row.
+            exact = search.exact_vector_sql(s, where, True)
+            cur = await conn.execute(exact, [*params, bound + 1, q, *params, bound, limit])
             rows = await cur.fetchall()
+            if not rows:  # an empty scope, or one too large to scan: ask the index
+                cur = await conn.execute(search.count_upto_sql(s, where), [*params, bound + 1])
+                if int((await cur.fetchone())[0]) > bound:
+                    rows = await self._hnsw_candidates(conn, where, params, q, limit)
         return [Candidate(str(r[0]), float(r[1])) for r in rows]
+
+    async def _hnsw_candidates(
+        self, conn: Any, where: str, params: list[Any], q: Vector, limit: int
+    ) -> list[Any]:
+        ef = max(self.settings.hnsw_ef_search, min(limit, 1000))
+        async with conn.transaction():
+            await conn.execute(f"SET LOCAL hnsw.ef_search = {int(ef)}")
+            await conn.execute("SET LOCAL hnsw.iterative_scan = strict_order")
+            cur = await conn.execute(search.hnsw_vector_sql(self._s, where), [q, *params, q, limit])
+            return list(await cur.fetchall())
 
     async def keyword_candidates(
         self,
@@ -642,13 +652,11 @@ class PostgresStore(Store):
         lexemes = tokens.query_lexemes(query_terms(query_text))
         if not lexemes or limit <= 0:
             return []
-        async with self._conn() as conn, conn.transaction():
-            # one snapshot for the statistics and the matches (N is clamped to df when cached)
-            await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
-            n_docs, avgdl = await self._scope_stats(conn, namespace, scope)
+        async with self._conn() as conn:
+            # No shared snapshot needed: BM25 clamps N to each term's document frequency.
+            n_docs, avgdl, lexemes = await self._stats_and_terms(conn, namespace, scope, lexemes)
             if n_docs == 0:
                 return []
-            lexemes = await self._drop_common_terms(conn, namespace, scope, lexemes, n_docs)
             sql, params = search.bm25_sql(
                 self._s, namespace, scope, filters, visibility, lexemes, n_docs, avgdl, limit
             )
@@ -656,20 +664,32 @@ class PostgresStore(Store):
             rows = await cur.fetchall()
         return [Candidate(str(r[0]), float(r[1])) for r in rows]
 
-    async def _drop_common_terms(
-        self, conn: Any, namespace: str, scope: Scope, lexemes: list[str], n_docs: float
-    ) -> list[str]:
-        """Terms present in at most MAX_TERM_SHARE of the scope (all of them if none is)."""
-        if len(lexemes) < 2 or n_docs < search.MIN_SCOPE_FOR_DF:
-            return lexemes
+    async def _stats_and_terms(
+        self, conn: Any, namespace: str, scope: Scope, lexemes: list[str]
+    ) -> tuple[float, float, list[str]]:
+        """The scope's (N, average length) and the query terms to keep: those in at most
+        MAX_TERM_SHARE of the scope (all of them if none is), in one round trip."""
+        key = (namespace, scope.as_tuple())
+        cached = self._stats_cache.get(key)
+        if cached is not None and time.monotonic() - cached[2] < self.settings.stats_cache_seconds:
+            stats: tuple[float, float] | None = (cached[0], cached[1])
+        else:
+            stats = None
+        counted = lexemes if len(lexemes) >= 2 else []
+        sql, params = search.stats_and_term_counts_sql(self._s, namespace, scope, stats)
+        literals = [tokens.tsquery_literal([lexeme]) for lexeme in counted]
+        cur = await conn.execute(sql, [*params, literals])
+        n_docs, avgdl, counts = await cur.fetchone()
+        n_docs, avgdl = float(n_docs), float(avgdl)
+        if stats is None and n_docs >= max(self.settings.stats_cache_min_rows, 1):
+            if len(self._stats_cache) > 10_000:
+                self._stats_cache.clear()
+            self._stats_cache[key] = (n_docs, avgdl, time.monotonic())
+        if not counted or n_docs < search.MIN_SCOPE_FOR_DF:
+            return n_docs, avgdl, lexemes
         cap = int(n_docs * search.MAX_TERM_SHARE)
-        sql, params = search.term_count_sql(self._s, namespace, scope)
-        kept = []
-        for lexeme in lexemes:
-            cur = await conn.execute(sql, [*params, tokens.tsquery_literal([lexeme]), cap + 1])
-            if int((await cur.fetchone())[0]) <= cap:
-                kept.append(lexeme)
-        return kept or lexemes
+        kept = [lexeme for lexeme, count in zip(counted, counts, strict=True) if count <= cap]
+        return n_docs, avgdl, kept or lexemes
 
     async def memory_context(
         self, namespace: str, scope: Scope, memory_ids: Sequence[str], session_gap_s: float
@@ -688,18 +708,3 @@ class PostgresStore(Store):
                 str(next_id) if next_id is not None and abs(next_ts - ts) <= session_gap_s else None,
             )
         return out
-
-    async def _scope_stats(self, conn: Any, namespace: str, scope: Scope) -> tuple[float, float]:
-        """(N, average length) of the scope; reused for a while when the scope is large."""
-        key = (namespace, scope.as_tuple())
-        cached = self._stats_cache.get(key)
-        if cached is not None and time.monotonic() - cached[2] < self.settings.stats_cache_seconds:
-            return cached[0], cached[1]
-        sql, params = search.scope_stats_sql(self._s, namespace, scope)
-        cur = await conn.execute(sql, params)
-        n_docs, avgdl = await cur.fetchone()
-        if n_docs >= max(self.settings.stats_cache_min_rows, 1):
-            if len(self._stats_cache) > 10_000:
-                self._stats_cache.clear()
-            self._stats_cache[key] = (float(n_docs), float(avgdl), time.monotonic())
-        return float(n_docs), float(avgdl)
