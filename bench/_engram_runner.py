@@ -65,31 +65,69 @@ class EngramRunner:
         self.engines: dict[str, Any] = {}
         self.embedder: CachingEmbedder | None = None
         self.tags: dict[str, str] = {}  # message id -> caller's tag (LoCoMo dia_id)
-        self.db_path: Path | None = None
+        self.db_path: Path | None = None  # the SQLite file, when the store is SQLite
+        self.pg: tuple[str, str] | None = None  # (url, schema) when the store is PostgreSQL
         self.loop = asyncio.new_event_loop()
 
     def run(self, coro: Any) -> Any:
         return self.loop.run_until_complete(coro)
 
     # -- commands -------------------------------------------------------------------------------
-    def op_init(self, home: str, engines: dict[str, dict[str, Any]]) -> dict[str, Any]:
-        """``engines``: name -> {"retrieval": {...}, "namespace": str}; all share one store file."""
-        from engram import AsyncMemory
-        from engram.stores.sqlite import SQLiteStore
+    def op_init(
+        self, home: str, engines: dict[str, dict[str, Any]], store: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """``engines``: name -> {"retrieval": {...}, "namespace": str}; all share one store.
 
-        self.db_path = Path(home) / "engram.db"
+        ``store``: None for the embedded SQLite file under ``home``, or ``{"provider": "postgres",
+        "url": ..., "schema_name": ..., **settings}`` for a PostgreSQL schema.
+        """
+        from engram import AsyncMemory
+
         self.embedder = CachingEmbedder()
         self.embedder.inner.load()
-        store = SQLiteStore(path=self.db_path)
-        root: Any = None
+        self.engines.clear()
+        backend = self._store(home, store)
         for name, spec in engines.items():
             config = {"retrieval": spec.get("retrieval") or {}, "llm_from_env": False}
-            engine = AsyncMemory(config, store=store, embedder=self.embedder)
-            if root is None:
-                root = engine
+            engine = AsyncMemory(config, store=backend, embedder=self.embedder)
             ns = spec.get("namespace")
             self.engines[name] = engine.namespace_view(ns) if ns else engine
         return {"engines": sorted(self.engines)}
+
+    def _store(self, home: str, spec: dict[str, Any] | None) -> Any:
+        if spec is None or spec.get("provider", "sqlite") == "sqlite":
+            from engram.stores.sqlite import SQLiteStore
+
+            self.db_path = Path(home) / "engram.db"
+            return SQLiteStore(path=self.db_path)
+        from engram.stores.postgres import PostgresStore
+
+        settings = {k: v for k, v in spec.items() if k != "provider"}
+        self.pg = (settings["url"], settings["schema_name"])
+        return PostgresStore(**settings)
+
+    def op_close(self) -> dict[str, Any]:
+        """Close the engines' store (so ``init`` can open it again with other settings)."""
+        for engine in self.engines.values():
+            self.run(engine.close())
+        self.engines.clear()
+        return {"ok": True}
+
+    def op_build_vector_index(self) -> dict[str, Any]:
+        """PostgreSQL: build the HNSW index after a bulk load (the store was opened with hnsw=False)."""
+        import psycopg
+
+        url, schema = self.pg
+        t0 = time.perf_counter()
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("SET maintenance_work_mem = '4GB'")
+            conn.execute("SET max_parallel_maintenance_workers = 2")
+            conn.execute(
+                f"CREATE INDEX IF NOT EXISTS memories_embedding_hnsw ON {schema}.memories "
+                "USING hnsw (embedding vector_ip_ops)"
+            )
+            conn.execute(f"ANALYZE {schema}.memories")
+        return {"ms": (time.perf_counter() - t0) * 1000}
 
     def op_warm(self, texts: list[str]) -> dict[str, Any]:
         assert self.embedder is not None
@@ -208,6 +246,7 @@ class EngramRunner:
         from engram.types import Visibility
 
         eng = self.engines[engine]
+        self.run(eng._ready())
         matrix = np.load(vectors)
         times: list[float] = []
         empty = 0
@@ -220,19 +259,36 @@ class EngramRunner:
         return {"ms": times, "empty": empty}
 
     def op_stats(self) -> dict[str, Any]:
+        """Peak RSS of this process, and the store's bytes on disk (SQLite files or the schema)."""
         disk = 0
         if self.db_path is not None:
             for p in self.db_path.parent.glob(self.db_path.name + "*"):
                 disk += p.stat().st_size
+        elif self.pg is not None:
+            import psycopg
+
+            url, schema = self.pg
+            with psycopg.connect(url, autocommit=True) as conn:
+                row = conn.execute(
+                    "SELECT COALESCE(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class c "
+                    "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relkind = 'r'",
+                    (schema,),
+                ).fetchone()
+                disk = int(row[0]) if row else 0
         return {"rss_peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "disk_bytes": disk}
 
     def op_checkpoint(self) -> dict[str, Any]:
-        """Fold the WAL into the database file so disk size is comparable."""
-        import sqlite3
-
+        """Fold the WAL into the database file (SQLite) or vacuum-analyze (PostgreSQL), then stats."""
         if self.db_path is not None:
+            import sqlite3
+
             with sqlite3.connect(self.db_path) as conn:
                 conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        elif self.pg is not None:
+            import psycopg
+
+            with psycopg.connect(self.pg[0], autocommit=True) as conn:
+                conn.execute(f"VACUUM ANALYZE {self.pg[1]}.memories")
         return self.op_stats()
 
 
@@ -244,6 +300,7 @@ def main() -> None:
         command = json.loads(line)
         op = command.pop("op")
         if op == "exit":
+            runner.op_close()
             out.write(json.dumps({"ok": True}) + "\n")
             out.flush()
             break

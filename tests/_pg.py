@@ -127,8 +127,21 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_server(datadir: Path | None = None) -> LocalServer:
-    """initdb + start a server on a free loopback port and create the test database with pgvector."""
+# Throw-away test servers trade durability for speed; benchmarks pass their own settings.
+TEST_SETTINGS = {
+    "fsync": "off",
+    "synchronous_commit": "off",
+    "full_page_writes": "off",
+    "max_connections": "300",
+    "shared_buffers": "128MB",
+}
+
+
+def start_server(datadir: Path | None = None, settings: dict[str, str] | None = None) -> LocalServer:
+    """initdb + start a server on a free loopback port and create the test database with pgvector.
+
+    ``settings``: server parameters (``-c name=value``); default :data:`TEST_SETTINGS`.
+    """
     started = time.perf_counter()
     entry = _ensure_system_user() if os.geteuid() == 0 else None
     bindir = _runnable_bindir(pg_bindir(), entry)
@@ -162,10 +175,8 @@ def start_server(datadir: Path | None = None) -> LocalServer:
     last_error = ""
     for _attempt in range(5):
         port = _free_port()
-        options = (
-            f"-h 127.0.0.1 -p {port} -k {datadir} -c fsync=off -c synchronous_commit=off "
-            "-c full_page_writes=off -c max_connections=300 -c shared_buffers=128MB"
-        )
+        params = " ".join(f"-c {k}={v}" for k, v in (settings or TEST_SETTINGS).items())
+        options = f"-h 127.0.0.1 -p {port} -k {datadir} {params}"
         proc = subprocess.run(
             [
                 str(bindir / "pg_ctl"),
