@@ -120,13 +120,17 @@ class PostgresStore(Store):
             raise
 
     async def _write(self, fn: Callable[[Any], Awaitable[T]]) -> T:
-        """Run ``fn(conn)`` in one transaction, retried on deadlock or serialization failure."""
+        """Run ``fn(conn)`` in one transaction, retried on deadlock or serialization failure.
+
+        Pipeline mode: statements whose results are not read (history rows, source links) travel
+        with the next one that is, instead of costing a round trip each.
+        """
         import psycopg
 
         retryable = (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure)
         for attempt in range(_RETRIES):
             try:
-                async with self._conn() as conn, conn.transaction():
+                async with self._conn() as conn, conn.pipeline(), conn.transaction():
                     return await fn(conn)
             except StoreError as e:
                 if attempt == _RETRIES - 1 or not isinstance(e.__cause__, retryable):
