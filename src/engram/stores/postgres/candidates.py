@@ -1,0 +1,128 @@
+"""The candidate generators of the PostgreSQL store: vector, keyword (BM25) and scope context."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from engram.filters import FilterNode
+from engram.keywords import query_terms
+from engram.stores.postgres import search, tokens
+from engram.stores.postgres.connection import PostgresConnection
+from engram.types import Candidate, MemoryContext, Scope, Vector, Visibility
+
+
+class CandidateSearch(PostgresConnection):
+    """Mixed into :class:`~engram.stores.postgres.PostgresStore`; SQL in :mod:`.search`."""
+
+    async def vector_candidates(
+        self,
+        namespace: str,
+        scope: Scope,
+        filters: FilterNode | None,
+        visibility: Visibility,
+        query_vector: Vector,
+        limit: int,
+    ) -> list[Candidate]:
+        self._check_dim(query_vector, "query_vector")
+        if limit <= 0:
+            return []
+        where, params = search.full_where(namespace, scope, filters, visibility, self._s)
+        q = np.asarray(query_vector, dtype=np.float32)
+        s = self._s
+        bound = self.settings.exact_search_max_rows
+        async with self._conn() as conn:
+            if not self._has_hnsw:
+                cur = await conn.execute(search.exact_vector_sql(s, where, False), [q, *params, limit])
+                return [Candidate(str(r[0]), float(r[1])) for r in await cur.fetchall()]
+            # One statement for the common case: the scope is small enough to score every row.
+            exact = search.exact_vector_sql(s, where, True)
+            cur = await conn.execute(exact, [*params, bound + 1, q, *params, bound, limit])
+            rows = await cur.fetchall()
+            if not rows:  # an empty scope, or one too large to scan: ask the index
+                cur = await conn.execute(search.count_upto_sql(s, where), [*params, bound + 1])
+                if int((await cur.fetchone())[0]) > bound:
+                    rows = await self._hnsw_candidates(conn, where, params, q, limit)
+        return [Candidate(str(r[0]), float(r[1])) for r in rows]
+
+    async def _hnsw_candidates(
+        self, conn: Any, where: str, params: list[Any], q: Vector, limit: int
+    ) -> list[Any]:
+        ef = max(self.settings.hnsw_ef_search, min(limit, 1000))
+        async with conn.transaction():
+            await conn.execute(f"SET LOCAL hnsw.ef_search = {int(ef)}")
+            await conn.execute("SET LOCAL hnsw.iterative_scan = strict_order")
+            cur = await conn.execute(search.hnsw_vector_sql(self._s, where), [q, *params, q, limit])
+            return list(await cur.fetchall())
+
+    async def keyword_candidates(
+        self,
+        namespace: str,
+        scope: Scope,
+        filters: FilterNode | None,
+        visibility: Visibility,
+        query_text: str,
+        limit: int,
+    ) -> list[Candidate]:
+        lexemes = tokens.query_lexemes(query_terms(query_text))
+        if not lexemes or limit <= 0:
+            return []
+        async with self._conn() as conn:
+            # No shared snapshot needed: BM25 clamps N to each term's document frequency.
+            n_docs, avgdl, lexemes = await self._stats_and_terms(conn, namespace, scope, lexemes)
+            if n_docs == 0:
+                return []
+            sql, params = search.bm25_sql(
+                self._s, namespace, scope, filters, visibility, lexemes, n_docs, avgdl, limit
+            )
+            cur = await conn.execute(sql, params)
+            rows = await cur.fetchall()
+        return [Candidate(str(r[0]), float(r[1])) for r in rows]
+
+    async def _stats_and_terms(
+        self, conn: Any, namespace: str, scope: Scope, lexemes: list[str]
+    ) -> tuple[float, float, list[str]]:
+        """The scope's (N, average length) and the query terms to keep: those in at most
+        MAX_TERM_SHARE of the scope (all of them if none is), in one round trip."""
+        key = (namespace, scope.as_tuple())
+        cached = self._stats_cache.get(key)
+        if cached is not None and time.monotonic() - cached[2] < self.settings.stats_cache_seconds:
+            stats: tuple[float, float] | None = (cached[0], cached[1])
+        else:
+            stats = None
+        counted = lexemes if len(lexemes) >= 2 else []
+        sql, params = search.stats_and_term_counts_sql(self._s, namespace, scope, stats)
+        literals = [tokens.tsquery_literal([lexeme]) for lexeme in counted]
+        cur = await conn.execute(sql, [*params, literals])
+        n_docs, avgdl, counts = await cur.fetchone()
+        n_docs, avgdl = float(n_docs), float(avgdl)
+        if stats is None and n_docs >= max(self.settings.stats_cache_min_rows, 1):
+            if len(self._stats_cache) > 10_000:
+                self._stats_cache.clear()
+            self._stats_cache[key] = (n_docs, avgdl, time.monotonic())
+        if not counted or n_docs < search.MIN_SCOPE_FOR_DF:
+            return n_docs, avgdl, lexemes
+        cap = int(n_docs * search.MAX_TERM_SHARE)
+        kept = [lexeme for lexeme, count in zip(counted, counts, strict=True) if count <= cap]
+        return n_docs, avgdl, kept or lexemes
+
+    async def memory_context(
+        self, namespace: str, scope: Scope, memory_ids: Sequence[str], session_gap_s: float
+    ) -> dict[str, MemoryContext]:
+        if not memory_ids:
+            return {}
+        sql, params = search.context_sql(self._s, namespace, scope)
+        async with self._conn() as conn:
+            cur = await conn.execute(sql, [*params, list(memory_ids)])
+            rows = await cur.fetchall()
+        out: dict[str, MemoryContext] = {}
+        for mid, ts, prev_id, prev_ts, next_id, next_ts in rows:
+            out[str(mid)] = MemoryContext(
+                float(ts),
+                str(prev_id) if prev_id is not None and abs(ts - prev_ts) <= session_gap_s else None,
+                str(next_id) if next_id is not None and abs(next_ts - ts) <= session_gap_s else None,
+            )
+        return out
