@@ -2,9 +2,10 @@
 
 Session fixture ``pg_url``: the server named by ``ENGRAM_TEST_DATABASE_URL`` when set, otherwise a
 throw-away server (initdb into a temp dir, loopback TCP on a free port, ``CREATE EXTENSION vector``)
-that is stopped and deleted at the end. PostgreSQL refuses to run as root, so as root the server runs
-as a system user created on first use (``engram-pg``). With ``CI=true`` nothing here ever skips: a
-failed bring-up is an error.
+that is stopped and deleted at the end; ``pg_replica_url``: a streaming replica of it
+(``ENGRAM_TEST_READ_DATABASE_URL``, or ``pg_basebackup`` of the throw-away server).
+PostgreSQL refuses to run as root, so as root the server runs as a system user created on first
+use (``engram-pg``). With ``CI=true`` nothing here ever skips: a failed bring-up is an error.
 
 Also a small CLI used by ``scripts/pg.sh``::
 
@@ -172,16 +173,25 @@ def start_server(datadir: Path | None = None, settings: dict[str, str] | None = 
         ],
         **run,
     )
+    port = _pg_ctl_start(bindir, datadir, settings or TEST_SETTINGS, run)
+    psql = [str(bindir / "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p", str(port)]
+    subprocess.run([*psql, "-U", "postgres", "-d", "postgres", "-c", f"CREATE DATABASE {DB_NAME}"], **run)
+    subprocess.run([*psql, "-U", "postgres", "-d", DB_NAME, "-c", "CREATE EXTENSION vector"], **run)
+    return LocalServer(bindir, datadir, port, entry.pw_name if entry else None, time.perf_counter() - started)
+
+
+def _pg_ctl_start(bindir: Path, datadir: Path, settings: dict[str, str], run: dict[str, Any]) -> int:
+    """``pg_ctl start`` the cluster in ``datadir/data`` on a free loopback port; returns the port."""
     last_error = ""
     for _attempt in range(5):
         port = _free_port()
-        params = " ".join(f"-c {k}={v}" for k, v in (settings or TEST_SETTINGS).items())
+        params = " ".join(f"-c {k}={v}" for k, v in settings.items())
         options = f"-h 127.0.0.1 -p {port} -k {datadir} {params}"
         proc = subprocess.run(
             [
                 str(bindir / "pg_ctl"),
                 "-D",
-                str(pgdata),
+                str(datadir / "data"),
                 "-l",
                 str(datadir / "server.log"),
                 "-w",
@@ -194,17 +204,34 @@ def start_server(datadir: Path | None = None, settings: dict[str, str] | None = 
             **{**run, "check": False},
         )
         if proc.returncode == 0:
-            break
+            return port
         log = (
             (datadir / "server.log").read_text(errors="replace") if (datadir / "server.log").exists() else ""
         )
         last_error = f"{proc.stdout}\n{proc.stderr}\n{log[-2000:]}"
-    else:
-        raise RuntimeError(f"PostgreSQL did not start:\n{last_error}")
-    psql = [str(bindir / "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p", str(port)]
-    subprocess.run([*psql, "-U", "postgres", "-d", "postgres", "-c", f"CREATE DATABASE {DB_NAME}"], **run)
-    subprocess.run([*psql, "-U", "postgres", "-d", DB_NAME, "-c", "CREATE EXTENSION vector"], **run)
-    return LocalServer(bindir, datadir, port, entry.pw_name if entry else None, time.perf_counter() - started)
+    raise RuntimeError(f"PostgreSQL did not start:\n{last_error}")
+
+
+def start_replica(primary: LocalServer) -> LocalServer:
+    """A hot-standby streaming replica of ``primary`` (``pg_basebackup -R``) on its own port."""
+    started = time.perf_counter()
+    entry = pwd.getpwnam(primary.user) if primary.user else None
+    datadir = Path(tempfile.mkdtemp(prefix="engram-pg-replica-"))
+    if entry is not None:
+        os.chown(datadir, entry.pw_uid, entry.pw_gid)
+    datadir.chmod(0o700)
+    env = {**os.environ, "LC_ALL": "C", "LANG": "C", "TZ": "UTC"}
+    run: dict[str, Any] = {"check": True, "capture_output": True, "text": True, "env": env, **_as_user(entry)}
+    subprocess.run(
+        [
+            str(primary.bindir / "pg_basebackup"),
+            "-h", "127.0.0.1", "-p", str(primary.port), "-U", "postgres",
+            "-D", str(datadir / "data"), "-R", "-X", "stream", "-c", "fast",
+        ],
+        **run,
+    )  # fmt: skip
+    port = _pg_ctl_start(primary.bindir, datadir, {**TEST_SETTINGS, "hot_standby": "on"}, run)
+    return LocalServer(primary.bindir, datadir, port, primary.user, time.perf_counter() - started)
 
 
 def stop_server(datadir: Path, *, delete: bool = True) -> None:
@@ -223,11 +250,10 @@ def stop_server(datadir: Path, *, delete: bool = True) -> None:
 
 # -- pytest fixtures -------------------------------------------------------------------------------
 @pytest.fixture(scope="session")
-def pg_url() -> Iterator[str]:
-    """URL of a PostgreSQL database with pgvector; never skips when CI=true."""
-    external = os.environ.get("ENGRAM_TEST_DATABASE_URL")
-    if external:
-        yield external
+def pg_server() -> Iterator[LocalServer | None]:
+    """The throw-away server of this test session (None: ``ENGRAM_TEST_DATABASE_URL`` names one)."""
+    if os.environ.get("ENGRAM_TEST_DATABASE_URL"):
+        yield None
         return
     try:
         server = start_server()
@@ -237,9 +263,36 @@ def pg_url() -> Iterator[str]:
         pytest.skip(f"no PostgreSQL available: {e}")
     sys.stderr.write(f"\n[pg] PostgreSQL with pgvector up in {server.seconds:.2f}s at {server.url}\n")
     try:
-        yield server.url
+        yield server
     finally:
         stop_server(server.datadir)
+
+
+@pytest.fixture(scope="session")
+def pg_url(pg_server: LocalServer | None) -> str:
+    """URL of a PostgreSQL database with pgvector; never skips when CI=true."""
+    return pg_server.url if pg_server is not None else os.environ["ENGRAM_TEST_DATABASE_URL"]
+
+
+@pytest.fixture(scope="session")
+def pg_replica_url(pg_server: LocalServer | None) -> Iterator[str]:
+    """URL of a streaming replica of ``pg_url``: ``ENGRAM_TEST_READ_DATABASE_URL``, or one started here."""
+    external = os.environ.get("ENGRAM_TEST_READ_DATABASE_URL")
+    if external:
+        yield external
+        return
+    if pg_server is None:
+        if _ci():
+            raise RuntimeError(
+                "CI: ENGRAM_TEST_DATABASE_URL is set, so set ENGRAM_TEST_READ_DATABASE_URL too"
+            )
+        pytest.skip("a replica of an external server: set ENGRAM_TEST_READ_DATABASE_URL")
+    replica = start_replica(pg_server)
+    sys.stderr.write(f"\n[pg] streaming replica up in {replica.seconds:.2f}s at {replica.url}\n")
+    try:
+        yield replica.url
+    finally:
+        stop_server(replica.datadir)
 
 
 @pytest.fixture

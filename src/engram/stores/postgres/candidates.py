@@ -34,7 +34,7 @@ class CandidateSearch(PostgresConnection):
         q = np.asarray(query_vector, dtype=np.float32)
         s = self._s
         bound = self.settings.exact_search_max_rows
-        async with self._conn() as conn:
+        async with self._read_conn(namespace) as conn:
             if not self._has_hnsw:
                 cur = await conn.execute(search.exact_vector_sql(s, where, False), [q, *params, limit])
                 return [Candidate(str(r[0]), float(r[1])) for r in await cur.fetchall()]
@@ -70,7 +70,7 @@ class CandidateSearch(PostgresConnection):
         lexemes = tokens.query_lexemes(query_terms(query_text))
         if not lexemes or limit <= 0:
             return []
-        async with self._conn() as conn:
+        async with self._read_conn(namespace) as conn:
             # No shared snapshot needed: BM25 clamps N to each term's document frequency.
             n_docs, avgdl, lexemes = await self._stats_and_terms(conn, namespace, scope, lexemes)
             if n_docs == 0:
@@ -115,7 +115,7 @@ class CandidateSearch(PostgresConnection):
         if not memory_ids:
             return {}
         sql, params = search.context_sql(self._s, namespace, scope)
-        async with self._conn() as conn:
+        async with self._read_conn(namespace) as conn:
             cur = await conn.execute(sql, [*params, list(memory_ids)])
             rows = await cur.fetchall()
         out: dict[str, MemoryContext] = {}

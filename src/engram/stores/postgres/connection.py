@@ -1,10 +1,17 @@
-"""Connections of the PostgreSQL store: the pool, error translation and write transactions."""
+"""Connections of the PostgreSQL store: the pools, error translation and write transactions.
+
+Writes, migrations and the reads that decide a write go to the primary (``url``). With a
+``read_url`` (a streaming replica), searches and listings go to the replica, except that a process
+reads a namespace from the primary for ``read_your_writes_seconds`` after it wrote to it, so it
+sees its own writes before the replica has replayed them.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import os
 import random
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
@@ -27,6 +34,8 @@ class PostgresConnection:
         )
         self._s = self.settings.schema_name
         self._pool_obj: Any = None
+        self._read_pool_obj: Any = None  # the replica's pool, when read_url is set
+        self._written_at: dict[str | None, float] = {}  # namespace (None: all) -> last write here
         self._dim = 0
         self._embedder = EmbedderInfo("", 0)
         self._has_hnsw = False
@@ -43,6 +52,11 @@ class PostgresConnection:
             )
         return url
 
+    def _read_url(self) -> str | None:
+        if self.settings.read_url is not None:
+            return self.settings.read_url.get_secret_value()
+        return os.environ.get("ENGRAM_DATABASE_READ_URL") or None
+
     def _pool(self) -> Any:
         if self._pool_obj is None:
             raise StoreError("The store is not open; call open() first (AsyncMemory does this for you)")
@@ -52,6 +66,27 @@ class PostgresConnection:
     async def _conn(self) -> AsyncIterator[Any]:
         async with self._guard(), self._pool().connection() as conn:
             yield conn
+
+    @asynccontextmanager
+    async def _read_conn(self, namespace: str) -> AsyncIterator[Any]:
+        """A connection for a read of ``namespace`` that decides no write: the replica, if any."""
+        pool = self._read_pool_obj
+        if pool is None or self._wrote_recently(namespace):
+            pool = self._pool()
+        async with self._guard(), pool.connection() as conn:
+            yield conn
+
+    def _note_write(self, namespace: str | None) -> None:
+        now = time.monotonic()
+        if len(self._written_at) > 10_000:
+            window = self.settings.read_your_writes_seconds
+            self._written_at = {k: t for k, t in self._written_at.items() if now - t < window}
+        self._written_at[namespace] = now
+
+    def _wrote_recently(self, namespace: str) -> bool:
+        window = self.settings.read_your_writes_seconds
+        now = time.monotonic()
+        return any(now - self._written_at.get(key, -window) < window for key in (namespace, None))
 
     @asynccontextmanager
     async def _guard(self) -> AsyncIterator[None]:
@@ -69,8 +104,9 @@ class PostgresConnection:
                 raise StoreError(f"PostgreSQL error ({type(e).__name__}): {e}") from e
             raise
 
-    async def _write(self, fn: Callable[[Any], Awaitable[T]]) -> T:
-        """Run ``fn(conn)`` in one transaction, retried on deadlock or serialization failure.
+    async def _write(self, namespace: str | None, fn: Callable[[Any], Awaitable[T]]) -> T:
+        """Run ``fn(conn)`` in one transaction on the primary, retried on deadlock or serialization
+        failure; ``namespace`` (None: every one) is then read from the primary for a while.
 
         Pipeline mode: statements whose results are not read (history rows, source links) travel
         with the next one that is, instead of costing a round trip each.
@@ -80,8 +116,11 @@ class PostgresConnection:
         retryable = (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure)
         for attempt in range(_RETRIES):
             try:
-                async with self._conn() as conn, conn.pipeline(), conn.transaction():
-                    return await fn(conn)
+                try:
+                    async with self._conn() as conn, conn.pipeline(), conn.transaction():
+                        return await fn(conn)
+                finally:  # also after a failure: the commit may have happened before the error
+                    self._note_write(namespace)
             except StoreError as e:
                 if attempt == _RETRIES - 1 or not isinstance(e.__cause__, retryable):
                     raise

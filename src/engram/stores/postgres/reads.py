@@ -23,7 +23,7 @@ class MemoryReads(PostgresConnection):
     async def get_many(self, namespace: str, memory_ids: Sequence[str]) -> list[MemoryRecord]:
         if not memory_ids:
             return []
-        async with self._conn() as conn:
+        async with self._read_conn(namespace) as conn:
             return await self._records(conn, namespace, list(memory_ids))
 
     async def _records(self, conn: Any, namespace: str, memory_ids: list[str]) -> list[MemoryRecord]:
@@ -61,7 +61,7 @@ class MemoryReads(PostgresConnection):
     ) -> ListPage:
         where, params = search.full_where(namespace, scope, filters, visibility, self._s)
         s = self._s
-        async with self._conn() as conn, conn.transaction():
+        async with self._read_conn(namespace) as conn, conn.transaction():
             await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
             cur = await conn.execute(f"SELECT count(*) FROM {s}.memories m WHERE {where}", params)
             total = int((await cur.fetchone())[0])
@@ -75,7 +75,7 @@ class MemoryReads(PostgresConnection):
         return ListPage(records, total)
 
     async def history(self, namespace: str, memory_id: str) -> list[HistoryEntry]:
-        async with self._conn() as conn:
+        async with self._read_conn(namespace) as conn:
             cur = await conn.execute(
                 "SELECT id, memory_id, event, old_memory, new_memory, created_at, actor_id, role, details "
                 f"FROM {self._s}.history WHERE namespace = %s AND memory_id = %s ORDER BY seq",
@@ -86,7 +86,7 @@ class MemoryReads(PostgresConnection):
 
     async def messages_for(self, namespace: str, memory_id: str) -> list[StoredMessage]:
         columns = ", ".join("g." + c.strip() for c in MESSAGE_COLUMNS.split(","))
-        async with self._conn() as conn:
+        async with self._read_conn(namespace) as conn:
             cur = await conn.execute(
                 f"SELECT {columns} FROM {self._s}.memory_sources s "
                 f"JOIN {self._s}.messages g ON g.id = s.message_id "
@@ -96,6 +96,7 @@ class MemoryReads(PostgresConnection):
             return [message(r) for r in await cur.fetchall()]
 
     async def recent_messages(self, namespace: str, scope: Scope, limit: int) -> list[StoredMessage]:
+        # From the primary (as find_by_hash): add() builds on what it returns.
         if limit <= 0:
             return []
         async with self._conn() as conn:
@@ -121,7 +122,7 @@ class MemoryReads(PostgresConnection):
     async def vectors_for(self, namespace: str, memory_ids: Sequence[str]) -> dict[str, Vector]:
         if not memory_ids:
             return {}
-        async with self._conn() as conn:
+        async with self._read_conn(namespace) as conn:
             cur = await conn.execute(
                 f"SELECT id, embedding FROM {self._s}.memories WHERE namespace = %s AND id = ANY(%s::text[])",
                 (namespace, list(memory_ids)),

@@ -27,6 +27,15 @@ class PostgresSettings(BackendSettings):
     url: SecretStr | None = Field(
         None, description="postgresql://user:password@host:5432/db; default $ENGRAM_DATABASE_URL"
     )
+    read_url: SecretStr | None = Field(
+        None,
+        description="a streaming replica for searches and listings; default $ENGRAM_DATABASE_READ_URL",
+    )
+    read_your_writes_seconds: float = Field(
+        5.0,
+        ge=0,
+        description="after writing to a namespace, this process reads it from the primary this long",
+    )
     schema_name: str = Field(
         "engram", pattern=SCHEMA_NAME_RE.pattern, description="schema holding Engram's tables"
     )

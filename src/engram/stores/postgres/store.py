@@ -41,18 +41,30 @@ class PostgresStore(MemoryWrites, CandidateSearch, Store):
             async def configure(conn: Any) -> None:
                 await register_vector_async(conn)
 
-            pool = AsyncConnectionPool(
-                url,
-                min_size=self.settings.min_pool_size,
-                max_size=self.settings.max_pool_size,
-                timeout=self.settings.pool_timeout,
-                kwargs={"autocommit": True},
-                configure=configure,
-                open=False,
-                name=f"engram-{self._s}",
-            )
-            await pool.open(wait=self.settings.min_pool_size > 0, timeout=self.settings.pool_timeout)
-        self._pool_obj = pool
+            pools = []
+            for name, target in (("primary", url), ("replica", self._read_url())):
+                if target is None:
+                    continue
+                pool = AsyncConnectionPool(
+                    target,
+                    min_size=self.settings.min_pool_size,
+                    max_size=self.settings.max_pool_size,
+                    timeout=self.settings.pool_timeout,
+                    kwargs={"autocommit": True},
+                    configure=configure,
+                    open=False,
+                    name=f"engram-{self._s}-{name}",
+                )
+                pools.append(pool)
+                try:
+                    await pool.open(wait=self.settings.min_pool_size > 0, timeout=self.settings.pool_timeout)
+                except Exception:
+                    for opened in pools:
+                        await opened.close()
+                    raise
+        self._pool_obj = pools[0]
+        self._read_pool_obj = pools[1] if len(pools) > 1 else None
+        self._note_write(None)  # the migrations may not have reached the replica yet
         self._embedder = embedder
         self._dim = embedder.dim
 
@@ -93,7 +105,9 @@ class PostgresStore(MemoryWrites, CandidateSearch, Store):
         return has_hnsw
 
     async def close(self) -> None:
-        pool, self._pool_obj = self._pool_obj, None
-        if pool is not None:
-            await pool.close()
+        pools = (self._pool_obj, self._read_pool_obj)
+        self._pool_obj = self._read_pool_obj = None
+        for pool in pools:
+            if pool is not None:
+                await pool.close()
         self._stats_cache.clear()

@@ -30,7 +30,9 @@ class MemoryWrites(MemoryReads):
     ) -> list[WriteOutcome]:
         for mem in memories:
             self._check_dim(mem.vector, "memories[].vector")
-        return await self._write(lambda conn: self._add_tx(conn, namespace, list(messages), list(memories)))
+        return await self._write(
+            namespace, lambda conn: self._add_tx(conn, namespace, list(messages), list(memories))
+        )
 
     async def _add_tx(
         self, conn: Any, namespace: str, messages: list[StoredMessage], memories: list[NewMemory]
@@ -250,10 +252,12 @@ class MemoryWrites(MemoryReads):
             )
             return (await self._records(conn, namespace, [memory_id]))[0]
 
-        return await self._write(tx)
+        return await self._write(namespace, tx)
 
     async def delete(self, namespace: str, memory_id: str) -> None:
-        count = await self._write(lambda conn: self._delete_tx(conn, namespace, "m.id = %s", [memory_id]))
+        count = await self._write(
+            namespace, lambda conn: self._delete_tx(conn, namespace, "m.id = %s", [memory_id])
+        )
         if count == 0:
             raise NotFoundError(f"Memory {memory_id!r} not found", details={"memory_id": memory_id})
 
@@ -262,7 +266,7 @@ class MemoryWrites(MemoryReads):
             raise StoreError("delete_scope needs a non-empty scope")
         clauses, params = search.scope_where(namespace, scope)
         where = " AND ".join(clauses[2:])  # the scope ids; namespace and deleted_at are added below
-        return await self._write(lambda conn: self._delete_tx(conn, namespace, where, params[1:]))
+        return await self._write(namespace, lambda conn: self._delete_tx(conn, namespace, where, params[1:]))
 
     async def _delete_tx(self, conn: Any, namespace: str, where: str, params: list[Any]) -> int:
         now = utcnow()
@@ -294,5 +298,5 @@ class MemoryWrites(MemoryReads):
             for table in ("memories", "messages", "history"):
                 await conn.execute(f"DELETE FROM {s}.{table} WHERE namespace = %s", (namespace,))
 
-        await self._write(tx)
+        await self._write(namespace, tx)
         self._stats_cache.clear()
