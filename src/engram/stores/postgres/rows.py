@@ -42,6 +42,10 @@ class PostgresSettings(BackendSettings):
     min_pool_size: int = Field(1, ge=0, description="connections kept open per process")
     max_pool_size: int = Field(10, ge=1, description="connections at most per process")
     pool_timeout: float = Field(30.0, gt=0, description="seconds to wait for a free connection")
+    prepared_statements: bool = Field(
+        True,
+        description="prepare frequent statements on the server; off behind PgBouncer in transaction mode",
+    )
     hnsw: bool = Field(True, description="keep an HNSW index for scopes too large to scan exactly")
     exact_search_max_rows: int = Field(
         10_000, ge=0, description="scopes up to this many rows are searched exactly (no index)"

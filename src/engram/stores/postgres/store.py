@@ -41,6 +41,9 @@ class PostgresStore(MemoryWrites, CandidateSearch, Store):
             async def configure(conn: Any) -> None:
                 await register_vector_async(conn)
 
+            connection_options: dict[str, Any] = {"autocommit": True}
+            if not self.settings.prepared_statements:
+                connection_options["prepare_threshold"] = None
             pools = []
             for name, target in (("primary", url), ("replica", self._read_url())):
                 if target is None:
@@ -50,7 +53,7 @@ class PostgresStore(MemoryWrites, CandidateSearch, Store):
                     min_size=self.settings.min_pool_size,
                     max_size=self.settings.max_pool_size,
                     timeout=self.settings.pool_timeout,
-                    kwargs={"autocommit": True},
+                    kwargs=connection_options,
                     configure=configure,
                     open=False,
                     name=f"engram-{self._s}-{name}",

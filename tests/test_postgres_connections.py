@@ -1,5 +1,6 @@
-"""Read replicas: searches and listings from a real streaming replica, writes to the primary.
+"""Where the PostgreSQL store connects: read replicas, and settings for connection poolers.
 
+Read replicas: searches and listings from a real streaming replica, writes to the primary.
 The replica is a hot standby made with ``pg_basebackup`` from the test server (see ``tests/_pg.py``).
 Pausing its WAL replay makes the routing observable: what a read returns tells which server answered.
 """
@@ -137,3 +138,16 @@ async def test_just_after_open_reads_go_to_the_primary(
         assert (await memory.get_all(filters={"user_id": "dan"}))["results"] == []
     finally:
         await memory.close()
+
+
+async def test_prepared_statements_can_be_turned_off_for_transaction_poolers(
+    pg_url: str, pg_schema: str
+) -> None:
+    for enabled, expected in ((True, 5), (False, None)):
+        store = PostgresStore(url=pg_url, schema_name=pg_schema, prepared_statements=enabled)
+        await store.open(FakeEmbedder().info)
+        try:
+            async with store._conn() as conn:
+                assert conn.prepare_threshold == expected
+        finally:
+            await store.close()
