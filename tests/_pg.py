@@ -234,6 +234,54 @@ def start_replica(primary: LocalServer) -> LocalServer:
     return LocalServer(primary.bindir, datadir, port, primary.user, time.perf_counter() - started)
 
 
+def start_pgbouncer(server: LocalServer) -> tuple[subprocess.Popen[bytes], str, Path]:
+    """PgBouncer in *transaction* pooling mode in front of ``server``: (process, URL, its directory)."""
+    exe = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
+    if not Path(exe).exists():
+        raise RuntimeError("pgbouncer is not installed (Debian: apt-get install pgbouncer)")
+    entry = pwd.getpwnam(server.user) if server.user else None  # it refuses to run as root too
+    workdir = Path(tempfile.mkdtemp(prefix="engram-pgbouncer-"))
+    port = _free_port()
+    (workdir / "users.txt").write_text('"postgres" ""\n')
+    (workdir / "pgbouncer.ini").write_text(
+        f"""[databases]
+{DB_NAME} = host=127.0.0.1 port={server.port} dbname={DB_NAME}
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = {port}
+unix_socket_dir =
+auth_type = trust
+auth_file = {workdir}/users.txt
+pool_mode = transaction
+max_client_conn = 500
+default_pool_size = 10
+logfile = {workdir}/pgbouncer.log
+"""
+    )
+    if entry is not None:
+        for path in (workdir, *workdir.iterdir()):
+            os.chown(path, entry.pw_uid, entry.pw_gid)
+    proc = subprocess.Popen(
+        [exe, str(workdir / "pgbouncer.ini")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        **_as_user(entry),
+    )
+    url = f"postgresql://postgres@127.0.0.1:{port}/{DB_NAME}"
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return proc, url, workdir
+        except OSError as e:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                log = workdir / "pgbouncer.log"
+                text = log.read_text() if log.exists() else ""
+                raise RuntimeError(f"pgbouncer did not start: {text}") from e
+            time.sleep(0.05)
+
+
 def stop_server(datadir: Path, *, delete: bool = True) -> None:
     """Stop the server in ``datadir`` (immediate shutdown: it is throw-away) and delete it."""
     entry = pwd.getpwnam(PG_USER) if os.geteuid() == 0 else None
@@ -293,6 +341,29 @@ def pg_replica_url(pg_server: LocalServer | None) -> Iterator[str]:
         yield replica.url
     finally:
         stop_server(replica.datadir)
+
+
+@pytest.fixture(scope="session")
+def pgbouncer_url(pg_server: LocalServer | None) -> Iterator[str]:
+    """PgBouncer (transaction mode) in front of ``pg_url``: ``ENGRAM_TEST_PGBOUNCER_URL`` or started here."""
+    external = os.environ.get("ENGRAM_TEST_PGBOUNCER_URL")
+    if external:
+        yield external
+        return
+    try:
+        if pg_server is None:
+            raise RuntimeError("ENGRAM_TEST_DATABASE_URL is set: set ENGRAM_TEST_PGBOUNCER_URL too")
+        proc, url, workdir = start_pgbouncer(pg_server)
+    except RuntimeError as e:
+        if _ci():
+            raise
+        pytest.skip(str(e))
+    try:
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 @pytest.fixture

@@ -151,3 +151,33 @@ async def test_prepared_statements_can_be_turned_off_for_transaction_poolers(
                 assert conn.prepare_threshold == expected
         finally:
             await store.close()
+
+
+async def test_everything_works_through_pgbouncer_in_transaction_mode(
+    pgbouncer_url: str, pg_schema: str
+) -> None:
+    """Concurrent adds, searches, listings, updates, deletes and history through a transaction pooler."""
+    store = PostgresStore(url=pgbouncer_url, schema_name=pg_schema, prepared_statements=False)
+    memory = AsyncMemory({"llm_from_env": False}, store=store, embedder=FakeEmbedder())
+
+    async def client(n: int) -> None:
+        user = f"user-{n}"
+        ids = []
+        for i in range(8):  # more than psycopg's prepare threshold (5) of each statement
+            out = await memory.add(f"{user} fact number {i} about sailing", user_id=user, infer=False)
+            ids.append(out["results"][0]["id"])
+            hits = await memory.search(f"fact number {i}", filters={"user_id": user}, top_k=3)
+            assert hits["results"], "a search found nothing"
+        await memory.update(ids[0], f"{user} fact number 0 about rowing")
+        await memory.delete(ids[1])
+        listed = await memory.get_all(filters={"user_id": user})
+        assert len(listed["results"]) == 7
+        events = [h["event"] for h in await memory.history(ids[0])]
+        assert events == ["ADD", "UPDATE"]
+        again = await memory.add(f"{user} fact number 2 about sailing", user_id=user, infer=False)
+        assert again["results"][0]["event"] == "NONE"
+
+    try:
+        await asyncio.gather(*(client(n) for n in range(6)))
+    finally:
+        await memory.close()
