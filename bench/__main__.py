@@ -1,6 +1,7 @@
 """``python -m bench all``: every number in docs/benchmarks.md, in one command.
 
-    python -m bench all            # mem0 env + LoCoMo + speed --scale (1M) + fusion study + server
+    python -m bench all            # mem0 env + LoCoMo + speed --scale (1M) + the same on PostgreSQL
+                                   # (speed-postgres) + fusion study + server
     python -m bench all --quick    # the CI subset: quick LoCoMo and quick speed
     python -m bench locomo [...]   # same as python -m bench.locomo
     python -m bench speed [...]    # same as python -m bench.speed
@@ -50,7 +51,10 @@ def main(argv: list[str]) -> int:
             from bench import fusion_study, server
             from bench.common import RESULTS
 
-            codes.append(speed.main([] if "--no-scale" in rest else ["--scale"]))
+            scale = [] if "--no-scale" in rest else ["--scale"]
+            codes.append(speed.main(scale))
+            postgres = ["--systems", "engram,engram-pg", "--name", "speed-postgres"]
+            codes.append(speed.main([*postgres, *scale]))
             codes.append(fusion_study.main([]))
             server.main(["--json", str(RESULTS / "server.json")])  # raises on failure
             codes.append(0)

@@ -280,6 +280,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     tv, qv = base_vectors(turn_texts, questions)
     synth = Synth(turn_texts, tv)
     sizes = [1000, 10_000] if args.quick else [1000, 10_000, 100_000]
+    if args.sizes:
+        sizes = sorted(int(x) for x in args.sizes.split(","))
     mem0_max = args.mem0_max if not args.quick else 10_000
     n_queries = 40 if args.quick else 200
     queries = questions[:: max(1, len(questions) // n_queries)][:n_queries]
@@ -589,6 +591,7 @@ def main(argv: list[str] | None = None) -> int:
         "--scale", action="store_true", help="also 1M memories over 1,000 scopes (each Engram system)"
     )
     parser.add_argument("--scale-n", type=int, default=1_000_000)
+    parser.add_argument("--sizes", default=None, help="scope sizes to search, e.g. 1000,10000")
     parser.add_argument(
         "--systems", default="engram,mem0", help="any of engram (SQLite), engram-pg (PostgreSQL), mem0"
     )

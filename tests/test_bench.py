@@ -202,3 +202,35 @@ def test_speed_quick_runs(tmp_path: Path) -> None:
         assert row["embedding_excluded"]["p50_ms"] > 0 and row["store_only"]["p95_ms"] > 0
     assert result["add_one_at_a_time"]["engram"]["memories_per_s"] > 0
     assert (tmp_path / "speed-quick.png").stat().st_size > 1000
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+@pytest.mark.skipif(not HAVE_DATA, reason="LoCoMo data not present (set ENGRAM_LOCOMO)")
+def test_speed_runs_engram_on_postgres_beside_sqlite(tmp_path: Path, pg_url: str) -> None:
+    """The PostgreSQL rows of docs/benchmarks.md come from this code path (small sizes here)."""
+    proc = _run(
+        "bench.speed",
+        "--systems",
+        "engram,engram-pg",
+        "--sizes",
+        "1000",
+        "--scale",
+        "--scale-n",
+        "3000",
+        "--name",
+        "speed-pg",
+        "--pg-url",
+        pg_url,
+        tmp=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads((tmp_path / "speed-pg.json").read_text())
+    assert result["problems"] == []
+    row = result["search"]["1000"]
+    assert row["engram-pg"]["store_only"]["p50_ms"] > 0 and row["engram"]["store_only"]["p50_ms"] > 0
+    assert result["add_one_at_a_time"]["engram-pg"]["memories_per_s"] > 0
+    scale = result["scale_1m"]["engram-pg"]
+    assert scale["memories"] == 3000 and scale["vector_index_build_s"] >= 0
+    assert scale["store_only"]["p95_ms"] > 0 and scale["disk_bytes"] > 0
+    assert "search_p50_store_only_1000_postgres_over_sqlite" in result["ratios"]

@@ -36,23 +36,22 @@ class CandidateSearch(PostgresConnection):
         bound = self.settings.exact_search_max_rows
         async with self._read_conn(namespace) as conn:
             if not self._has_hnsw:
-                cur = await conn.execute(search.exact_vector_sql(s, where, False), [q, *params, limit])
+                cur = await conn.execute(search.exact_vector_sql(s, where), [q, *params, limit])
                 return [Candidate(str(r[0]), float(r[1])) for r in await cur.fetchall()]
-            # One statement for the common case: the scope is small enough to score every row.
-            exact = search.exact_vector_sql(s, where, True)
-            cur = await conn.execute(exact, [*params, bound + 1, q, *params, bound, limit])
+            # One statement tells the scope's size and, when it is small enough, scores every row.
+            sized = search.sized_exact_vector_sql(s, where)
+            cur = await conn.execute(sized, [*params, bound + 1, q, *params, bound, limit])
             rows = await cur.fetchall()
-            if not rows:  # an empty scope, or one too large to scan: ask the index
-                cur = await conn.execute(search.count_upto_sql(s, where), [*params, bound + 1])
-                if int((await cur.fetchone())[0]) > bound:
-                    rows = await self._hnsw_candidates(conn, where, params, q, limit)
-        return [Candidate(str(r[0]), float(r[1])) for r in rows]
+            if int(rows[0][0]) <= bound:
+                return [Candidate(str(r[1]), float(r[2])) for r in rows if r[1] is not None]
+            hits = await self._hnsw_candidates(conn, where, params, q, limit)
+        return [Candidate(str(r[0]), float(r[1])) for r in hits]
 
     async def _hnsw_candidates(
         self, conn: Any, where: str, params: list[Any], q: Vector, limit: int
     ) -> list[Any]:
         ef = max(self.settings.hnsw_ef_search, min(limit, 1000))
-        async with conn.transaction():
+        async with conn.pipeline(), conn.transaction():  # the settings travel with the query
             await conn.execute(f"SET LOCAL hnsw.ef_search = {int(ef)}")
             await conn.execute("SET LOCAL hnsw.iterative_scan = strict_order")
             cur = await conn.execute(search.hnsw_vector_sql(self._s, where), [q, *params, q, limit])

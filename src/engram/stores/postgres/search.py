@@ -109,16 +109,24 @@ def count_upto_sql(schema: str, where: str) -> str:
     return f"SELECT count(*) FROM (SELECT 1 FROM {schema}.memories m WHERE {where} LIMIT %s) t"
 
 
-def exact_vector_sql(schema: str, where: str, bounded: bool) -> str:
-    """Scores every row of the scope. Params: query vector, *where params, limit; when ``bounded``:
-    *where params, bound + 1, query vector, *where params, bound, limit, and nothing is returned
-    when the scope has more than ``bound`` rows (counted no further than bound + 1)."""
-    select = f"SELECT m.id, -(m.embedding <#> %s) AS score FROM {schema}.memories m WHERE {where} "
-    order = "ORDER BY score DESC, m.seq LIMIT %s"
-    if not bounded:
-        return select + order
-    size = f"WITH size AS ({count_upto_sql(schema, where)}) "
-    return size + select + "AND (SELECT count FROM size) <= %s " + order
+def exact_vector_sql(schema: str, where: str) -> str:
+    """Params: query vector, *where params, limit. Scores every row of the scope."""
+    return (
+        f"SELECT m.id, -(m.embedding <#> %s) AS score FROM {schema}.memories m WHERE {where} "
+        "ORDER BY score DESC, m.seq LIMIT %s"
+    )
+
+
+def sized_exact_vector_sql(schema: str, where: str) -> str:
+    """Params: *where params, bound + 1, query vector, *where params, bound, limit.
+
+    Rows of (scope size counted up to bound + 1, id, score): the exact top rows when the scope has
+    at most ``bound`` rows, else one row with no id (the caller then asks the index).
+    """
+    return (
+        f"WITH size AS ({count_upto_sql(schema, where)}) SELECT size.count, c.id, c.score FROM size "
+        f"LEFT JOIN LATERAL ({exact_vector_sql(schema, where + ' AND size.count <= %s')}) c ON true"
+    )
 
 
 def hnsw_vector_sql(schema: str, where: str) -> str:
