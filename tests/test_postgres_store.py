@@ -242,6 +242,30 @@ async def test_hnsw_path_agrees_with_exact_search(postgres_store_factory: Callab
     await approx.close()
 
 
+async def test_cached_scope_statistics_rank_like_fresh_ones(
+    postgres_store_factory: Callable[[], Any],
+) -> None:
+    """Large scopes reuse their BM25 statistics and term counts; the ranking must not change."""
+    e = FakeEmbedder()
+    fresh: PostgresStore = postgres_store_factory()
+    await fresh.open(e.info)
+    texts = corpus(300)
+    await fresh.add("ns", [], memories(texts, await e.embed(texts), Scope(user_id="u")))
+    cached = PostgresStore(fresh.settings, stats_cache_min_rows=1)  # every scope counts as large
+    await cached.open(e.info)
+    scope = Scope(user_id="u")
+    for _round in range(2):  # the second round answers from the caches
+        for query in QUERIES:
+            a = await fresh.keyword_candidates("ns", scope, None, Visibility(), query, 20)
+            b = await cached.keyword_candidates("ns", scope, None, Visibility(), query, 20)
+            assert [(c.memory_id, round(c.score, 9)) for c in b] == [
+                (c.memory_id, round(c.score, 9)) for c in a
+            ]
+    assert cached._term_cache and cached._stats_cache and not fresh._stats_cache
+    await fresh.close()
+    await cached.close()
+
+
 # -- parity with the embedded store ------------------------------------------------------------------
 @pytest.fixture
 async def both(

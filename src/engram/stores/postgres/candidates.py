@@ -85,27 +85,39 @@ class CandidateSearch(PostgresConnection):
         self, conn: Any, namespace: str, scope: Scope, lexemes: list[str]
     ) -> tuple[float, float, list[str]]:
         """The scope's (N, average length) and the query terms to keep: those in at most
-        MAX_TERM_SHARE of the scope (all of them if none is), in one round trip."""
+        MAX_TERM_SHARE of the scope (all of them if none is), in one round trip. A large scope's
+        statistics and term counts are reused for ``stats_cache_seconds``."""
         key = (namespace, scope.as_tuple())
+        now = time.monotonic()
+        ttl = self.settings.stats_cache_seconds
         cached = self._stats_cache.get(key)
-        if cached is not None and time.monotonic() - cached[2] < self.settings.stats_cache_seconds:
-            stats: tuple[float, float] | None = (cached[0], cached[1])
-        else:
-            stats = None
+        stats = (cached[0], cached[1]) if cached is not None and now - cached[2] < ttl else None
         counted = lexemes if len(lexemes) >= 2 else []
+        counts: dict[str, int] = {}
+        if stats is not None:
+            for lexeme in counted:
+                hit = self._term_cache.get((*key, lexeme))
+                if hit is not None and now - hit[1] < ttl:
+                    counts[lexeme] = hit[0]
+        todo = [lexeme for lexeme in counted if lexeme not in counts]
         sql, params = search.stats_and_term_counts_sql(self._s, namespace, scope, stats)
-        literals = [tokens.tsquery_literal([lexeme]) for lexeme in counted]
+        literals = [tokens.tsquery_literal([lexeme]) for lexeme in todo]
         cur = await conn.execute(sql, [*params, literals])
-        n_docs, avgdl, counts = await cur.fetchone()
+        n_docs, avgdl, fresh = await cur.fetchone()
         n_docs, avgdl = float(n_docs), float(avgdl)
-        if stats is None and n_docs >= max(self.settings.stats_cache_min_rows, 1):
-            if len(self._stats_cache) > 10_000:
+        counts.update(zip(todo, (int(c) for c in fresh), strict=True))
+        if n_docs >= max(self.settings.stats_cache_min_rows, 1):
+            if len(self._stats_cache) > 10_000 or len(self._term_cache) > 100_000:
                 self._stats_cache.clear()
-            self._stats_cache[key] = (n_docs, avgdl, time.monotonic())
+                self._term_cache.clear()
+            if stats is None:
+                self._stats_cache[key] = (n_docs, avgdl, now)
+            for lexeme in todo:
+                self._term_cache[(*key, lexeme)] = (counts[lexeme], now)
         if not counted or n_docs < search.MIN_SCOPE_FOR_DF:
             return n_docs, avgdl, lexemes
         cap = int(n_docs * search.MAX_TERM_SHARE)
-        kept = [lexeme for lexeme, count in zip(counted, counts, strict=True) if count <= cap]
+        kept = [lexeme for lexeme in counted if counts[lexeme] <= cap]
         return n_docs, avgdl, kept or lexemes
 
     async def memory_context(

@@ -39,7 +39,9 @@ class PostgresConnection:
         self._dim = 0
         self._embedder = EmbedderInfo("", 0)
         self._has_hnsw = False
+        # Large scopes' BM25 statistics: (N, average length, when) and a term's row count, when.
         self._stats_cache: dict[tuple[str, tuple[str | None, ...]], tuple[float, float, float]] = {}
+        self._term_cache: dict[tuple[str, tuple[str | None, ...], str], tuple[int, float]] = {}
 
     def _url(self) -> str:
         if self.settings.url is not None:
