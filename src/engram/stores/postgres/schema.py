@@ -135,9 +135,14 @@ def _m002_fold(s: str) -> list[str]:
     ]
 
 
+def _m003_sources_by_message(s: str) -> list[str]:
+    return [f"CREATE INDEX memory_sources_by_message ON {s}.memory_sources (message_id)"]
+
+
 MIGRATIONS: list[tuple[int, str, Statements]] = [
     (1, "initial", _m001_initial),
     (2, "unicode case folding for icontains", _m002_fold),
+    (3, "index source links by message", _m003_sources_by_message),
 ]
 
 

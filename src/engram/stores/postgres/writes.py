@@ -95,10 +95,13 @@ class MemoryWrites(MemoryReads):
         that expired, no longer speak for that message; a metadata-only update changes nothing)."""
         s = self._s
         cur = await conn.execute(
-            f"SELECT m.id FROM {s}.messages g JOIN {s}.memory_sources ms ON ms.message_id = g.id "
+            # The earlier messages first, whatever the planner's statistics say (fresh tables have
+            # none): they are found by an index and are usually none at all.
+            f"WITH g AS MATERIALIZED (SELECT id FROM {s}.messages WHERE namespace = %s AND scope_key = %s "
+            "AND content_hash = %s AND content = %s AND NOT (id = ANY(%s::text[]))) "
+            f"SELECT m.id FROM g JOIN {s}.memory_sources ms ON ms.message_id = g.id "
             f"JOIN {s}.memories m ON m.id = ms.memory_id "
-            "WHERE g.namespace = %s AND g.scope_key = %s AND g.content_hash = %s AND g.content = %s "
-            "AND NOT (g.id = ANY(%s::text[])) AND m.deleted_at IS NULL AND m.superseded_by IS NULL "
+            "WHERE m.deleted_at IS NULL AND m.superseded_by IS NULL "
             "AND (m.expires_at IS NULL OR m.expires_at >= %s) "
             f"AND NOT EXISTS (SELECT 1 FROM {s}.history h WHERE h.memory_id = m.id AND h.event = 'UPDATE' "
             "AND h.old_memory IS DISTINCT FROM h.new_memory) "
