@@ -117,15 +117,14 @@ class EngramRunner:
         """PostgreSQL: build the HNSW index after a bulk load (the store was opened with hnsw=False)."""
         import psycopg
 
+        from engram.stores.postgres.schema import hnsw_index_sql
+
         url, schema = self.pg
         t0 = time.perf_counter()
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute("SET maintenance_work_mem = '4GB'")
             conn.execute("SET max_parallel_maintenance_workers = 2")
-            conn.execute(
-                f"CREATE INDEX IF NOT EXISTS memories_embedding_hnsw ON {schema}.memories "
-                "USING hnsw (embedding vector_ip_ops)"
-            )
+            conn.execute(hnsw_index_sql(schema))
             conn.execute(f"ANALYZE {schema}.memories")
         return {"ms": (time.perf_counter() - t0) * 1000}
 

@@ -175,7 +175,8 @@ class PgServer:
         self.url = url
         self.datadir: Path | None = None
 
-    def __enter__(self) -> PgServer:
+    def start(self) -> None:
+        """Bring up a throw-away server unless a URL was given."""
         if self.url is None:
             sys.path.insert(0, str(REPO))
             from tests._pg import start_server
@@ -183,9 +184,9 @@ class PgServer:
             server = start_server(settings=BENCH_PG_SETTINGS)
             self.url, self.datadir = server.url, server.datadir
             print(f"[speed] PostgreSQL up at {self.url} in {server.seconds:.1f}s", file=sys.stderr)
-        return self
 
-    def __exit__(self, *exc: object) -> None:
+    def stop(self) -> None:
+        """Stop and delete the server this object started (a given URL is left alone)."""
         if self.datadir is not None:
             from tests._pg import stop_server
 
@@ -298,7 +299,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "queries": len(queries),
     }
     runners: dict[str, Runner] = {}
-    pg = PgServer(args.pg_url).__enter__() if "engram-pg" in systems else PgServer(None)
+    pg = PgServer(args.pg_url)
+    if "engram-pg" in systems:
+        pg.start()
     try:
         for name in ENGRAM_SYSTEMS:
             if name in systems:
@@ -355,7 +358,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     finally:
         for r in runners.values():
             r.close()
-        pg.__exit__()
+        pg.stop()
     result["fresh_process"] = {}
     for system in systems:
         if system == "engram-pg":

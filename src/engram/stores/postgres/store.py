@@ -13,7 +13,7 @@ from engram.errors import EmbedderMismatchError, MissingDependencyError
 from engram.interfaces import Store
 from engram.stores.postgres.candidates import CandidateSearch
 from engram.stores.postgres.rows import PostgresSettings
-from engram.stores.postgres.schema import MIGRATION_LOCK_KEY, migrate
+from engram.stores.postgres.schema import HNSW_INDEX, MIGRATION_LOCK_KEY, hnsw_index_sql, migrate
 from engram.stores.postgres.writes import MemoryWrites
 from engram.types import EmbedderInfo
 
@@ -87,13 +87,10 @@ class PostgresStore(MemoryWrites, CandidateSearch, Store):
                     f"ALTER TABLE {s}.memories ALTER COLUMN embedding TYPE vector({int(embedder.dim)})"
                 )
                 if self.settings.hnsw and embedder.dim <= _HNSW_MAX_DIM:
-                    await conn.execute(
-                        f"CREATE INDEX IF NOT EXISTS memories_embedding_hnsw ON {s}.memories "
-                        "USING hnsw (embedding vector_ip_ops)"
-                    )
+                    await conn.execute(hnsw_index_sql(s))
             cur = await conn.execute(
-                "SELECT 1 FROM pg_indexes WHERE schemaname = %s AND indexname = 'memories_embedding_hnsw'",
-                (s,),
+                "SELECT 1 FROM pg_indexes WHERE schemaname = %s AND indexname = %s",
+                (s, HNSW_INDEX),
             )
             has_hnsw = await cur.fetchone() is not None
         if rows and (rows["embedder"] != embedder.name or int(rows["dim"]) != embedder.dim):

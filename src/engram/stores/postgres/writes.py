@@ -19,7 +19,7 @@ from engram.stores.postgres.reads import MemoryReads
 from engram.stores.postgres.rows import digest
 from engram.types import MemoryRecord, NewMemory, Scope, StoredMessage, Vector, WriteOutcome, utcnow
 
-_RETRIES = 6  # attempts at inserting a fact that another transaction deletes meanwhile
+_INSERT_ATTEMPTS = 6  # at inserting a fact that another transaction deletes meanwhile
 
 
 class MemoryWrites(MemoryReads):
@@ -114,7 +114,7 @@ class MemoryWrites(MemoryReads):
     async def _insert_memory(self, conn: Any, namespace: str, mem: NewMemory, now: datetime) -> str | None:
         """Insert ``mem``; when its hash is already current in the scope, return that memory's id."""
         s = self._s
-        for _ in range(_RETRIES):
+        for _ in range(_INSERT_ATTEMPTS):
             cur = await conn.execute(
                 f"INSERT INTO {s}.memories (id, namespace, user_id, agent_id, app_id, run_id, scope_key, "
                 "text, hash, actor_id, role, metadata, metadata_text, created_at, observed_at, expires_at, "
