@@ -284,8 +284,12 @@ class AsyncMemory:
         app_id: str | None = None,
         run_id: str | None = None,
         limit: int | None = None,
+        all_scopes: bool = False,
     ) -> dict[str, Any]:
-        """Most relevant memories in a scope: ``{"results": [item + "score"]}``, best first."""
+        """Most relevant memories in a scope: ``{"results": [item + "score"]}``, best first.
+
+        ``all_scopes=True`` searches every scope of the namespace (for admin tools such as the dashboard).
+        """
         if not isinstance(query, str) or not query.strip():
             raise ValidationError("query must be a non-empty string", field="query")
         check_text(query, "query")
@@ -294,7 +298,7 @@ class AsyncMemory:
             isinstance(threshold, bool) or not isinstance(threshold, int | float) or not 0 <= threshold <= 1
         ):
             raise ValidationError("threshold must be a number between 0 and 1", field="threshold")
-        scope, tree = self._scope_and_filters(filters, user_id, agent_id, app_id, run_id)
+        scope, tree = self._scope_and_filters(filters, user_id, agent_id, app_id, run_id, all_scopes)
         reranker = self._b.reranker if rerank else None
         if rerank and reranker is None:
             raise ConfigError("rerank=True needs a reranker; configure one under 'reranker'")
@@ -321,12 +325,20 @@ class AsyncMemory:
         return {"results": results}
 
     def _scope_and_filters(
-        self, filters: Any, user_id: str | None, agent_id: str | None, app_id: str | None, run_id: str | None
+        self,
+        filters: Any,
+        user_id: str | None,
+        agent_id: str | None,
+        app_id: str | None,
+        run_id: str | None,
+        all_scopes: bool = False,
     ) -> tuple[Scope, Any]:
         kwargs_scope = scope_from(
             required=False, user_id=user_id, agent_id=agent_id, app_id=app_id, run_id=run_id
         )
         scope, tree = split_scope(filters, kwargs_scope=kwargs_scope)
+        if all_scopes and scope.is_empty():
+            return scope, tree
         return require_scope(scope), tree
 
     async def get(self, memory_id: str) -> dict[str, Any] | None:
@@ -349,11 +361,15 @@ class AsyncMemory:
         app_id: str | None = None,
         run_id: str | None = None,
         limit: int | None = None,
+        all_scopes: bool = False,
     ) -> dict[str, Any]:
-        """Memories of a scope, most recently observed first: ``{"results": [...], "total": n}``."""
+        """Memories of a scope, most recently observed first: ``{"results": [...], "total": n}``.
+
+        ``all_scopes=True`` lists every scope of the namespace (for admin tools such as the dashboard).
+        """
         top_k = check_int(limit if limit is not None else top_k, "top_k", low=1, high=100_000)
         offset = check_int(offset, "offset", low=0, high=10**9)
-        scope, tree = self._scope_and_filters(filters, user_id, agent_id, app_id, run_id)
+        scope, tree = self._scope_and_filters(filters, user_id, agent_id, app_id, run_id, all_scopes)
         await self._ready()
         page = await self._b.store.list_memories(
             self.namespace,

@@ -136,12 +136,14 @@ def quickstart() -> None:
 
 
 def _mount_server_commands() -> None:
-    """`engram serve`, `engram worker` and `engram keys` (their heavy imports happen when they run)."""
+    """`engram serve`, `engram worker`, `engram ui` and `engram keys` (their heavy imports happen when they run)."""
     from engram.cli.keys import keys_app
     from engram.cli.serve import serve_command, worker_command
+    from engram.cli.ui import ui_command
 
     app.command("serve")(serve_command)
     app.command("worker")(worker_command)
+    app.command("ui")(ui_command)
     app.add_typer(keys_app, name="keys")
 
 

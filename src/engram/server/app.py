@@ -7,7 +7,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import FastAPI
 
@@ -70,8 +70,13 @@ def create_app(
     *,
     engine: AsyncMemory | None = None,
     state: ServiceState | None = None,
+    dashboard: Literal["server", "local", "off"] = "server",
 ) -> FastAPI:
-    """Build the server app. ``engine`` and ``state`` default to what ``settings`` describe."""
+    """Build the server app. ``engine`` and ``state`` default to what ``settings`` describe.
+
+    ``dashboard`` mounts the web dashboard at ``/``: signed in with an API key (``server``), or in
+    ``local`` mode over the library's own namespace without a key (``engram ui``).
+    """
     from engram.server.routes_admin import admin_router
     from engram.server.routes_memories import memories_router
 
@@ -110,6 +115,10 @@ def create_app(
     install_error_handlers(app)
     app.include_router(memories_router(server))
     app.include_router(admin_router(server))
+    if dashboard != "off":
+        from engram.dashboard import mount_dashboard
+
+        mount_dashboard(app, server, local=dashboard == "local")
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]
     if origins:

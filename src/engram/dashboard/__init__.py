@@ -1,0 +1,55 @@
+"""The web dashboard: server-rendered pages (Jinja2 + vendored htmx) over the public API and server state.
+
+``engram serve`` mounts it at ``/`` beside the REST API (sign in with an API key); ``engram ui`` mounts
+it in local mode on 127.0.0.1 over the library's own namespace (no key).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+from urllib.parse import quote
+
+from engram.errors import MissingDependencyError
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+    from engram.server.app import Server
+
+
+def mount_dashboard(app: FastAPI, server: Server, *, local: bool = False) -> None:
+    """Add the dashboard's pages, static files and guards to ``app``."""
+    try:
+        import jinja2  # noqa: F401
+        import multipart  # type: ignore[import-not-found]  # noqa: F401
+    except ImportError as e:
+        raise MissingDependencyError(e.name or "jinja2", "server") from e
+    from fastapi import Request
+    from fastapi.responses import HTMLResponse, RedirectResponse
+    from fastapi.staticfiles import StaticFiles
+
+    from engram.dashboard.activity import SearchCounter
+    from engram.dashboard.context import HERE, Dashboard, NeedsLogin, Refused
+    from engram.dashboard.pages import pages_router
+    from engram.dashboard.pages_memories import memories_router
+    from engram.dashboard.pages_settings import settings_router
+    from engram.dashboard.security import Signer, load_secret
+
+    dash = Dashboard(server, Signer(load_secret(server.settings.resolved_home())), local)
+    app.state.dashboard = dash
+
+    async def needs_login(request: Request, _: Exception) -> RedirectResponse:
+        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        return RedirectResponse("/login?next=" + quote(target, safe=""), status_code=303)
+
+    async def refused(request: Request, exc: Exception) -> HTMLResponse:
+        assert isinstance(exc, Refused)
+        return dash.render(request, "refused.html", None, code=exc.status, message=exc.message)
+
+    app.add_exception_handler(NeedsLogin, needs_login)
+    app.add_exception_handler(Refused, refused)
+    app.include_router(pages_router(dash))
+    app.include_router(memories_router(dash))
+    app.include_router(settings_router(dash))
+    app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="dashboard-static")
+    app.add_middleware(SearchCounter, activity=dash.activity)

@@ -1,0 +1,191 @@
+"""The memories table (filter, sort, search, explain, bulk delete and export) and one memory's page."""
+
+
+import json
+from typing import Annotated, Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+
+from engram.dashboard.context import Dashboard, Viewer, redirect
+from engram.dashboard.data import (
+    PAGE_SIZES,
+    SCAN_LIMIT,
+    SORTS,
+    ListQuery,
+    ListResult,
+    list_memories,
+    search_memories,
+)
+from engram.dashboard.filterlang import parse_filter_box
+from engram.errors import EngramError, ValidationError
+from engram.types import SCOPE_FIELDS
+
+
+def memories_router(dash: Dashboard) -> APIRouter:
+    router = APIRouter(include_in_schema=False)
+    Look = Annotated[Viewer, Depends(dash.viewer)]
+
+    @router.get("/memories", response_class=HTMLResponse)
+    async def memories(request: Request, viewer: Look) -> Response:
+        query = ListQuery.from_params(request.query_params)
+        text = str(request.query_params.get("q") or "").strip()[:1000]
+        result: ListResult | None = None
+        hits: list[dict[str, Any]] | None = None
+        error = None
+        try:
+            if text:
+                hits = await search_memories(viewer.memory, text, parse_filter_box(query.filter), query)
+                dash.activity.record_search(viewer.memory.namespace)
+            else:
+                result = await list_memories(viewer.memory, query)
+        except EngramError as e:
+            error = e.message
+        return dash.render(
+            request, "memories.html", viewer, query=query, q=text, result=result, hits=hits, error=error,
+            sorts=SORTS, sizes=PAGE_SIZES, scan_limit=SCAN_LIMIT, url=_url_maker(query, text),
+        )
+
+    @router.get("/memories/explain", response_class=HTMLResponse)
+    async def explain(request: Request, viewer: Look) -> Response:
+        query = ListQuery.from_params(request.query_params)
+        text = str(request.query_params.get("q") or "").strip()[:1000]
+        wanted = request.query_params.get("id")
+        breakdown = None
+        if text and wanted:
+            try:
+                hits = await search_memories(
+                    viewer.memory, text, parse_filter_box(query.filter), query, explain=True
+                )
+            except EngramError:
+                hits = []
+            breakdown = next((h for h in hits if h["id"] == wanted), None)
+        return dash.render(request, "explain.html", viewer, hit=breakdown)
+
+    @router.post("/memories/bulk")
+    async def bulk(request: Request) -> Response:
+        viewer, form = await dash.writer(request)
+        ids = form.get("ids") or []
+        ids = [ids] if isinstance(ids, str) else list(ids)
+        back = "/memories?" + str(form.get("back_query") or "")
+        action = form.get("action")
+        if action == "export_matching":
+            return await _export(dash, viewer, str(form.get("filter") or ""), None)
+        if not ids:
+            return redirect(back, "Select at least one memory first.", "error")
+        if action == "export":
+            return await _export(dash, viewer, "", ids)
+        if action == "delete":
+            deleted = await _delete(dash, viewer, ids)
+            return redirect(back, f"Deleted {deleted} memories.")
+        return redirect(back, "Unknown action.", "error")
+
+    @router.get("/memories/{memory_id}", response_class=HTMLResponse)
+    async def one(request: Request, viewer: Look, memory_id: str) -> Response:
+        try:
+            item = await viewer.memory.get(memory_id)
+            history = await viewer.memory.history(memory_id)
+        except ValidationError:
+            item, history = None, []
+        if item is None and not history:
+            return dash.render(request, "missing.html", viewer, code=404, what=f"memory {memory_id}")
+        sources = await viewer.memory.sources(memory_id) if item else []
+        replaced = await _superseded_by_this(viewer, item) if item else []
+        return dash.render(
+            request, "memory.html", viewer, item=item, memory_id=memory_id, history=history,
+            sources=sources, replaced=replaced, metadata_json=json.dumps(
+                (item or {}).get("metadata") or {}, indent=2, ensure_ascii=False
+            ),
+        )
+
+    @router.post("/memories/{memory_id}/edit")
+    async def edit(request: Request, memory_id: str) -> Response:
+        viewer, form = await dash.writer(request)
+        back = f"/memories/{memory_id}"
+        text = str(form.get("text") or "").strip()
+        try:
+            metadata = json.loads(str(form.get("metadata") or "{}"))
+            if not isinstance(metadata, dict):
+                raise ValueError("metadata must be a JSON object")
+        except ValueError as e:
+            return redirect(back, f"Metadata is not a JSON object: {e}", "error")
+        try:
+            current = await viewer.memory.get(memory_id)
+            if current is None:
+                return redirect("/memories", f"Memory {memory_id} not found.", "error")
+            changed_text = text if text and text != current["memory"] else None
+            changed_meta = metadata if metadata != current["metadata"] else None
+            if changed_text is None and changed_meta is None:
+                return redirect(back, "Nothing changed.")
+            result = await viewer.memory.update(memory_id, text=changed_text, metadata=changed_meta)
+        except EngramError as e:
+            return redirect(back, e.message, "error")
+        await _fire(dash, viewer, "UPDATE", [result])
+        return redirect(back, "Saved.")
+
+    @router.post("/memories/{memory_id}/delete")
+    async def delete(request: Request, memory_id: str) -> Response:
+        viewer, _ = await dash.writer(request)
+        deleted = await _delete(dash, viewer, [memory_id])
+        if not deleted:
+            return redirect("/memories", f"Memory {memory_id} not found.", "error")
+        return redirect("/memories", "Memory deleted.")
+
+    return router
+
+
+def _url_maker(query: ListQuery, text: str) -> Any:
+    def url(**changes: Any) -> str:
+        params = query.params(**changes)
+        if text:
+            params["q"] = text
+        return "/memories?" + urlencode(params)
+
+    return url
+
+
+async def _superseded_by_this(viewer: Viewer, item: dict[str, Any]) -> list[dict[str, Any]]:
+    """Memories this one replaced (same scope; at most SCAN_LIMIT rows looked at)."""
+    scope = {k: item[k] for k in SCOPE_FIELDS if item.get(k)}
+    found = await viewer.memory.get_all(top_k=SCAN_LIMIT, include_superseded=True, show_expired=True, **scope)
+    return [m for m in found["results"] if m.get("superseded_by") == item["id"]]
+
+
+async def _fire(dash: Dashboard, viewer: Viewer, event: str, items: list[dict[str, Any]]) -> None:
+    """Tell the project's webhooks, as the REST API does for the same change."""
+    if viewer.project_id is not None and items:
+        await dash.server.runner.fire(viewer.project_id, [(event, {**i, "event": event}) for i in items])
+
+
+async def _delete(dash: Dashboard, viewer: Viewer, ids: list[str]) -> int:
+    gone = []
+    for memory_id in ids[:1000]:
+        try:
+            item = await viewer.memory.get(memory_id)
+            if item is not None:
+                await viewer.memory.delete(memory_id)
+                gone.append(item)
+        except EngramError:
+            continue
+    await _fire(dash, viewer, "DELETE", gone)
+    return len(gone)
+
+
+async def _export(dash: Dashboard, viewer: Viewer, filter_box: str, ids: list[str] | None) -> Response:
+    """The same document as ``/v1/exports/`` (``{"memories": [...]}``), as a download."""
+    if ids is not None:
+        items = [m for m in [await viewer.memory.get(i) for i in ids[:10_000]] if m is not None]
+        recorded: dict[str, Any] = {"ids": ids[:10_000]}
+    else:
+        parsed = parse_filter_box(filter_box)
+        found = await viewer.memory.get_all(all_scopes=True, filters=parsed.filters, top_k=100_000)
+        items = [m for m in found["results"] if parsed.text_matches(m["memory"])]
+        recorded = parsed.filters or {}
+    document: dict[str, Any] = {"memories": items}
+    if viewer.project_id is not None:
+        export = await dash.server.state.create_export(viewer.project_id, None, recorded, document)
+        document = {"id": export.id, **document}
+    return JSONResponse(
+        document, headers={"Content-Disposition": 'attachment; filename="engram-memories.json"'}
+    )

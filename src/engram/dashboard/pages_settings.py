@@ -1,0 +1,199 @@
+"""Settings for project admins: API keys, webhooks, custom instructions and categories, export/import."""
+
+
+import json
+import time
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import HTMLResponse, Response
+from pydantic import ValidationError as PydanticValidationError
+
+from engram.dashboard.context import Dashboard, Viewer, redirect
+from engram.errors import EngramError
+from engram.server.routes_admin import WebhookBody, WebhookPatch
+from engram.server.worker import iso
+from engram.service import WEBHOOK_EVENT_TYPES
+from engram.types import SCOPE_FIELDS
+
+MAX_IMPORT = 10_000
+
+
+def settings_router(dash: Dashboard) -> APIRouter:
+    router = APIRouter(include_in_schema=False)
+    Look = Annotated[Viewer, Depends(dash.viewer)]
+    state = dash.server.state
+
+    async def page(request: Request, viewer: Viewer, **extra: Any) -> Response:
+        values: dict[str, Any] = {"keys": [], "hooks": [], "project": {}, "event_types": WEBHOOK_EVENT_TYPES}
+        if viewer.project_id is not None:
+            values["keys"] = await state.list_keys(viewer.project_id)
+            hooks = await state.list_webhooks(viewer.project_id)
+            values["hooks"] = [(h, (await state.list_deliveries(h.id))[-10:][::-1]) for h in hooks]
+            values["project"] = await state.get_project_settings(viewer.project_id)
+        values["categories_json"] = json.dumps(values["project"].get("custom_categories") or [], indent=2)
+        values.update(extra)
+        return dash.render(request, "settings.html", viewer, **values)
+
+    @router.get("/settings", response_class=HTMLResponse)
+    async def settings(request: Request, viewer: Look) -> Response:
+        return await page(request, viewer, new_key=None)
+
+    def project_of(viewer: Viewer) -> str:
+        if viewer.project_id is None:
+            raise EngramError("engram ui has no project: API keys and webhooks belong to `engram serve`.")
+        return viewer.project_id
+
+    @router.post("/settings/keys", response_class=HTMLResponse)
+    async def create_key(request: Request) -> Response:
+        viewer, form = await dash.writer(request)
+        try:
+            name = str(form.get("name") or "").strip()[:200] or None
+            key = await state.create_key(project_of(viewer), name=name, read_only=form.get("read_only") == "1")
+        except EngramError as e:
+            return redirect("/settings", e.message, "error")
+        return await page(request, viewer, new_key=key)  # shown once, never stored in clear
+
+    @router.post("/settings/keys/{key_id}/revoke")
+    async def revoke_key(request: Request, key_id: str) -> Response:
+        viewer, _ = await dash.writer(request)
+        try:
+            own = {k.id for k in await state.list_keys(project_of(viewer))}
+        except EngramError as e:
+            return redirect("/settings", e.message, "error")
+        if key_id not in own or not await state.revoke_key(key_id):
+            return redirect("/settings", f"Key {key_id} not found or already revoked.", "error")
+        return redirect("/settings", f"Key {key_id} revoked.")
+
+    @router.post("/settings/project")
+    async def project_settings(request: Request) -> Response:
+        viewer, form = await dash.writer(request)
+        try:
+            categories = json.loads(str(form.get("custom_categories") or "[]"))
+            if not isinstance(categories, list):
+                raise ValueError("a JSON list is expected")
+        except ValueError as e:
+            return redirect("/settings", f"Categories: {e}", "error")
+        instructions = str(form.get("custom_instructions") or "").strip()[:20_000] or None
+        try:
+            await state.update_project_settings(
+                project_of(viewer), {"custom_instructions": instructions, "custom_categories": categories or None}
+            )
+        except EngramError as e:
+            return redirect("/settings", e.message, "error")
+        return redirect("/settings", "Project settings saved.")
+
+    @router.post("/settings/webhooks")
+    async def create_webhook(request: Request) -> Response:
+        viewer, form = await dash.writer(request)
+        try:
+            body = WebhookBody(name=form.get("name"), url=form.get("url"), event_types=_types(form))
+            hook = await state.create_webhook(project_of(viewer), body.name, body.url, body.event_types)
+        except PydanticValidationError as e:
+            return redirect("/settings", _problems(e), "error")
+        except EngramError as e:
+            return redirect("/settings", e.message, "error")
+        return redirect("/settings", f"Webhook {hook.name} created; its signing secret is {hook.secret}")
+
+    @router.post("/settings/webhooks/{hook_id}")
+    async def update_webhook(request: Request, hook_id: int) -> Response:
+        viewer, form = await dash.writer(request)
+        try:
+            patch = WebhookPatch(
+                name=form.get("name"), url=form.get("url"), event_types=_types(form),
+                is_active=form.get("is_active") == "1",
+            )
+            hook = await state.update_webhook(project_of(viewer), hook_id, patch.model_dump(exclude_none=True))
+        except PydanticValidationError as e:
+            return redirect("/settings", _problems(e), "error")
+        except EngramError as e:
+            return redirect("/settings", e.message, "error")
+        if hook is None:
+            return redirect("/settings", f"Webhook {hook_id} not found.", "error")
+        return redirect("/settings", f"Webhook {hook.name} saved.")
+
+    @router.post("/settings/webhooks/{hook_id}/delete")
+    async def delete_webhook(request: Request, hook_id: int) -> Response:
+        viewer, _ = await dash.writer(request)
+        try:
+            gone = await state.delete_webhook(project_of(viewer), hook_id)
+        except EngramError as e:
+            return redirect("/settings", e.message, "error")
+        return redirect("/settings", "Webhook deleted." if gone else f"Webhook {hook_id} not found.")
+
+    @router.post("/settings/webhooks/{hook_id}/test")
+    async def test_webhook(request: Request, hook_id: int) -> Response:
+        viewer, _ = await dash.writer(request)
+        try:
+            project_id = project_of(viewer)
+        except EngramError as e:
+            return redirect("/settings", e.message, "error")
+        hook = await state.get_webhook(project_id, hook_id)
+        if hook is None:
+            return redirect("/settings", f"Webhook {hook_id} not found.", "error")
+        body = {
+            "event_details": {"id": None, "data": {"memory": "engram test delivery"}, "event": "TEST"},
+            "event_type": "test",
+            "project_id": project_id,
+            "webhook_id": hook.id,
+            "timestamp": iso(time.time()),
+        }
+        await state.enqueue(project_id, "WEBHOOK", {"webhook_id": hook.id, "body": body})
+        dash.server.runner.wake.set()
+        return redirect("/settings", f"Test delivery to {hook.url} queued; reload to see its result.")
+
+    @router.post("/settings/import")
+    async def import_memories(request: Request) -> Response:
+        viewer, form = await dash.writer(request)
+        upload = form.get("file")
+        try:
+            raw = await upload.read() if hasattr(upload, "read") else b""
+            items = _import_items(json.loads(raw or b"null"))
+        except ValueError as e:
+            return redirect("/settings", f"Import: {e}", "error")
+        added, skipped = await _import(viewer, items)
+        return redirect("/settings", f"Imported {added} memories ({skipped} already there or unusable).")
+
+    return router
+
+
+def _types(form: dict[str, Any]) -> list[str]:
+    value = form.get("event_types") or []
+    return [value] if isinstance(value, str) else list(value)
+
+
+def _problems(error: PydanticValidationError) -> str:
+    return "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors())
+
+
+def _import_items(document: Any) -> list[dict[str, Any]]:
+    """The memories of an export document (``{"memories": [...]}``, or a bare list of them)."""
+    items = document.get("memories") if isinstance(document, dict) else document
+    if not isinstance(items, list):
+        raise ValueError('expected an export file: {"memories": [...]}')
+    if len(items) > MAX_IMPORT:
+        raise ValueError(f"at most {MAX_IMPORT} memories per import")
+    return [i for i in items if isinstance(i, dict)]
+
+
+async def _import(viewer: Viewer, items: list[dict[str, Any]]) -> tuple[int, int]:
+    """Store each memory's text as given in its scope, with its metadata (duplicates are skipped)."""
+    added = skipped = 0
+    for item in items:
+        scope = {k: item[k] for k in SCOPE_FIELDS if isinstance(item.get(k), str) and item[k]}
+        text = item.get("memory")
+        if not scope or not isinstance(text, str) or not text.strip():
+            skipped += 1
+            continue
+        try:
+            result = await viewer.memory.add(
+                text, infer=False, metadata=item.get("metadata") or None,
+                expiration_date=item.get("expiration_date"), **scope,
+            )
+        except EngramError:
+            skipped += 1
+            continue
+        events = [r.get("event") for r in result["results"]]
+        added += events.count("ADD")
+        skipped += len(events) - events.count("ADD")
+    return added, skipped
