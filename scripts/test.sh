@@ -26,6 +26,17 @@ if [ ! -x /usr/sbin/pgbouncer ] && ! command -v pgbouncer >/dev/null; then
   fi
 fi
 
+# Debian's chromium for the dashboard's browser tests (Playwright drives it; no browser download).
+if [ ! -x /usr/bin/chromium ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y -qq chromium >/dev/null 2>&1 \
+      || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } || exit 1
+  else
+    echo "note: chromium is not installed, so the dashboard's browser tests skip (with CI=true they fail)"
+  fi
+fi
+
 # The quick benchmarks compare with mem0 2.2.1 (installed into its own cache venv on first use).
 export ENGRAM_BENCH_MEM0=${ENGRAM_BENCH_MEM0:-1}
 

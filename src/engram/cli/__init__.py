@@ -136,7 +136,7 @@ def quickstart() -> None:
 
 
 def _mount_server_commands() -> None:
-    """`engram serve`, `engram worker`, `engram ui` and `engram keys` (their heavy imports happen when they run)."""
+    """`engram serve`, `worker`, `ui` and `keys` (their heavy imports happen when they run)."""
     from engram.cli.keys import keys_app
     from engram.cli.serve import serve_command, worker_command
     from engram.cli.ui import ui_command

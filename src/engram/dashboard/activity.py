@@ -6,7 +6,7 @@ import threading
 from collections import defaultdict
 from datetime import UTC, date, datetime, timedelta
 
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from engram.server.worker import namespace_for
 
@@ -49,7 +49,7 @@ class SearchCounter:
             return
         status = 0
 
-        async def watch(message: dict) -> None:  # type: ignore[type-arg]
+        async def watch(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = int(message["status"])

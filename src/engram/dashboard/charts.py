@@ -34,7 +34,7 @@ def bar_chart(labels: list[str], values: list[int], title: str) -> Chart:
     """Bars scaled to the largest value; every other label shown so that they do not overlap."""
     peak = max(values, default=0)
     slot = WIDTH / max(1, len(values))
-    usable = HEIGHT - BOTTOM - 4
+    usable = HEIGHT - BOTTOM - 14  # room above the tallest bar for its value
     bars = []
     for i, (label, value) in enumerate(zip(labels, values, strict=True)):
         h = 0.0 if peak == 0 else max(1.5, usable * value / peak) if value else 0.0

@@ -25,8 +25,8 @@ from engram.dashboard.security import (
     new_session,
 )
 from engram.memory import AsyncMemory
-from engram.service import KeyContext
 from engram.server.worker import namespace_for
+from engram.service import KeyContext
 
 if TYPE_CHECKING:
     from engram.server.app import Server
@@ -92,6 +92,7 @@ class Dashboard:
             lstrip_blocks=True,
         )
         self.env.filters["when"] = _when
+        self.env.filters["size"] = _size
         self.env.filters["tojson_pretty"] = lambda v: json.dumps(v, indent=2, ensure_ascii=False, default=str)
         self.env.globals["csrf_field"] = CSRF_FIELD
 
@@ -184,8 +185,8 @@ class Dashboard:
 
 
 SECURITY_HEADERS = {
-    "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-    "frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
+    "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; "
+    "img-src 'self' data:; frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
     "X-Frame-Options": "DENY",
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "same-origin",
@@ -229,3 +230,12 @@ def _when(value: Any) -> str:
         return time.strftime("%Y-%m-%d %H:%M", time.gmtime(value))
     text = str(value)
     return text[:16].replace("T", " ") if len(text) >= 16 else text
+
+
+def _size(value: int) -> str:
+    """Bytes for people: ``812 KB``, ``3.4 MB``."""
+    if value < 1024 * 1024:
+        return f"{max(1, round(value / 1024))} KB"
+    if value < 1024**3:
+        return f"{value / 1024**2:.1f} MB"
+    return f"{value / 1024**3:.2f} GB"

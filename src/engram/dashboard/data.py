@@ -10,7 +10,6 @@ from typing import Any
 from engram.dashboard.filterlang import ParsedFilter, parse_filter_box
 from engram.memory import AsyncMemory
 from engram.service import ENTITY_TYPES, ServiceState
-from engram.types import SCOPE_FIELDS
 
 SCAN_LIMIT = 5000  # rows read when the table sorts or matches text itself
 PAGE_SIZES = (25, 50, 100)
@@ -77,7 +76,7 @@ class ListResult:
     capped: bool = False  # the table sorted or matched text over the first SCAN_LIMIT rows only
 
 
-def visibility(query: ListQuery) -> dict[str, bool]:
+def visibility(query: ListQuery) -> dict[str, Any]:
     return {"include_superseded": query.superseded, "show_expired": query.expired}
 
 
@@ -89,7 +88,9 @@ async def list_memories(memory: AsyncMemory, query: ListQuery) -> ListResult:
     size, start = query.size, (query.page - 1) * query.size
     if not parsed.words and query.sort == "observed":
         if query.desc:
-            found = await memory.get_all(all_scopes=True, filters=parsed.filters, top_k=size, offset=start, **vis)
+            found = await memory.get_all(
+                all_scopes=True, filters=parsed.filters, top_k=size, offset=start, **vis
+            )
             return ListResult(found["results"], found["total"], _pages(found["total"], size))
         total = (await memory.get_all(all_scopes=True, filters=parsed.filters, top_k=1, **vis))["total"]
         end = max(0, total - start)
@@ -136,7 +137,9 @@ class EntityRow:
         return f"{self.type}_id"
 
 
-async def entity_rows(memory: AsyncMemory, state: ServiceState | None, project_id: str | None) -> list[EntityRow]:
+async def entity_rows(
+    memory: AsyncMemory, state: ServiceState | None, project_id: str | None
+) -> list[EntityRow]:
     """Each user, agent, app and run with its memory count: those the server state recorded, plus any
     scope id among the latest SCAN_LIMIT memories (library writes leave no entity record)."""
     names: set[tuple[str, str]] = set()
@@ -149,7 +152,8 @@ async def entity_rows(memory: AsyncMemory, state: ServiceState | None, project_i
                 names.add((type_, item[f"{type_}_id"]))
     rows = []
     for type_, name in sorted(names, key=lambda n: (ENTITY_TYPES.index(n[0]), n[1].casefold())):
-        count = (await memory.get_all(top_k=1, **{f"{type_}_id": name}))["total"]
+        scope: dict[str, Any] = {f"{type_}_id": name}
+        count = (await memory.get_all(top_k=1, **scope))["total"]
         if count:
             rows.append(EntityRow(type_, name, count))
     return rows

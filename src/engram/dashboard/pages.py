@@ -1,6 +1,5 @@
 """Sign in and out, the overview, users/entities and events."""
 
-
 from typing import Annotated, Any
 from urllib.parse import quote
 
@@ -53,7 +52,12 @@ def pages_router(dash: Dashboard) -> APIRouter:
         ctx = await server.state.lookup_key(hash_api_key(key)) if key else None
         if ctx is None:
             return dash.render(
-                request, "login.html", None, code=401, next=nxt, error="That API key is not valid (or revoked)."
+                request,
+                "login.html",
+                None,
+                code=401,
+                next=nxt,
+                error="That API key is not valid (or revoked).",
             )
         response = redirect(nxt)
         dash.set_session(response, new_session(hash_api_key(key)))
@@ -76,7 +80,13 @@ def pages_router(dash: Dashboard) -> APIRouter:
             "searches": bar_chart(labels, info.searches, "Searches per day"),
         }
         return dash.render(
-            request, "overview.html", viewer, info=info, entities=entities, charts=charts, since=dash.activity.since
+            request,
+            "overview.html",
+            viewer,
+            info=info,
+            entities=entities,
+            charts=charts,
+            since=dash.activity.since,
         )
 
     @router.get("/entities", response_class=HTMLResponse)
@@ -91,9 +101,16 @@ def pages_router(dash: Dashboard) -> APIRouter:
     async def entity(request: Request, viewer: Look, type_: str, name: str) -> Response:
         if type_ not in ENTITY_TYPES:
             return dash.render(request, "missing.html", viewer, code=404, what=f"entity type {type_}")
-        found = await viewer.memory.get_all(top_k=100, **{f"{type_}_id": name})
+        scope: dict[str, Any] = {f"{type_}_id": name}
+        found = await viewer.memory.get_all(top_k=100, **scope)
         return dash.render(
-            request, "entity.html", viewer, type_=type_, name=name, rows=found["results"], total=found["total"]
+            request,
+            "entity.html",
+            viewer,
+            type_=type_,
+            name=name,
+            rows=found["results"],
+            total=found["total"],
         )
 
     @router.post("/entities/{type_}/{name}/delete")
@@ -104,7 +121,7 @@ def pages_router(dash: Dashboard) -> APIRouter:
             return redirect("/entities", f"Unknown entity type {type_}.", "error")
         if form.get("confirm") != name:
             return redirect(back, f"Type the {type_} name exactly ({name}) to confirm.", "error")
-        ids = {f"{type_}_id": name}
+        ids: dict[str, Any] = {f"{type_}_id": name}
         if viewer.ctx is not None:
             result = await delete_scope(server, viewer.ctx, ids)
             await server.state.delete_entity(viewer.ctx.project.id, type_, name)
@@ -118,16 +135,25 @@ def pages_router(dash: Dashboard) -> APIRouter:
             return dash.render(request, "events.html", viewer, rows=[], total=0, status=None, page=1, pages=1)
         status = request.query_params.get("status")
         status = status if status in EVENT_STATUSES else None
-        page = max(1, int(request.query_params.get("page") or 1)) if str(
-            request.query_params.get("page") or "1"
-        ).isdigit() else 1
+        page = (
+            max(1, int(request.query_params.get("page") or 1))
+            if str(request.query_params.get("page") or "1").isdigit()
+            else 1
+        )
         jobs, total = await server.state.list_jobs(
             viewer.project_id, kind="ADD", status=status, limit=50, offset=(page - 1) * 50
         )
         rows = [event_view(j) for j in jobs]
         return dash.render(
-            request, "events.html", viewer, rows=rows, total=total, status=status, page=page,
-            pages=max(1, -(-total // 50)), statuses=EVENT_STATUSES,
+            request,
+            "events.html",
+            viewer,
+            rows=rows,
+            total=total,
+            status=status,
+            page=page,
+            pages=max(1, -(-total // 50)),
+            statuses=EVENT_STATUSES,
         )
 
     @router.post("/events/{event_id}/retry")

@@ -1,6 +1,5 @@
 """The memories table (filter, sort, search, explain, bulk delete and export) and one memory's page."""
 
-
 import json
 from typing import Annotated, Any
 from urllib.parse import urlencode
@@ -43,8 +42,18 @@ def memories_router(dash: Dashboard) -> APIRouter:
         except EngramError as e:
             error = e.message
         return dash.render(
-            request, "memories.html", viewer, query=query, q=text, result=result, hits=hits, error=error,
-            sorts=SORTS, sizes=PAGE_SIZES, scan_limit=SCAN_LIMIT, url=_url_maker(query, text),
+            request,
+            "memories.html",
+            viewer,
+            query=query,
+            q=text,
+            result=result,
+            hits=hits,
+            error=error,
+            sorts=SORTS,
+            sizes=PAGE_SIZES,
+            scan_limit=SCAN_LIMIT,
+            url=_url_maker(query, text),
         )
 
     @router.get("/memories/explain", response_class=HTMLResponse)
@@ -93,10 +102,15 @@ def memories_router(dash: Dashboard) -> APIRouter:
         sources = await viewer.memory.sources(memory_id) if item else []
         replaced = await _superseded_by_this(viewer, item) if item else []
         return dash.render(
-            request, "memory.html", viewer, item=item, memory_id=memory_id, history=history,
-            sources=sources, replaced=replaced, metadata_json=json.dumps(
-                (item or {}).get("metadata") or {}, indent=2, ensure_ascii=False
-            ),
+            request,
+            "memory.html",
+            viewer,
+            item=item,
+            memory_id=memory_id,
+            history=history,
+            sources=sources,
+            replaced=replaced,
+            metadata_json=json.dumps((item or {}).get("metadata") or {}, indent=2, ensure_ascii=False),
         )
 
     @router.post("/memories/{memory_id}/edit")

@@ -1,6 +1,5 @@
 """Settings for project admins: API keys, webhooks, custom instructions and categories, export/import."""
 
-
 import json
 import time
 from typing import Annotated, Any
@@ -8,6 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, Response
 from pydantic import ValidationError as PydanticValidationError
+from starlette.datastructures import UploadFile
 
 from engram.dashboard.context import Dashboard, Viewer, redirect
 from engram.errors import EngramError
@@ -49,7 +49,9 @@ def settings_router(dash: Dashboard) -> APIRouter:
         viewer, form = await dash.writer(request)
         try:
             name = str(form.get("name") or "").strip()[:200] or None
-            key = await state.create_key(project_of(viewer), name=name, read_only=form.get("read_only") == "1")
+            key = await state.create_key(
+                project_of(viewer), name=name, read_only=form.get("read_only") == "1"
+            )
         except EngramError as e:
             return redirect("/settings", e.message, "error")
         return await page(request, viewer, new_key=key)  # shown once, never stored in clear
@@ -76,9 +78,8 @@ def settings_router(dash: Dashboard) -> APIRouter:
             return redirect("/settings", f"Categories: {e}", "error")
         instructions = str(form.get("custom_instructions") or "").strip()[:20_000] or None
         try:
-            await state.update_project_settings(
-                project_of(viewer), {"custom_instructions": instructions, "custom_categories": categories or None}
-            )
+            changes = {"custom_instructions": instructions, "custom_categories": categories or None}
+            await state.update_project_settings(project_of(viewer), changes)
         except EngramError as e:
             return redirect("/settings", e.message, "error")
         return redirect("/settings", "Project settings saved.")
@@ -100,10 +101,13 @@ def settings_router(dash: Dashboard) -> APIRouter:
         viewer, form = await dash.writer(request)
         try:
             patch = WebhookPatch(
-                name=form.get("name"), url=form.get("url"), event_types=_types(form),
+                name=form.get("name"),
+                url=form.get("url"),
+                event_types=_types(form),
                 is_active=form.get("is_active") == "1",
             )
-            hook = await state.update_webhook(project_of(viewer), hook_id, patch.model_dump(exclude_none=True))
+            changes = patch.model_dump(exclude_none=True)
+            hook = await state.update_webhook(project_of(viewer), hook_id, changes)
         except PydanticValidationError as e:
             return redirect("/settings", _problems(e), "error")
         except EngramError as e:
@@ -147,7 +151,7 @@ def settings_router(dash: Dashboard) -> APIRouter:
         viewer, form = await dash.writer(request)
         upload = form.get("file")
         try:
-            raw = await upload.read() if hasattr(upload, "read") else b""
+            raw = await upload.read() if isinstance(upload, UploadFile) else b""
             items = _import_items(json.loads(raw or b"null"))
         except ValueError as e:
             return redirect("/settings", f"Import: {e}", "error")
@@ -187,8 +191,11 @@ async def _import(viewer: Viewer, items: list[dict[str, Any]]) -> tuple[int, int
             continue
         try:
             result = await viewer.memory.add(
-                text, infer=False, metadata=item.get("metadata") or None,
-                expiration_date=item.get("expiration_date"), **scope,
+                text,
+                infer=False,
+                metadata=item.get("metadata") or None,
+                expiration_date=item.get("expiration_date"),
+                **scope,
             )
         except EngramError:
             skipped += 1

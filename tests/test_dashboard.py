@@ -1,0 +1,147 @@
+"""The dashboard's guards over real HTTP to `engram serve`: sessions, CSRF, escaping, tenancy; plus its
+filter box and session signing as units."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent / "server"))
+from dashhelpers import SCRIPT_TEXT, Site, csrf_of, sign_in, start_site
+
+from engram.dashboard.filterlang import parse_filter_box
+from engram.dashboard.security import Signer, csrf_ok, new_session
+from engram.errors import FilterError
+
+PAGES = ["/", "/memories", "/memories?q=movies", "/entities", "/entities/user/alice", "/events", "/settings"]
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    running = start_site(tmp_path_factory.mktemp("dash-http"))
+    try:
+        yield running
+    finally:
+        running.server.stop()
+
+
+def test_no_page_without_a_session(site: Site) -> None:
+    with httpx.Client(base_url=site.url) as anonymous:
+        memory_id = str(site.memories(user_id="bob")[0]["id"])
+        for path in [*PAGES, f"/memories/{memory_id}"]:
+            answer = anonymous.get(path)
+            assert answer.status_code == 303, path
+            assert answer.headers["location"].startswith("/login?next=")
+            page = anonymous.get(answer.headers["location"])
+            assert "Sign in with an API key" in page.text
+            assert "peanuts" not in page.text and "sci-fi" not in page.text
+        # a forged cookie is no session either
+        anonymous.cookies.set("engram_session", "eyJjIjoieCIsImsiOiJ5IiwidCI6MX0.forged")
+        assert anonymous.get("/memories").status_code == 303
+
+
+def test_wrong_key_cannot_sign_in(site: Site) -> None:
+    with httpx.Client(base_url=site.url) as client:
+        token = csrf_of(client.get("/login").text)
+        answer = client.post("/login", data={"csrf_token": token, "api_key": "eg-not-a-key"})
+        assert answer.status_code == 401
+        assert "not valid" in answer.text
+        assert client.get("/memories").status_code == 303
+
+
+def test_forms_without_the_csrf_token_are_refused(site: Site) -> None:
+    target = next(m for m in site.memories(user_id="bob") if "peanuts" in str(m["memory"]))
+    with sign_in(site.url, site.key_a) as client:
+        for data in ({}, {"csrf_token": "guessed"}):
+            answer = client.post(f"/memories/{target['id']}/delete", data=data)
+            assert answer.status_code == 403
+            assert "security token is missing or stale" in answer.text
+        answer = client.post("/settings/keys", data={"name": "sneaky"})
+        assert answer.status_code == 403
+        # the login form is protected too
+        with httpx.Client(base_url=site.url) as fresh:
+            assert fresh.post("/login", data={"api_key": site.key_a}).status_code == 403
+        assert "sneaky" not in client.get("/settings").text
+    assert any(m["id"] == target["id"] for m in site.memories(user_id="bob"))
+
+
+def test_html_in_memory_text_is_escaped(site: Site) -> None:
+    with sign_in(site.url, site.key_a) as client:
+        page = client.get("/memories", params={"filter": "user:bob"}).text
+    assert SCRIPT_TEXT not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; is what bob typed" in page
+
+
+def test_session_cookie_is_httponly_strict_and_sees_one_project(site: Site) -> None:
+    with httpx.Client(base_url=site.url) as client:
+        token = csrf_of(client.get("/login").text)
+        answer = client.post("/login", data={"csrf_token": token, "api_key": site.key_b})
+        cookie = answer.headers["set-cookie"]
+        assert "HttpOnly" in cookie and "SameSite=strict" in cookie
+        assert site.key_b not in cookie
+        page = client.get("/memories").text
+        assert "0 memories" in page and "peanuts" not in page
+        alice = str(site.memories(user_id="alice")[0]["id"])
+        assert client.get(f"/memories/{alice}").status_code == 404
+
+
+def test_read_only_key_cannot_change_anything(site: Site, tmp_path: Path) -> None:
+    from srvhelpers import make_key
+
+    key, _, _ = make_key(site.server.state_path, "acme", "movies", read_only=True)
+    target = site.memories(user_id="bob")[0]
+    with sign_in(site.url, key) as client:
+        page = client.get(f"/memories/{target['id']}").text
+        assert "read-only" in page and "Delete this memory" not in page
+        answer = client.post(f"/memories/{target['id']}/delete", data={"csrf_token": csrf_of(page)})
+        assert answer.status_code == 403 and "read-only" in answer.text
+    assert any(m["id"] == target["id"] for m in site.memories(user_id="bob"))
+
+
+def test_searches_through_the_api_show_on_the_overview(site: Site) -> None:
+    with site.api() as api:
+        for _ in range(3):
+            api.post("/v3/memories/search/", json={"query": "seats", "user_id": "bob"}).raise_for_status()
+    with sign_in(site.url, site.key_a) as client:
+        page = client.get("/").text
+    today = time.strftime("%m-%d", time.gmtime())
+    assert f"<title>{today}: 3</title>" in page  # the searches chart's bar for today
+    assert "Searches per day" in page and "Memories added per day" in page
+
+
+# -- units -------------------------------------------------------------------------------------------
+def test_filter_box_compiles_to_the_filter_language() -> None:
+    parsed = parse_filter_box('user:alice topic=food rating>=4 created<2024-05-01 "window seat" ~x')
+    assert parsed.filters == {
+        "AND": [
+            {"user_id": "alice"},
+            {"topic": "food"},
+            {"rating": {"gte": 4}},
+            {"created_at": {"lt": "2024-05-01"}},
+        ]
+    }
+    assert parsed.words == ["window seat", "~x"]
+    assert parsed.text_matches("Alice wants a WINDOW SEAT ~x") and not parsed.text_matches("aisle")
+    assert parse_filter_box('{"user_id": "bob"}').filters == {"user_id": "bob"}
+    assert parse_filter_box("name~Ann").filters == {"name": {"icontains": "Ann"}}
+    for bad in ('"open', "{nope", "user:"):
+        with pytest.raises(FilterError):
+            parse_filter_box(bad)
+
+
+def test_signed_sessions_refuse_tampering_and_age() -> None:
+    signer = Signer(b"secret")
+    session = new_session("hash")
+    value = signer.dumps(session)
+    loaded = signer.loads(value)
+    assert loaded is not None and loaded.key_hash == "hash" and csrf_ok(loaded, session.csrf)
+    assert Signer(b"other").loads(value) is None
+    payload, mac = value.rsplit(".", 1)
+    assert signer.loads(payload[:-2] + "xx." + mac) is None
+    assert Signer(b"secret", max_age=-1).loads(value) is None
+    assert not csrf_ok(loaded, "wrong") and not csrf_ok(None, session.csrf)
