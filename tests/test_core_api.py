@@ -190,6 +190,25 @@ async def test_expiration(amem: AsyncMemory) -> None:
     assert {r["expiration_date"] for r in listed["results"]} == {"2000-01-01", "2999-01-01", today}
 
 
+async def test_update_sets_and_clears_expiration(amem: AsyncMemory) -> None:
+    added = await amem.add("promo code SPRING", user_id="u", infer=False)
+    memory_id = added["results"][0]["id"]
+    await amem.update(memory_id, expiration_date="2000-01-01")
+    assert (await amem.get_all(user_id="u"))["total"] == 0  # expired now
+    assert (await amem.get(memory_id))["expiration_date"] == "2000-01-01"
+    await amem.update(memory_id, clear_expiration=True)
+    item = await amem.get(memory_id)
+    assert item["expiration_date"] is None and item["memory"] == "promo code SPRING"
+    assert (await amem.get_all(user_id="u"))["total"] == 1
+    history = await amem.history(memory_id)
+    assert [h["event"] for h in history] == ["ADD", "UPDATE", "UPDATE"]
+    assert [h["details"]["expiration_date"] for h in history[1:]] == ["2000-01-01", None]
+    with pytest.raises(ValidationError):
+        await amem.update(memory_id, expiration_date="2030-01-01", clear_expiration=True)
+    with pytest.raises(ValidationError):
+        await amem.update(memory_id, expiration_date="next week")
+
+
 async def test_timestamp_is_observation_time(amem: AsyncMemory) -> None:
     await amem.add("met Carla", user_id="u", infer=False, timestamp=1_700_000_000)
     await amem.add("met Dario", user_id="u", infer=False, timestamp="2023-01-05T10:00:00Z")

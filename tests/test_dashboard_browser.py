@@ -141,6 +141,7 @@ def test_memory_page_history_sources_edit_delete(page: Page, site: Site) -> None
     expect(timeline).to_contain_text("ADD")
     page.get_by_label("Text").fill("alice loves sci-fi and space operas")
     page.get_by_label("Metadata (JSON object)").fill('{"checked": true}')
+    page.get_by_label("Expires on (empty: never)").fill("2999-01-01")
     page.get_by_role("button", name="Save").click()
     expect(page.locator("#flash")).to_have_text("Saved.")
     expect(page.get_by_role("heading", name="alice loves sci-fi and space operas")).to_be_visible()
@@ -148,6 +149,8 @@ def test_memory_page_history_sources_edit_delete(page: Page, site: Site) -> None
     expect(timeline.locator("li").nth(1)).to_contain_text("UPDATE")
     expect(timeline.locator("li").nth(1)).to_contain_text("alice loves sci-fi and space operas")
     expect(page.locator("pre.json")).to_contain_text('"checked": true')
+    expect(page.locator(".facts")).to_contain_text("2999-01-01")
+    expect(timeline.locator("li").nth(1)).to_contain_text("expiry set to 2999-01-01")
     page.get_by_role("button", name="Delete this memory").click()  # the confirm dialog is accepted
     expect(page.locator("#flash")).to_have_text("Memory deleted.")
     expect(page.get_by_text("alice loves sci-fi and space operas")).to_have_count(0)

@@ -10,7 +10,7 @@ import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, ClassVar, Literal
 
 import numpy as np
@@ -183,8 +183,11 @@ class Store(ABC):
         text_hash: str | None = None,
         vector: Vector | None = None,
         metadata: dict[str, Any] | None = None,
+        expires_at: date | None = None,
+        clear_expiry: bool = False,
     ) -> MemoryRecord:
-        """Change text (with its hash and vector) and/or replace metadata; history ``UPDATE``."""
+        """Change text (with its hash and vector), replace metadata and/or set (``expires_at``) or
+        remove (``clear_expiry``) the expiration date; one history ``UPDATE``."""
 
     @abstractmethod
     async def delete(self, namespace: str, memory_id: str) -> None:

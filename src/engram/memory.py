@@ -388,13 +388,21 @@ class AsyncMemory:
         metadata: dict[str, Any] | None = None,
         *,
         data: str | None = None,
+        expiration_date: str | None = None,
+        clear_expiration: bool = False,
     ) -> dict[str, Any]:
-        """Change a memory's text and/or replace its metadata (``data`` is mem0's name for ``text``)."""
+        """Change a memory's text and/or replace its metadata (``data`` is mem0's name for ``text``);
+        ``expiration_date`` (``YYYY-MM-DD``) sets when it expires, ``clear_expiration`` makes it permanent."""
         check_memory_id(memory_id)
         if text is None:
             text = data
-        if text is None and metadata is None:
-            raise ValidationError("update needs text (or data) or metadata", field="text")
+        expires_at = parse_expiration(expiration_date)
+        if clear_expiration and expires_at is not None:
+            raise ValidationError(
+                "give expiration_date or clear_expiration, not both", field="expiration_date"
+            )
+        if text is None and metadata is None and expires_at is None and not clear_expiration:
+            raise ValidationError("update needs text (or data), metadata or an expiration", field="text")
         if text is not None and (not isinstance(text, str) or not text.strip()):
             raise ValidationError("text must be a non-empty string", field="text")
         if text is not None:
@@ -409,6 +417,8 @@ class AsyncMemory:
             text_hash=text_hash(text) if text is not None else None,
             vector=vector,
             metadata=meta,
+            expires_at=expires_at,
+            clear_expiry=bool(clear_expiration),
         )
         return {"message": "Memory updated successfully!", **record.to_item()}
 

@@ -128,11 +128,17 @@ def memories_router(dash: Dashboard) -> APIRouter:
             current = await viewer.memory.get(memory_id)
             if current is None:
                 return redirect("/memories", f"Memory {memory_id} not found.", "error")
-            changed_text = text if text and text != current["memory"] else None
-            changed_meta = metadata if metadata != current["metadata"] else None
-            if changed_text is None and changed_meta is None:
+            changes: dict[str, Any] = {}
+            if text and text != current["memory"]:
+                changes["text"] = text
+            if metadata != current["metadata"]:
+                changes["metadata"] = metadata
+            expiry = str(form.get("expiration_date") or "").strip() or None
+            if expiry != current["expiration_date"]:
+                changes["expiration_date" if expiry else "clear_expiration"] = expiry or True
+            if not changes:
                 return redirect(back, "Nothing changed.")
-            result = await viewer.memory.update(memory_id, text=changed_text, metadata=changed_meta)
+            result = await viewer.memory.update(memory_id, **changes)
         except EngramError as e:
             return redirect(back, e.message, "error")
         await _fire(dash, viewer, "UPDATE", [result])

@@ -205,6 +205,8 @@ class MemoryWrites(MemoryReads):
         text_hash: str | None = None,
         vector: Vector | None = None,
         metadata: dict[str, Any] | None = None,
+        expires_at: date | None = None,
+        clear_expiry: bool = False,
     ) -> MemoryRecord:
         if text is not None:
             if text_hash is None or vector is None:
@@ -248,7 +250,13 @@ class MemoryWrites(MemoryReads):
                     "WHERE id = %s",
                     (json.dumps(metadata), json.dumps(metadata), now, memory_id),
                 )
-            details = {"metadata": metadata} if metadata is not None else {}
+            details: dict[str, Any] = {"metadata": metadata} if metadata is not None else {}
+            if expires_at is not None or clear_expiry:
+                await conn.execute(
+                    f"UPDATE {s}.memories SET expires_at = %s, updated_at = %s WHERE id = %s",
+                    (expires_at, now, memory_id),
+                )
+                details["expiration_date"] = expires_at.isoformat() if expires_at else None
             new_text = text if text is not None else old_text
             await self._history(
                 conn, namespace, memory_id, "UPDATE", old_text, new_text, now, actor_id, role, details

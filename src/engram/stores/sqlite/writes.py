@@ -7,6 +7,7 @@ import sqlite3
 import uuid
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
+from datetime import date
 from typing import Any, TypeVar
 
 import numpy as np
@@ -242,8 +243,13 @@ class MemoryWrites:
         text_hash: str | None = None,
         vector: Vector | None = None,
         metadata: dict[str, Any] | None = None,
+        expires_at: date | None = None,
+        clear_expiry: bool = False,
     ) -> MemoryRecord:
-        return await self._run(self._update_sync, namespace, memory_id, text, text_hash, vector, metadata)
+        expiry = (expires_at,) if expires_at is not None or clear_expiry else None
+        return await self._run(
+            self._update_sync, namespace, memory_id, text, text_hash, vector, metadata, expiry
+        )
 
     def _update_sync(
         self,
@@ -253,6 +259,7 @@ class MemoryWrites:
         text_hash: str | None,
         vector: Vector | None,
         metadata: dict[str, Any] | None,
+        expiry: tuple[date | None] | None = None,
     ) -> MemoryRecord:
         with self._write() as (conn, _):
             row = conn.execute(
@@ -296,7 +303,14 @@ class MemoryWrites:
                     "UPDATE memories SET metadata = ?, updated_at = ? WHERE seq = ?",
                     (json.dumps(metadata), now, seq),
                 )
-            details = {"metadata": metadata} if metadata is not None else {}
+            details: dict[str, Any] = {"metadata": metadata} if metadata is not None else {}
+            if expiry is not None:
+                (when,) = expiry
+                conn.execute(
+                    "UPDATE memories SET expires_at = ?, updated_at = ? WHERE seq = ?",
+                    (when.isoformat() if when else None, now, seq),
+                )
+                details["expiration_date"] = when.isoformat() if when else None
             self._history(
                 conn,
                 namespace,
