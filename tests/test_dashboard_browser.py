@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent / "server"))
-from dashhelpers import CHROMIUM, CHROMIUM_ARGS, SCRIPT_TEXT, Site, in_ci, start_site
+from dashhelpers import CHROMIUM, CHROMIUM_ARGS, SCRIPT_TEXT, Site, failing_add, in_ci, start_site
 
 if not CHROMIUM.exists():
     if in_ci():
@@ -42,7 +42,12 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
 
 
 @pytest.fixture(scope="module")
-def browser(site: Site) -> Iterator[Browser]:
+def failed_event(site: Site) -> str:
+    return failing_add(site)
+
+
+@pytest.fixture(scope="module")
+def browser(site: Site, failed_event: str) -> Iterator[Browser]:
     # after the site: Playwright's sync API keeps an event loop running in this thread
     with sync_playwright() as pw:
         launched = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
@@ -231,6 +236,21 @@ def test_delete_an_entity_with_typed_confirmation(page: Page, site: Site) -> Non
     assert site.memories(user_id="carol") == []
 
 
+def test_retry_a_failed_event(page: Page, site: Site, failed_event: str) -> None:
+    sign_in(page, site)
+    page.get_by_role("link", name="Overview").click()
+    expect(page.locator(".stat", has_text="failed events")).to_contain_text("1")
+    page.get_by_role("link", name=re.compile("failed events")).click()
+    row = page.get_by_role("row", name=re.compile(failed_event[:8]))
+    expect(row).to_contain_text("FAILED")
+    expect(row).to_contain_text("messages")  # the error says what was wrong
+    row.get_by_role("button", name="Retry").click()
+    expect(page.locator("#flash")).to_contain_text("Queued again as event")
+    retried = page.locator("#flash").inner_text().rsplit(" ", 1)[-1].rstrip(".")
+    with site.api() as api:
+        assert api.get(f"/v1/event/{retried}/").json()["payload"] == {"user_id": "dora"}
+
+
 def test_events_list_and_phone_width(browser: Browser, site: Site) -> None:
     context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True)
     context.set_default_timeout(TIMEOUT_MS)
@@ -239,8 +259,7 @@ def test_events_list_and_phone_width(browser: Browser, site: Site) -> None:
         sign_in(page, site)
         page.get_by_role("link", name="Events").click()
         expect(page.get_by_role("heading", name="Events")).to_be_visible()
-        expect(page.locator("table.events tbody tr").first).to_contain_text("SUCCEEDED")
-        expect(page.locator("table.events")).to_contain_text("results")
+        expect(page.get_by_role("row", name=re.compile("SUCCEEDED")).first).to_contain_text("results")
         for path in ("/events", "/memories", "/settings", "/"):
             page.goto(site.url + path)
             width = page.evaluate("document.documentElement.scrollWidth")

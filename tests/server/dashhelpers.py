@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,6 +93,31 @@ def start_site(home: Path) -> Site:
             answer = api.post("/v3/memories/add/", json={**body, "async_mode": False})
             answer.raise_for_status()
     return site
+
+
+def failing_add(site: Site) -> str:
+    """Queue an add that fails permanently (no messages), wait until it is FAILED; returns its id."""
+    import asyncio
+
+    from engram.stores.sqlite.service import SQLiteServiceState
+
+    async def enqueue() -> str:
+        state = SQLiteServiceState(site.server.state_path)
+        await state.open()
+        try:
+            payload = {"request": {"user_id": "dora"}, "kwargs": {"messages": [], "user_id": "dora"}}
+            return (await state.enqueue(site.project_a, "ADD", payload)).job.id
+        finally:
+            await state.close()
+
+    event_id = asyncio.run(enqueue())
+    deadline = time.monotonic() + 20
+    with site.api() as api:
+        while time.monotonic() < deadline:
+            if api.get(f"/v1/event/{event_id}/").json()["status"] == "FAILED":
+                return event_id
+            time.sleep(0.1)
+    raise AssertionError(f"event {event_id} did not fail")
 
 
 @contextlib.contextmanager

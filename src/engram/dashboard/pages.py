@@ -97,7 +97,7 @@ def pages_router(dash: Dashboard) -> APIRouter:
             rows = [r for r in rows if r.type == wanted]
         return dash.render(request, "entities.html", viewer, rows=rows, types=ENTITY_TYPES, wanted=wanted)
 
-    @router.get("/entities/{type_}/{name}", response_class=HTMLResponse)
+    @router.get("/entities/{type_}/{name:path}", response_class=HTMLResponse)
     async def entity(request: Request, viewer: Look, type_: str, name: str) -> Response:
         if type_ not in ENTITY_TYPES:
             return dash.render(request, "missing.html", viewer, code=404, what=f"entity type {type_}")
@@ -113,7 +113,7 @@ def pages_router(dash: Dashboard) -> APIRouter:
             total=found["total"],
         )
 
-    @router.post("/entities/{type_}/{name}/delete")
+    @router.post("/entities/{type_}/{name:path}/delete")
     async def delete_entity(request: Request, type_: str, name: str) -> Response:
         viewer, form = await dash.writer(request)
         back = f"/entities/{type_}/{quote(name, safe='')}"
