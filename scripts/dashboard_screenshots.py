@@ -16,7 +16,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests" / "server"))
 
-from dashhelpers import CHROMIUM, CHROMIUM_ARGS, start_site  # noqa: E402
+from dashhelpers import CHROMIUM, CHROMIUM_ARGS, failing_add, start_site  # noqa: E402
 
 DEMO = [
     ("alice", "Alice is vegetarian and avoids mushrooms", {"topic": "food"}),
@@ -33,6 +33,12 @@ def _seed(site: object) -> None:
             api.post("/v3/memories/add/", json=body).raise_for_status()
         for query in ("what does alice eat", "seats", "school", "movies"):
             api.post("/v3/memories/search/", json={"query": query, "user_id": "alice"}).raise_for_status()
+        project = site.project_a  # type: ignore[attr-defined]
+        hook = {"name": "crm-sync", "url": "http://127.0.0.1:9/engram-hook", "event_types": ["memory_add"]}
+        api.post(f"/api/v1/webhooks/projects/{project}/", json=hook).raise_for_status()
+        body = {"messages": "Alice booked a table for two on Friday", "user_id": "alice", "infer": False}
+        api.post("/v3/memories/add/", json={**body, "async_mode": False}).raise_for_status()
+    failing_add(site)  # type: ignore[arg-type]
 
 
 def main() -> None:
@@ -70,6 +76,8 @@ def main() -> None:
                     page.get_by_role("button", name="Sign in").click()
                     page.wait_for_load_state()
                 page.goto(site.url + path)
+                if name == "settings":
+                    page.locator("details.hook summary").first.click()
                 if name == "memories":
                     page.get_by_role("button", name="why?").first.click()
                     page.locator(".breakdown").first.wait_for()

@@ -3,6 +3,8 @@ filter box and session signing as units."""
 
 from __future__ import annotations
 
+import json
+import re
 import sys
 import time
 from collections.abc import Iterator
@@ -112,6 +114,59 @@ def test_searches_through_the_api_show_on_the_overview(site: Site) -> None:
     today = time.strftime("%m-%d", time.gmtime())
     assert f"<title>{today}: 3</title>" in page  # the searches chart's bar for today
     assert "Searches per day" in page and "Memories added per day" in page
+
+
+def test_webhooks_project_settings_export_and_import(site: Site) -> None:
+    with sign_in(site.url, site.key_a) as client:
+        token = csrf_of(client.get("/settings").text)
+        hook = {
+            "csrf_token": token,
+            "name": "crm",
+            "url": "http://127.0.0.1:9/hook",
+            "event_types": "memory_add",
+        }
+        answer = client.post("/settings/webhooks", data=hook, follow_redirects=True)
+        assert "Webhook crm created; its signing secret is" in answer.text
+        hook_id = re.search(r'action="/settings/webhooks/(\d+)/test"', answer.text).group(1)  # type: ignore[union-attr]
+        edit = {"csrf_token": token, "name": "crm-2", "url": "http://127.0.0.1:9/hook", "is_active": "1"}
+        page = client.post(f"/settings/webhooks/{hook_id}", data=edit, follow_redirects=True).text
+        assert "Webhook crm-2 saved." in page
+        bad = client.post("/settings/webhooks", data={**hook, "url": "ftp://x"}, follow_redirects=True).text
+        assert "must be an http(s) URL" in bad
+        test = f"/settings/webhooks/{hook_id}/test"
+        page = client.post(test, data={"csrf_token": token}, follow_redirects=True).text
+        assert "Test delivery to http://127.0.0.1:9/hook queued" in page
+        deadline = time.monotonic() + 15
+        while "ConnectError" not in (page := client.get("/settings").text) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert "ConnectError" in page  # the test delivery's outcome is listed
+        edit.pop("is_active")
+        page = client.post(f"/settings/webhooks/{hook_id}", data=edit, follow_redirects=True).text
+        assert '<code>http://127.0.0.1:9/hook</code> <span class="badge">paused' in page
+        page = client.post(test, data={"csrf_token": token}, follow_redirects=True).text
+        assert "Webhook crm-2 is paused" in page
+        settings = {
+            "csrf_token": token,
+            "custom_instructions": "Keep food facts",
+            "custom_categories": '["food"]',
+        }
+        page = client.post("/settings/project", data=settings, follow_redirects=True).text
+        assert "Project settings saved." in page and "Keep food facts" in page
+        exported = client.post(
+            "/memories/bulk",
+            data={"csrf_token": token, "action": "export_matching", "filter": "user:bob topic=food"},
+        )
+        assert exported.headers["content-disposition"].startswith("attachment")
+        document = exported.json()
+        assert [m["memory"] for m in document["memories"]] == ["Bob is allergic to peanuts"]
+    with site.api() as api:
+        assert api.post("/v1/exports/get/", json={"memory_export_id": document["id"]}).status_code == 200
+    with sign_in(site.url, site.key_b) as other:
+        token = csrf_of(other.get("/settings").text)
+        files = {"file": ("export.json", json.dumps(document), "application/json")}
+        page = other.post("/settings/import", data={"csrf_token": token}, files=files, follow_redirects=True)
+        assert "Imported 1 memories (0 skipped: already there or unusable)." in page.text
+        assert "Bob is allergic to peanuts" in other.get("/memories").text
 
 
 # -- units -------------------------------------------------------------------------------------------

@@ -93,6 +93,7 @@ class Dashboard:
         )
         self.env.filters["when"] = _when
         self.env.filters["size"] = _size
+        self.env.filters["count"] = _count
         self.env.filters["tojson_pretty"] = lambda v: json.dumps(v, indent=2, ensure_ascii=False, default=str)
         self.env.globals["csrf_field"] = CSRF_FIELD
 
@@ -239,3 +240,8 @@ def _size(value: int) -> str:
     if value < 1024**3:
         return f"{value / 1024**2:.1f} MB"
     return f"{value / 1024**3:.2f} GB"
+
+
+def _count(n: int, noun: str, plural: str | None = None) -> str:
+    """``1 memory``, ``2 memories``."""
+    return f"{n} {noun if n == 1 else plural or noun + 's'}"

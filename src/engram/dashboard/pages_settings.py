@@ -135,6 +135,8 @@ def settings_router(dash: Dashboard) -> APIRouter:
         hook = await state.get_webhook(project_id, hook_id)
         if hook is None:
             return redirect("/settings", f"Webhook {hook_id} not found.", "error")
+        if not hook.is_active:
+            return redirect("/settings", f"Webhook {hook.name} is paused: activate it to test it.", "error")
         body = {
             "event_details": {"id": None, "data": {"memory": "engram test delivery"}, "event": "TEST"},
             "event_type": "test",
@@ -156,7 +158,8 @@ def settings_router(dash: Dashboard) -> APIRouter:
         except ValueError as e:
             return redirect("/settings", f"Import: {e}", "error")
         added, skipped = await _import(viewer, items)
-        return redirect("/settings", f"Imported {added} memories ({skipped} already there or unusable).")
+        message = f"Imported {added} memories ({skipped} skipped: already there or unusable)."
+        return redirect("/settings", message)
 
     return router
 
