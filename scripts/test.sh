@@ -15,27 +15,21 @@ fi
 "$VENV/bin/python" -m pip install --quiet --upgrade pip || exit 1
 "$VENV/bin/python" -m pip install --quiet -e '.[dev,bench]' || exit 1
 
-# PgBouncer (Debian package) for the transaction-pooling test; installed here when run as root.
-if [ ! -x /usr/sbin/pgbouncer ] && ! command -v pgbouncer >/dev/null; then
+# Debian packages some tests need, installed here when run as root; without them those tests skip
+# (with CI=true they fail): PgBouncer for the transaction-pooling test, chromium for the dashboard's
+# browser tests (Playwright drives it; it never downloads a browser).
+apt_need() {  # apt_need PACKAGE PROGRAM
+  if [ -x "$2" ] || command -v "$(basename "$2")" >/dev/null; then return 0; fi
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     export DEBIAN_FRONTEND=noninteractive
-    apt-get install -y -qq pgbouncer >/dev/null 2>&1 \
-      || { apt-get update -qq && apt-get install -y -qq pgbouncer >/dev/null; } || exit 1
+    apt-get install -y -qq "$1" >/dev/null 2>&1 \
+      || { apt-get update -qq && apt-get install -y -qq "$1" >/dev/null; } || exit 1
   else
-    echo "note: pgbouncer is not installed, so its test skips (with CI=true it fails)"
+    echo "note: $1 is not installed, so its tests skip (with CI=true they fail)"
   fi
-fi
-
-# Debian's chromium for the dashboard's browser tests (Playwright drives it; no browser download).
-if [ ! -x /usr/bin/chromium ]; then
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get install -y -qq chromium >/dev/null 2>&1 \
-      || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } || exit 1
-  else
-    echo "note: chromium is not installed, so the dashboard's browser tests skip (with CI=true they fail)"
-  fi
-fi
+}
+apt_need pgbouncer /usr/sbin/pgbouncer
+apt_need chromium /usr/bin/chromium
 
 # The quick benchmarks compare with mem0 2.2.1 (installed into its own cache venv on first use).
 export ENGRAM_BENCH_MEM0=${ENGRAM_BENCH_MEM0:-1}

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent / "server"))
-from dashhelpers import SCRIPT_TEXT, Site, csrf_of, sign_in, start_site
+from dashhelpers import SCRIPT_TEXT, Site, csrf_of, running_site, sign_in
 
 from engram.dashboard.filterlang import parse_filter_box
 from engram.dashboard.security import Signer, csrf_ok, new_session
@@ -25,11 +25,8 @@ PAGES = ["/", "/memories", "/memories?q=movies", "/entities", "/entities/user/al
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
-    running = start_site(tmp_path_factory.mktemp("dash-http"))
-    try:
+    with running_site(tmp_path_factory.mktemp("dash-http")) as running:
         yield running
-    finally:
-        running.server.stop()
 
 
 def test_no_page_without_a_session(site: Site) -> None:

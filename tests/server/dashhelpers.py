@@ -95,6 +95,15 @@ def start_site(home: Path) -> Site:
     return site
 
 
+@contextlib.contextmanager
+def running_site(home: Path) -> Iterator[Site]:
+    site = start_site(home)
+    try:
+        yield site
+    finally:
+        site.server.stop()
+
+
 def failing_add(site: Site) -> str:
     """Queue an add that fails permanently (no messages), wait until it is FAILED; returns its id."""
     import asyncio
