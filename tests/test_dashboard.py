@@ -4,7 +4,9 @@ filter box and session signing as units."""
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -15,6 +17,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent / "server"))
 from dashhelpers import SCRIPT_TEXT, Site, csrf_of, running_site, sign_in
+from srvhelpers import free_port
 
 from engram.dashboard.filterlang import parse_filter_box
 from engram.dashboard.security import Signer, csrf_ok, new_session
@@ -164,6 +167,40 @@ def test_webhooks_project_settings_export_and_import(site: Site) -> None:
         page = other.post("/settings/import", data={"csrf_token": token}, files=files, follow_redirects=True)
         assert "Imported 1 memories (0 skipped: already there or unusable)." in page.text
         assert "Bob is allergic to peanuts" in other.get("/memories").text
+
+
+def test_engram_ui_shows_the_quickstart_memories(tmp_path: Path) -> None:
+    env = {**os.environ, "ENGRAM_HOME": str(tmp_path)}
+    env.pop("ENGRAM_DATABASE_URL", None)
+    cli = [sys.executable, "-m", "engram.cli"]
+    subprocess.run([*cli, "quickstart"], env=env, check=True, capture_output=True, timeout=120)
+    port = free_port()
+    log = open(tmp_path / "ui.log", "wb")  # noqa: SIM115 - closed below
+    ui = subprocess.Popen([*cli, "ui", "--no-browser", "--port", str(port)], env=env, stdout=log, stderr=log)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        with httpx.Client(base_url=url, follow_redirects=True, timeout=30) as client:
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    page = client.get("/memories")
+                    break
+                except httpx.TransportError:
+                    assert ui.poll() is None and time.monotonic() < deadline, (
+                        tmp_path / "ui.log"
+                    ).read_text()
+                    time.sleep(0.2)
+            assert page.status_code == 200
+            assert "alice loves sci-fi movies" in page.text and "local · default" in page.text
+            assert "Sign in" not in page.text  # no key needed
+            overview = client.get("/").text
+            assert "engram-quickstart" in overview and "SQLiteStore" in overview
+            foreign = client.get("/memories", headers={"Host": f"attacker.example:{port}"})
+            assert foreign.status_code == 403 and "only answers on 127.0.0.1" in foreign.text
+    finally:
+        ui.terminate()
+        ui.wait(15)
+        log.close()
 
 
 # -- units -------------------------------------------------------------------------------------------
