@@ -234,3 +234,34 @@ def test_signed_sessions_refuse_tampering_and_age() -> None:
     assert signer.loads(payload[:-2] + "xx." + mac) is None
     assert Signer(b"secret", max_age=-1).loads(value) is None
     assert not csrf_ok(loaded, "wrong") and not csrf_ok(None, session.csrf)
+
+
+async def test_table_pages_and_sorts_both_ways(tmp_path: Path) -> None:
+    from engram import AsyncMemory
+    from engram.dashboard.data import ListQuery, entity_rows, list_memories
+    from engram.embedders.fake import FakeEmbedder
+    from engram.stores.sqlite import SQLiteStore
+
+    memory = AsyncMemory(store=SQLiteStore(path=tmp_path / "m.db"), embedder=FakeEmbedder())
+    try:
+        for i in range(30):
+            user = "ann" if i % 3 else "ben"
+            await memory.add(f"note {i:02d}", user_id=user, infer=False, timestamp=1_700_000_000 + i)
+        newest = await list_memories(memory, ListQuery())
+        assert (newest.total, newest.pages) == (30, 2)
+        assert [r["memory"] for r in newest.rows[:2]] == ["note 29", "note 28"]
+        second = await list_memories(memory, ListQuery(page=2))
+        assert [r["memory"] for r in second.rows] == ["note 04", "note 03", "note 02", "note 01", "note 00"]
+        oldest = await list_memories(memory, ListQuery(desc=False, page=2))
+        assert [r["memory"] for r in oldest.rows] == ["note 25", "note 26", "note 27", "note 28", "note 29"]
+        by_text = await list_memories(memory, ListQuery(sort="text", desc=False, filter="user:ben"))
+        assert [r["memory"] for r in by_text.rows][:3] == ["note 00", "note 03", "note 06"]
+        assert by_text.total == 10 and not by_text.capped
+        words = await list_memories(memory, ListQuery(filter="user:ann 2"))
+        assert sorted(r["memory"] for r in words.rows) == [
+            f"note {i:02d}" for i in (2, 20, 22, 23, 25, 26, 28, 29)
+        ]
+        rows = await entity_rows(memory, None, None)
+        assert [(r.type, r.name, r.memories) for r in rows] == [("user", "ann", 20), ("user", "ben", 10)]
+    finally:
+        await memory.close()

@@ -21,9 +21,9 @@ def mount_dashboard(app: FastAPI, server: Server, *, local: bool = False) -> Non
     """Add the dashboard's pages, static files and guards to ``app``."""
     try:
         import jinja2  # noqa: F401
-        import multipart  # type: ignore[import-not-found]  # noqa: F401
+        import python_multipart  # noqa: F401
     except ImportError as e:
-        raise MissingDependencyError(e.name or "jinja2", "server") from e
+        raise MissingDependencyError((e.name or "jinja2").replace("_", "-"), "server") from e
     from fastapi import Request
     from fastapi.responses import HTMLResponse, RedirectResponse
     from fastapi.staticfiles import StaticFiles
