@@ -28,11 +28,9 @@ def mount_dashboard(app: FastAPI, server: Server, *, local: bool = False) -> Non
     from fastapi.responses import HTMLResponse, RedirectResponse
     from fastapi.staticfiles import StaticFiles
 
+    from engram.dashboard import pages, pages_memories, pages_settings
     from engram.dashboard.activity import SearchCounter
     from engram.dashboard.context import HERE, Dashboard, NeedsLogin, Refused
-    from engram.dashboard.pages import pages_router
-    from engram.dashboard.pages_memories import memories_router
-    from engram.dashboard.pages_settings import settings_router
     from engram.dashboard.security import Signer, load_secret
 
     dash = Dashboard(server, Signer(load_secret(server.settings.resolved_home())), local)
@@ -48,8 +46,7 @@ def mount_dashboard(app: FastAPI, server: Server, *, local: bool = False) -> Non
 
     app.add_exception_handler(NeedsLogin, needs_login)
     app.add_exception_handler(Refused, refused)
-    app.include_router(pages_router(dash))
-    app.include_router(memories_router(dash))
-    app.include_router(settings_router(dash))
+    for module in (pages, pages_memories, pages_settings):
+        app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="dashboard-static")
     app.add_middleware(SearchCounter, activity=dash.activity)

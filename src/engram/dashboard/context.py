@@ -6,11 +6,11 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import quote
 
 import jinja2
-from fastapi import Request
+from fastapi import Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from engram.dashboard.activity import Activity
@@ -184,6 +184,20 @@ class Dashboard:
             response.delete_cookie(FLASH_COOKIE, path="/")
         return response
 
+
+def dashboard_of(request: Request) -> Dashboard:
+    """The dashboard serving this request (set by :func:`engram.dashboard.mount_dashboard`)."""
+    dash = request.app.state.dashboard
+    assert isinstance(dash, Dashboard)
+    return dash
+
+
+async def current_viewer(request: Request) -> Viewer:
+    """FastAPI dependency: the signed-in viewer, or a redirect to the sign-in page."""
+    return await dashboard_of(request).viewer(request)
+
+
+Look = Annotated[Viewer, Depends(current_viewer)]
 
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; "

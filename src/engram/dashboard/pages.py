@@ -1,13 +1,13 @@
 """Sign in and out, the overview, users/entities and events."""
 
-from typing import Annotated, Any
+from typing import Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from engram.dashboard.charts import bar_chart
-from engram.dashboard.context import Dashboard, Viewer, redirect
+from engram.dashboard.context import Dashboard, Look, Viewer, dashboard_of, redirect
 from engram.dashboard.data import (
     Overview,
     adds_per_day,
@@ -30,150 +30,163 @@ def _safe_next(value: Any) -> str:
     return text if text.startswith("/") and not text.startswith("//") else "/"
 
 
-def pages_router(dash: Dashboard) -> APIRouter:
-    router = APIRouter(include_in_schema=False)
-    Look = Annotated[Viewer, Depends(dash.viewer)]
-    server = dash.server
+router = APIRouter(include_in_schema=False)
 
-    @router.get("/login", response_class=HTMLResponse)
-    async def login_page(request: Request) -> Response:
-        nxt = _safe_next(request.query_params.get("next"))
-        if dash.local:
-            response = RedirectResponse(nxt, status_code=303)
-            dash.set_session(response, new_session())
-            return response
-        return dash.render(request, "login.html", None, next=nxt, error=None)
 
-    @router.post("/login", response_class=HTMLResponse)
-    async def login(request: Request) -> Response:
-        form = await dash.form(request, dash.session_of(request))
-        nxt = _safe_next(form.get("next"))
-        key = str(form.get("api_key") or "").strip()
-        ctx = await server.state.lookup_key(hash_api_key(key)) if key else None
-        if ctx is None:
-            return dash.render(
-                request,
-                "login.html",
-                None,
-                code=401,
-                next=nxt,
-                error="That API key is not valid (or revoked).",
-            )
-        response = redirect(nxt)
-        dash.set_session(response, new_session(hash_api_key(key)))
+@router.get("/login", response_class=HTMLResponse)
+async def login_page(request: Request) -> Response:
+    dash = dashboard_of(request)
+    nxt = _safe_next(request.query_params.get("next"))
+    if dash.local:
+        response = RedirectResponse(nxt, status_code=303)
+        dash.set_session(response, new_session())
         return response
+    return dash.render(request, "login.html", None, next=nxt, error=None)
 
-    @router.post("/logout")
-    async def logout(request: Request) -> Response:
-        await dash.form(request, dash.session_of(request))
-        response = redirect("/login", "Signed out.")
-        response.delete_cookie(COOKIE_NAME, path="/")
-        return response
 
-    @router.get("/", response_class=HTMLResponse)
-    async def overview(request: Request, viewer: Look) -> Response:
-        info = await _overview(dash, viewer)
-        entities = entity_summary(await entity_rows(viewer.memory, server.state, viewer.project_id))
-        labels = [d.strftime("%m-%d") for d in info.days]
-        charts = {
-            "adds": bar_chart(labels, info.adds, "Memories added per day"),
-            "searches": bar_chart(labels, info.searches, "Searches per day"),
-        }
+@router.post("/login", response_class=HTMLResponse)
+async def login(request: Request) -> Response:
+    dash = dashboard_of(request)
+    form = await dash.form(request, dash.session_of(request))
+    nxt = _safe_next(form.get("next"))
+    key = str(form.get("api_key") or "").strip()
+    ctx = await dash.server.state.lookup_key(hash_api_key(key)) if key else None
+    if ctx is None:
         return dash.render(
             request,
-            "overview.html",
-            viewer,
-            info=info,
-            entities=entities,
-            charts=charts,
-            since=dash.activity.since,
+            "login.html",
+            None,
+            code=401,
+            next=nxt,
+            error="That API key is not valid (or revoked).",
         )
+    response = redirect(nxt)
+    dash.set_session(response, new_session(hash_api_key(key)))
+    return response
 
-    @router.get("/entities", response_class=HTMLResponse)
-    async def entities(request: Request, viewer: Look) -> Response:
-        rows = await entity_rows(viewer.memory, server.state, viewer.project_id)
-        wanted = request.query_params.get("type")
-        if wanted in ENTITY_TYPES:
-            rows = [r for r in rows if r.type == wanted]
-        return dash.render(request, "entities.html", viewer, rows=rows, types=ENTITY_TYPES, wanted=wanted)
 
-    @router.get("/entities/{type_}/{name:path}", response_class=HTMLResponse)
-    async def entity(request: Request, viewer: Look, type_: str, name: str) -> Response:
-        if type_ not in ENTITY_TYPES:
-            return dash.render(request, "missing.html", viewer, code=404, what=f"entity type {type_}")
-        scope: dict[str, Any] = {f"{type_}_id": name}
-        found = await viewer.memory.get_all(top_k=100, **scope)
-        return dash.render(
-            request,
-            "entity.html",
-            viewer,
-            type_=type_,
-            name=name,
-            rows=found["results"],
-            total=found["total"],
-        )
+@router.post("/logout")
+async def logout(request: Request) -> Response:
+    dash = dashboard_of(request)
+    await dash.form(request, dash.session_of(request))
+    response = redirect("/login", "Signed out.")
+    response.delete_cookie(COOKIE_NAME, path="/")
+    return response
 
-    @router.post("/entities/{type_}/{name:path}/delete")
-    async def delete_entity(request: Request, type_: str, name: str) -> Response:
-        viewer, form = await dash.writer(request)
-        back = f"/entities/{type_}/{quote(name, safe='')}"
-        if type_ not in ENTITY_TYPES:
-            return redirect("/entities", f"Unknown entity type {type_}.", "error")
-        if form.get("confirm") != name:
-            return redirect(back, f"Type the {type_} name exactly ({name}) to confirm.", "error")
-        ids: dict[str, Any] = {f"{type_}_id": name}
-        if viewer.ctx is not None:
-            result = await delete_scope(server, viewer.ctx, ids)
-            await server.state.delete_entity(viewer.ctx.project.id, type_, name)
-        else:
-            result = await viewer.memory.delete_all(**ids)
-        return redirect("/entities", f"Deleted {result.get('deleted', 0)} memories of {type_} {name}.")
 
-    @router.get("/events", response_class=HTMLResponse)
-    async def events(request: Request, viewer: Look) -> Response:
-        if viewer.project_id is None:
-            return dash.render(request, "events.html", viewer, rows=[], total=0, status=None, page=1, pages=1)
-        status = request.query_params.get("status")
-        status = status if status in EVENT_STATUSES else None
-        page = (
-            max(1, int(request.query_params.get("page") or 1))
-            if str(request.query_params.get("page") or "1").isdigit()
-            else 1
-        )
-        jobs, total = await server.state.list_jobs(
-            viewer.project_id, kind="ADD", status=status, limit=50, offset=(page - 1) * 50
-        )
-        rows = [event_view(j) for j in jobs]
-        return dash.render(
-            request,
-            "events.html",
-            viewer,
-            rows=rows,
-            total=total,
-            status=status,
-            page=page,
-            pages=max(1, -(-total // 50)),
-            statuses=EVENT_STATUSES,
-        )
+@router.get("/", response_class=HTMLResponse)
+async def overview(request: Request, viewer: Look) -> Response:
+    dash = dashboard_of(request)
+    info = await _overview(dash, viewer)
+    entities = entity_summary(await entity_rows(viewer.memory, dash.server.state, viewer.project_id))
+    labels = [d.strftime("%m-%d") for d in info.days]
+    charts = {
+        "adds": bar_chart(labels, info.adds, "Memories added per day"),
+        "searches": bar_chart(labels, info.searches, "Searches per day"),
+    }
+    return dash.render(
+        request,
+        "overview.html",
+        viewer,
+        info=info,
+        entities=entities,
+        charts=charts,
+        since=dash.activity.since,
+    )
 
-    @router.post("/events/{event_id}/retry")
-    async def retry_event(request: Request, event_id: str) -> Response:
-        viewer, _ = await dash.writer(request)
-        if viewer.project_id is None:
-            return redirect("/events", "There is no queue in engram ui.", "error")
-        job = await server.state.get_job(viewer.project_id, event_id)
-        if job is None or job.kind != "ADD":
-            return redirect("/events", f"Event {event_id} not found.", "error")
-        if job.status != "FAILED":
-            return redirect("/events", f"Event {event_id} has not failed: nothing to retry.", "error")
-        try:
-            again = await server.state.enqueue(viewer.project_id, "ADD", job.payload)
-        except EngramError as e:
-            return redirect("/events", e.message, "error")
-        server.runner.wake.set()
-        return redirect("/events", f"Queued again as event {again.job.id}.")
 
-    return router
+@router.get("/entities", response_class=HTMLResponse)
+async def entities(request: Request, viewer: Look) -> Response:
+    dash = dashboard_of(request)
+    rows = await entity_rows(viewer.memory, dash.server.state, viewer.project_id)
+    wanted = request.query_params.get("type")
+    if wanted in ENTITY_TYPES:
+        rows = [r for r in rows if r.type == wanted]
+    return dash.render(request, "entities.html", viewer, rows=rows, types=ENTITY_TYPES, wanted=wanted)
+
+
+@router.get("/entities/{type_}/{name:path}", response_class=HTMLResponse)
+async def entity(request: Request, viewer: Look, type_: str, name: str) -> Response:
+    dash = dashboard_of(request)
+    if type_ not in ENTITY_TYPES:
+        return dash.render(request, "missing.html", viewer, code=404, what=f"entity type {type_}")
+    scope: dict[str, Any] = {f"{type_}_id": name}
+    found = await viewer.memory.get_all(top_k=100, **scope)
+    return dash.render(
+        request,
+        "entity.html",
+        viewer,
+        type_=type_,
+        name=name,
+        rows=found["results"],
+        total=found["total"],
+    )
+
+
+@router.post("/entities/{type_}/{name:path}/delete")
+async def delete_entity(request: Request, type_: str, name: str) -> Response:
+    dash = dashboard_of(request)
+    viewer, form = await dash.writer(request)
+    back = f"/entities/{type_}/{quote(name, safe='')}"
+    if type_ not in ENTITY_TYPES:
+        return redirect("/entities", f"Unknown entity type {type_}.", "error")
+    if form.get("confirm") != name:
+        return redirect(back, f"Type the {type_} name exactly ({name}) to confirm.", "error")
+    ids: dict[str, Any] = {f"{type_}_id": name}
+    if viewer.ctx is not None:
+        result = await delete_scope(dash.server, viewer.ctx, ids)
+        await dash.server.state.delete_entity(viewer.ctx.project.id, type_, name)
+    else:
+        result = await viewer.memory.delete_all(**ids)
+    return redirect("/entities", f"Deleted {result.get('deleted', 0)} memories of {type_} {name}.")
+
+
+@router.get("/events", response_class=HTMLResponse)
+async def events(request: Request, viewer: Look) -> Response:
+    dash = dashboard_of(request)
+    if viewer.project_id is None:
+        return dash.render(request, "events.html", viewer, rows=[], total=0, status=None, page=1, pages=1)
+    status = request.query_params.get("status")
+    status = status if status in EVENT_STATUSES else None
+    page = (
+        max(1, int(request.query_params.get("page") or 1))
+        if str(request.query_params.get("page") or "1").isdigit()
+        else 1
+    )
+    jobs, total = await dash.server.state.list_jobs(
+        viewer.project_id, kind="ADD", status=status, limit=50, offset=(page - 1) * 50
+    )
+    rows = [event_view(j) for j in jobs]
+    return dash.render(
+        request,
+        "events.html",
+        viewer,
+        rows=rows,
+        total=total,
+        status=status,
+        page=page,
+        pages=max(1, -(-total // 50)),
+        statuses=EVENT_STATUSES,
+    )
+
+
+@router.post("/events/{event_id}/retry")
+async def retry_event(request: Request, event_id: str) -> Response:
+    dash = dashboard_of(request)
+    viewer, _ = await dash.writer(request)
+    if viewer.project_id is None:
+        return redirect("/events", "There is no queue in engram ui.", "error")
+    job = await dash.server.state.get_job(viewer.project_id, event_id)
+    if job is None or job.kind != "ADD":
+        return redirect("/events", f"Event {event_id} not found.", "error")
+    if job.status != "FAILED":
+        return redirect("/events", f"Event {event_id} has not failed: nothing to retry.", "error")
+    try:
+        again = await dash.server.state.enqueue(viewer.project_id, "ADD", job.payload)
+    except EngramError as e:
+        return redirect("/events", e.message, "error")
+    dash.server.runner.wake.set()
+    return redirect("/events", f"Queued again as event {again.job.id}.")
 
 
 async def _overview(dash: Dashboard, viewer: Viewer) -> Overview:

@@ -2,14 +2,14 @@
 
 import json
 import time
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 from pydantic import ValidationError as PydanticValidationError
 from starlette.datastructures import UploadFile
 
-from engram.dashboard.context import Dashboard, Viewer, redirect
+from engram.dashboard.context import Look, Viewer, dashboard_of, redirect
 from engram.errors import EngramError
 from engram.server.routes_admin import WebhookBody, WebhookPatch
 from engram.server.worker import iso
@@ -19,149 +19,171 @@ from engram.types import SCOPE_FIELDS
 MAX_IMPORT = 10_000
 
 
-def settings_router(dash: Dashboard) -> APIRouter:
-    router = APIRouter(include_in_schema=False)
-    Look = Annotated[Viewer, Depends(dash.viewer)]
+router = APIRouter(include_in_schema=False)
+
+
+async def page(request: Request, viewer: Viewer, **extra: Any) -> Response:
+    """The settings page (``extra``: a key just created, shown once)."""
+    dash = dashboard_of(request)
     state = dash.server.state
+    values: dict[str, Any] = {"keys": [], "hooks": [], "project": {}, "event_types": WEBHOOK_EVENT_TYPES}
+    if viewer.project_id is not None:
+        values["keys"] = await state.list_keys(viewer.project_id)
+        hooks = await state.list_webhooks(viewer.project_id)
+        values["hooks"] = [(h, (await state.list_deliveries(h.id))[-10:][::-1]) for h in hooks]
+        values["project"] = await state.get_project_settings(viewer.project_id)
+    values["categories_json"] = json.dumps(values["project"].get("custom_categories") or [], indent=2)
+    values.update(extra)
+    return dash.render(request, "settings.html", viewer, **values)
 
-    async def page(request: Request, viewer: Viewer, **extra: Any) -> Response:
-        values: dict[str, Any] = {"keys": [], "hooks": [], "project": {}, "event_types": WEBHOOK_EVENT_TYPES}
-        if viewer.project_id is not None:
-            values["keys"] = await state.list_keys(viewer.project_id)
-            hooks = await state.list_webhooks(viewer.project_id)
-            values["hooks"] = [(h, (await state.list_deliveries(h.id))[-10:][::-1]) for h in hooks]
-            values["project"] = await state.get_project_settings(viewer.project_id)
-        values["categories_json"] = json.dumps(values["project"].get("custom_categories") or [], indent=2)
-        values.update(extra)
-        return dash.render(request, "settings.html", viewer, **values)
 
-    @router.get("/settings", response_class=HTMLResponse)
-    async def settings(request: Request, viewer: Look) -> Response:
-        return await page(request, viewer, new_key=None)
+@router.get("/settings", response_class=HTMLResponse)
+async def settings(request: Request, viewer: Look) -> Response:
+    return await page(request, viewer, new_key=None)
 
-    def project_of(viewer: Viewer) -> str:
-        if viewer.project_id is None:
-            raise EngramError("engram ui has no project: API keys and webhooks belong to `engram serve`.")
-        return viewer.project_id
 
-    @router.post("/settings/keys", response_class=HTMLResponse)
-    async def create_key(request: Request) -> Response:
-        viewer, form = await dash.writer(request)
-        try:
-            name = str(form.get("name") or "").strip()[:200] or None
-            key = await state.create_key(
-                project_of(viewer), name=name, read_only=form.get("read_only") == "1"
-            )
-        except EngramError as e:
-            return redirect("/settings", e.message, "error")
-        return await page(request, viewer, new_key=key)  # shown once, never stored in clear
+def project_of(viewer: Viewer) -> str:
+    if viewer.project_id is None:
+        raise EngramError("engram ui has no project: API keys and webhooks belong to `engram serve`.")
+    return viewer.project_id
 
-    @router.post("/settings/keys/{key_id}/revoke")
-    async def revoke_key(request: Request, key_id: str) -> Response:
-        viewer, _ = await dash.writer(request)
-        try:
-            own = {k.id for k in await state.list_keys(project_of(viewer))}
-        except EngramError as e:
-            return redirect("/settings", e.message, "error")
-        if key_id not in own or not await state.revoke_key(key_id):
-            return redirect("/settings", f"Key {key_id} not found or already revoked.", "error")
-        return redirect("/settings", f"Key {key_id} revoked.")
 
-    @router.post("/settings/project")
-    async def project_settings(request: Request) -> Response:
-        viewer, form = await dash.writer(request)
-        try:
-            categories = json.loads(str(form.get("custom_categories") or "[]"))
-            if not isinstance(categories, list):
-                raise ValueError("a JSON list is expected")
-        except ValueError as e:
-            return redirect("/settings", f"Categories: {e}", "error")
-        instructions = str(form.get("custom_instructions") or "").strip()[:20_000] or None
-        try:
-            changes = {"custom_instructions": instructions, "custom_categories": categories or None}
-            await state.update_project_settings(project_of(viewer), changes)
-        except EngramError as e:
-            return redirect("/settings", e.message, "error")
-        return redirect("/settings", "Project settings saved.")
+@router.post("/settings/keys", response_class=HTMLResponse)
+async def create_key(request: Request) -> Response:
+    dash = dashboard_of(request)
+    state = dash.server.state
+    viewer, form = await dash.writer(request)
+    try:
+        name = str(form.get("name") or "").strip()[:200] or None
+        key = await state.create_key(project_of(viewer), name=name, read_only=form.get("read_only") == "1")
+    except EngramError as e:
+        return redirect("/settings", e.message, "error")
+    return await page(request, viewer, new_key=key)  # shown once, never stored in clear
 
-    @router.post("/settings/webhooks")
-    async def create_webhook(request: Request) -> Response:
-        viewer, form = await dash.writer(request)
-        try:
-            body = WebhookBody(name=form.get("name"), url=form.get("url"), event_types=_types(form))
-            hook = await state.create_webhook(project_of(viewer), body.name, body.url, body.event_types)
-        except PydanticValidationError as e:
-            return redirect("/settings", _problems(e), "error")
-        except EngramError as e:
-            return redirect("/settings", e.message, "error")
-        return redirect("/settings", f"Webhook {hook.name} created; its signing secret is {hook.secret}")
 
-    @router.post("/settings/webhooks/{hook_id}")
-    async def update_webhook(request: Request, hook_id: int) -> Response:
-        viewer, form = await dash.writer(request)
-        try:
-            patch = WebhookPatch(
-                name=form.get("name"),
-                url=form.get("url"),
-                event_types=_types(form),
-                is_active=form.get("is_active") == "1",
-            )
-            changes = patch.model_dump(exclude_none=True)
-            hook = await state.update_webhook(project_of(viewer), hook_id, changes)
-        except PydanticValidationError as e:
-            return redirect("/settings", _problems(e), "error")
-        except EngramError as e:
-            return redirect("/settings", e.message, "error")
-        if hook is None:
-            return redirect("/settings", f"Webhook {hook_id} not found.", "error")
-        return redirect("/settings", f"Webhook {hook.name} saved.")
+@router.post("/settings/keys/{key_id}/revoke")
+async def revoke_key(request: Request, key_id: str) -> Response:
+    dash = dashboard_of(request)
+    state = dash.server.state
+    viewer, _ = await dash.writer(request)
+    try:
+        own = {k.id for k in await state.list_keys(project_of(viewer))}
+    except EngramError as e:
+        return redirect("/settings", e.message, "error")
+    if key_id not in own or not await state.revoke_key(key_id):
+        return redirect("/settings", f"Key {key_id} not found or already revoked.", "error")
+    return redirect("/settings", f"Key {key_id} revoked.")
 
-    @router.post("/settings/webhooks/{hook_id}/delete")
-    async def delete_webhook(request: Request, hook_id: int) -> Response:
-        viewer, _ = await dash.writer(request)
-        try:
-            gone = await state.delete_webhook(project_of(viewer), hook_id)
-        except EngramError as e:
-            return redirect("/settings", e.message, "error")
-        return redirect("/settings", "Webhook deleted." if gone else f"Webhook {hook_id} not found.")
 
-    @router.post("/settings/webhooks/{hook_id}/test")
-    async def test_webhook(request: Request, hook_id: int) -> Response:
-        viewer, _ = await dash.writer(request)
-        try:
-            project_id = project_of(viewer)
-        except EngramError as e:
-            return redirect("/settings", e.message, "error")
-        hook = await state.get_webhook(project_id, hook_id)
-        if hook is None:
-            return redirect("/settings", f"Webhook {hook_id} not found.", "error")
-        if not hook.is_active:
-            return redirect("/settings", f"Webhook {hook.name} is paused: activate it to test it.", "error")
-        body = {
-            "event_details": {"id": None, "data": {"memory": "engram test delivery"}, "event": "TEST"},
-            "event_type": "test",
-            "project_id": project_id,
-            "webhook_id": hook.id,
-            "timestamp": iso(time.time()),
-        }
-        await state.enqueue(project_id, "WEBHOOK", {"webhook_id": hook.id, "body": body})
-        dash.server.runner.wake.set()
-        return redirect("/settings", f"Test delivery to {hook.url} queued; reload to see its result.")
+@router.post("/settings/project")
+async def project_settings(request: Request) -> Response:
+    dash = dashboard_of(request)
+    state = dash.server.state
+    viewer, form = await dash.writer(request)
+    try:
+        categories = json.loads(str(form.get("custom_categories") or "[]"))
+        if not isinstance(categories, list):
+            raise ValueError("a JSON list is expected")
+    except ValueError as e:
+        return redirect("/settings", f"Categories: {e}", "error")
+    instructions = str(form.get("custom_instructions") or "").strip()[:20_000] or None
+    try:
+        changes = {"custom_instructions": instructions, "custom_categories": categories or None}
+        await state.update_project_settings(project_of(viewer), changes)
+    except EngramError as e:
+        return redirect("/settings", e.message, "error")
+    return redirect("/settings", "Project settings saved.")
 
-    @router.post("/settings/import")
-    async def import_memories(request: Request) -> Response:
-        viewer, form = await dash.writer(request)
-        upload = form.get("file")
-        try:
-            raw = await upload.read() if isinstance(upload, UploadFile) else b""
-            items = _import_items(json.loads(raw or b"null"))
-        except ValueError as e:
-            return redirect("/settings", f"Import: {e}", "error")
-        added, skipped = await _import(viewer, items)
-        message = f"Imported {added} memories ({skipped} skipped: already there or unusable)."
-        return redirect("/settings", message)
 
-    return router
+@router.post("/settings/webhooks")
+async def create_webhook(request: Request) -> Response:
+    dash = dashboard_of(request)
+    state = dash.server.state
+    viewer, form = await dash.writer(request)
+    try:
+        body = WebhookBody(name=form.get("name"), url=form.get("url"), event_types=_types(form))
+        hook = await state.create_webhook(project_of(viewer), body.name, body.url, body.event_types)
+    except PydanticValidationError as e:
+        return redirect("/settings", _problems(e), "error")
+    except EngramError as e:
+        return redirect("/settings", e.message, "error")
+    return redirect("/settings", f"Webhook {hook.name} created; its signing secret is {hook.secret}")
+
+
+@router.post("/settings/webhooks/{hook_id}")
+async def update_webhook(request: Request, hook_id: int) -> Response:
+    dash = dashboard_of(request)
+    state = dash.server.state
+    viewer, form = await dash.writer(request)
+    try:
+        patch = WebhookPatch(
+            name=form.get("name"),
+            url=form.get("url"),
+            event_types=_types(form),
+            is_active=form.get("is_active") == "1",
+        )
+        changes = patch.model_dump(exclude_none=True)
+        hook = await state.update_webhook(project_of(viewer), hook_id, changes)
+    except PydanticValidationError as e:
+        return redirect("/settings", _problems(e), "error")
+    except EngramError as e:
+        return redirect("/settings", e.message, "error")
+    if hook is None:
+        return redirect("/settings", f"Webhook {hook_id} not found.", "error")
+    return redirect("/settings", f"Webhook {hook.name} saved.")
+
+
+@router.post("/settings/webhooks/{hook_id}/delete")
+async def delete_webhook(request: Request, hook_id: int) -> Response:
+    dash = dashboard_of(request)
+    state = dash.server.state
+    viewer, _ = await dash.writer(request)
+    try:
+        gone = await state.delete_webhook(project_of(viewer), hook_id)
+    except EngramError as e:
+        return redirect("/settings", e.message, "error")
+    return redirect("/settings", "Webhook deleted." if gone else f"Webhook {hook_id} not found.")
+
+
+@router.post("/settings/webhooks/{hook_id}/test")
+async def test_webhook(request: Request, hook_id: int) -> Response:
+    dash = dashboard_of(request)
+    state = dash.server.state
+    viewer, _ = await dash.writer(request)
+    try:
+        project_id = project_of(viewer)
+    except EngramError as e:
+        return redirect("/settings", e.message, "error")
+    hook = await state.get_webhook(project_id, hook_id)
+    if hook is None:
+        return redirect("/settings", f"Webhook {hook_id} not found.", "error")
+    if not hook.is_active:
+        return redirect("/settings", f"Webhook {hook.name} is paused: activate it to test it.", "error")
+    body = {
+        "event_details": {"id": None, "data": {"memory": "engram test delivery"}, "event": "TEST"},
+        "event_type": "test",
+        "project_id": project_id,
+        "webhook_id": hook.id,
+        "timestamp": iso(time.time()),
+    }
+    await state.enqueue(project_id, "WEBHOOK", {"webhook_id": hook.id, "body": body})
+    dash.server.runner.wake.set()
+    return redirect("/settings", f"Test delivery to {hook.url} queued; reload to see its result.")
+
+
+@router.post("/settings/import")
+async def import_memories(request: Request) -> Response:
+    dash = dashboard_of(request)
+    viewer, form = await dash.writer(request)
+    upload = form.get("file")
+    try:
+        raw = await upload.read() if isinstance(upload, UploadFile) else b""
+        items = _import_items(json.loads(raw or b"null"))
+    except ValueError as e:
+        return redirect("/settings", f"Import: {e}", "error")
+    added, skipped = await _import(viewer, items)
+    message = f"Imported {added} memories ({skipped} skipped: already there or unusable)."
+    return redirect("/settings", message)
 
 
 def _types(form: dict[str, Any]) -> list[str]:
