@@ -36,18 +36,12 @@ class ListQuery:
 
     @classmethod
     def from_params(cls, params: Any) -> ListQuery:
-        def number(name: str, default: int, low: int, high: int) -> int:
-            try:
-                return max(low, min(high, int(params.get(name) or default)))
-            except ValueError:
-                return default
-
-        size = number("size", 25, 1, 100)
+        size = int_param(params, "size", 25, 1, 100)
         return cls(
             filter=str(params.get("filter") or "")[:2000],
             sort=params.get("sort") if params.get("sort") in SORTS else "observed",
             desc=params.get("dir") != "asc",
-            page=number("page", 1, 1, 10**6),
+            page=int_param(params, "page", 1, 1, 10**6),
             size=size if size in PAGE_SIZES else 25,
             superseded=params.get("superseded") == "1",
             expired=params.get("expired") == "1",
@@ -66,6 +60,12 @@ class ListQuery:
             **changes,
         }
         return {k: v for k, v in values.items() if v not in ("", None)}
+
+
+def int_param(params: Any, name: str, default: int, low: int, high: int) -> int:
+    """An integer URL parameter clamped to [low, high]; ``default`` when absent or not a number."""
+    raw = str(params.get(name) or "")
+    return max(low, min(high, int(raw))) if raw.isdigit() else default
 
 
 @dataclass

@@ -13,6 +13,7 @@ from engram.dashboard.data import (
     adds_per_day,
     entity_rows,
     entity_summary,
+    int_param,
     last_days,
     queue_counts,
     store_description,
@@ -148,11 +149,7 @@ async def events(request: Request, viewer: Look) -> Response:
         return dash.render(request, "events.html", viewer, rows=[], total=0, status=None, page=1, pages=1)
     status = request.query_params.get("status")
     status = status if status in EVENT_STATUSES else None
-    page = (
-        max(1, int(request.query_params.get("page") or 1))
-        if str(request.query_params.get("page") or "1").isdigit()
-        else 1
-    )
+    page = int_param(request.query_params, "page", 1, 1, 10**6)
     jobs, total = await dash.server.state.list_jobs(
         viewer.project_id, kind="ADD", status=status, limit=50, offset=(page - 1) * 50
     )
