@@ -56,7 +56,7 @@ def main() -> None:
             browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
             shots = [
                 ("login", "/login", "light", (1100, 560), False),
-                ("overview", "/", "light", (1200, 1050), True),
+                ("overview", "/", "light", (1200, 960), True),
                 ("memories", "/memories?q=what+movies+does+alice+like", "light", (1200, 760), True),
                 ("memory", f"/memories/{alice['id']}", "dark", (1200, 900), True),
                 ("entities", "/entities", "light", (1200, 560), True),

@@ -169,6 +169,27 @@ def test_webhooks_project_settings_export_and_import(site: Site) -> None:
         assert "Bob is allergic to peanuts" in other.get("/memories").text
 
 
+def test_selected_rows_export_and_delete(site: Site) -> None:
+    with site.api() as api:
+        body = {"messages": "Eve keeps bees", "user_id": "eve", "infer": False, "async_mode": False}
+        api.post("/v3/memories/add/", json=body).raise_for_status()
+        body = {**body, "messages": "Eve sells honey"}
+        api.post("/v3/memories/add/", json=body).raise_for_status()
+    ids = [str(m["id"]) for m in site.memories(user_id="eve")]
+    with sign_in(site.url, site.key_a) as client:
+        token = csrf_of(client.get("/memories").text)
+        form = {"csrf_token": token, "ids": ids, "back_query": "filter=user%3Aeve"}
+        exported = client.post("/memories/bulk", data={**form, "action": "export"}).json()
+        assert sorted(m["memory"] for m in exported["memories"]) == ["Eve keeps bees", "Eve sells honey"]
+        nothing = client.post(
+            "/memories/bulk", data={**form, "ids": [], "action": "delete"}, follow_redirects=True
+        )
+        assert "Select at least one memory first." in nothing.text
+        page = client.post("/memories/bulk", data={**form, "action": "delete"}, follow_redirects=True)
+        assert "Deleted 2 memories." in page.text and "0 memories" in page.text
+    assert site.memories(user_id="eve") == []
+
+
 def test_engram_ui_shows_the_quickstart_memories(tmp_path: Path) -> None:
     env = {**os.environ, "ENGRAM_HOME": str(tmp_path)}
     env.pop("ENGRAM_DATABASE_URL", None)
