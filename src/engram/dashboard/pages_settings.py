@@ -1,7 +1,9 @@
 """Settings for project admins: API keys, webhooks, custom instructions and categories, export/import."""
 
+import functools
 import json
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -9,7 +11,7 @@ from fastapi.responses import HTMLResponse, Response
 from pydantic import ValidationError as PydanticValidationError
 from starlette.datastructures import UploadFile
 
-from engram.dashboard.context import Look, Viewer, dashboard_of, redirect
+from engram.dashboard.context import Dashboard, Look, Viewer, dashboard_of, redirect
 from engram.errors import EngramError
 from engram.server.routes_admin import WebhookBody, WebhookPatch
 from engram.server.worker import iso
@@ -42,44 +44,57 @@ async def settings(request: Request, viewer: Look) -> Response:
     return await page(request, viewer, new_key=None)
 
 
-def project_of(viewer: Viewer) -> str:
+Handler = Callable[..., Awaitable[Response]]
+
+
+def flash_errors(handler: Handler) -> Handler:
+    """Show a refused change (bad input, no project) as a message on the settings page."""
+
+    @functools.wraps(handler)
+    async def run(*args: Any, **kwargs: Any) -> Response:
+        try:
+            return await handler(*args, **kwargs)
+        except PydanticValidationError as e:
+            return redirect("/settings", _problems(e), "error")
+        except EngramError as e:
+            return redirect("/settings", e.message, "error")
+
+    return run
+
+
+async def admin(request: Request) -> tuple[Dashboard, Viewer, dict[str, Any], str]:
+    """The dashboard, a viewer allowed to change things, the posted form and the viewer's project."""
+    dash = dashboard_of(request)
+    viewer, form = await dash.writer(request)
     if viewer.project_id is None:
         raise EngramError("engram ui has no project: API keys and webhooks belong to `engram serve`.")
-    return viewer.project_id
+    return dash, viewer, form, viewer.project_id
 
 
 @router.post("/settings/keys", response_class=HTMLResponse)
+@flash_errors
 async def create_key(request: Request) -> Response:
-    dash = dashboard_of(request)
-    state = dash.server.state
-    viewer, form = await dash.writer(request)
-    try:
-        name = str(form.get("name") or "").strip()[:200] or None
-        key = await state.create_key(project_of(viewer), name=name, read_only=form.get("read_only") == "1")
-    except EngramError as e:
-        return redirect("/settings", e.message, "error")
+    dash, viewer, form, project_id = await admin(request)
+    name = str(form.get("name") or "").strip()[:200] or None
+    key = await dash.server.state.create_key(project_id, name=name, read_only=form.get("read_only") == "1")
     return await page(request, viewer, new_key=key)  # shown once, never stored in clear
 
 
 @router.post("/settings/keys/{key_id}/revoke")
+@flash_errors
 async def revoke_key(request: Request, key_id: str) -> Response:
-    dash = dashboard_of(request)
+    dash, _, _, project_id = await admin(request)
     state = dash.server.state
-    viewer, _ = await dash.writer(request)
-    try:
-        own = {k.id for k in await state.list_keys(project_of(viewer))}
-    except EngramError as e:
-        return redirect("/settings", e.message, "error")
+    own = {k.id for k in await state.list_keys(project_id)}
     if key_id not in own or not await state.revoke_key(key_id):
         return redirect("/settings", f"Key {key_id} not found or already revoked.", "error")
     return redirect("/settings", f"Key {key_id} revoked.")
 
 
 @router.post("/settings/project")
+@flash_errors
 async def project_settings(request: Request) -> Response:
-    dash = dashboard_of(request)
-    state = dash.server.state
-    viewer, form = await dash.writer(request)
+    dash, _, form, project_id = await admin(request)
     try:
         categories = json.loads(str(form.get("custom_categories") or "[]"))
         if not isinstance(categories, list):
@@ -87,74 +102,49 @@ async def project_settings(request: Request) -> Response:
     except ValueError as e:
         return redirect("/settings", f"Categories: {e}", "error")
     instructions = str(form.get("custom_instructions") or "").strip()[:20_000] or None
-    try:
-        changes = {"custom_instructions": instructions, "custom_categories": categories or None}
-        await state.update_project_settings(project_of(viewer), changes)
-    except EngramError as e:
-        return redirect("/settings", e.message, "error")
+    changes = {"custom_instructions": instructions, "custom_categories": categories or None}
+    await dash.server.state.update_project_settings(project_id, changes)
     return redirect("/settings", "Project settings saved.")
 
 
 @router.post("/settings/webhooks")
+@flash_errors
 async def create_webhook(request: Request) -> Response:
-    dash = dashboard_of(request)
-    state = dash.server.state
-    viewer, form = await dash.writer(request)
-    try:
-        body = WebhookBody(name=form.get("name"), url=form.get("url"), event_types=_types(form))
-        hook = await state.create_webhook(project_of(viewer), body.name, body.url, body.event_types)
-    except PydanticValidationError as e:
-        return redirect("/settings", _problems(e), "error")
-    except EngramError as e:
-        return redirect("/settings", e.message, "error")
+    dash, _, form, project_id = await admin(request)
+    body = WebhookBody(name=form.get("name"), url=form.get("url"), event_types=_types(form))
+    hook = await dash.server.state.create_webhook(project_id, body.name, body.url, body.event_types)
     return redirect("/settings", f"Webhook {hook.name} created; its signing secret is {hook.secret}")
 
 
 @router.post("/settings/webhooks/{hook_id}")
+@flash_errors
 async def update_webhook(request: Request, hook_id: int) -> Response:
-    dash = dashboard_of(request)
-    state = dash.server.state
-    viewer, form = await dash.writer(request)
-    try:
-        patch = WebhookPatch(
-            name=form.get("name"),
-            url=form.get("url"),
-            event_types=_types(form),
-            is_active=form.get("is_active") == "1",
-        )
-        changes = patch.model_dump(exclude_none=True)
-        hook = await state.update_webhook(project_of(viewer), hook_id, changes)
-    except PydanticValidationError as e:
-        return redirect("/settings", _problems(e), "error")
-    except EngramError as e:
-        return redirect("/settings", e.message, "error")
+    dash, _, form, project_id = await admin(request)
+    patch = WebhookPatch(
+        name=form.get("name"),
+        url=form.get("url"),
+        event_types=_types(form),
+        is_active=form.get("is_active") == "1",
+    )
+    hook = await dash.server.state.update_webhook(project_id, hook_id, patch.model_dump(exclude_none=True))
     if hook is None:
         return redirect("/settings", f"Webhook {hook_id} not found.", "error")
     return redirect("/settings", f"Webhook {hook.name} saved.")
 
 
 @router.post("/settings/webhooks/{hook_id}/delete")
+@flash_errors
 async def delete_webhook(request: Request, hook_id: int) -> Response:
-    dash = dashboard_of(request)
-    state = dash.server.state
-    viewer, _ = await dash.writer(request)
-    try:
-        gone = await state.delete_webhook(project_of(viewer), hook_id)
-    except EngramError as e:
-        return redirect("/settings", e.message, "error")
+    dash, _, _, project_id = await admin(request)
+    gone = await dash.server.state.delete_webhook(project_id, hook_id)
     return redirect("/settings", "Webhook deleted." if gone else f"Webhook {hook_id} not found.")
 
 
 @router.post("/settings/webhooks/{hook_id}/test")
+@flash_errors
 async def test_webhook(request: Request, hook_id: int) -> Response:
-    dash = dashboard_of(request)
-    state = dash.server.state
-    viewer, _ = await dash.writer(request)
-    try:
-        project_id = project_of(viewer)
-    except EngramError as e:
-        return redirect("/settings", e.message, "error")
-    hook = await state.get_webhook(project_id, hook_id)
+    dash, _, _, project_id = await admin(request)
+    hook = await dash.server.state.get_webhook(project_id, hook_id)
     if hook is None:
         return redirect("/settings", f"Webhook {hook_id} not found.", "error")
     if not hook.is_active:
@@ -166,15 +156,14 @@ async def test_webhook(request: Request, hook_id: int) -> Response:
         "webhook_id": hook.id,
         "timestamp": iso(time.time()),
     }
-    await state.enqueue(project_id, "WEBHOOK", {"webhook_id": hook.id, "body": body})
+    await dash.server.state.enqueue(project_id, "WEBHOOK", {"webhook_id": hook.id, "body": body})
     dash.server.runner.wake.set()
     return redirect("/settings", f"Test delivery to {hook.url} queued; reload to see its result.")
 
 
 @router.post("/settings/import")
 async def import_memories(request: Request) -> Response:
-    dash = dashboard_of(request)
-    viewer, form = await dash.writer(request)
+    viewer, form = await dashboard_of(request).writer(request)
     upload = form.get("file")
     try:
         raw = await upload.read() if isinstance(upload, UploadFile) else b""
