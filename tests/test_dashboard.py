@@ -9,7 +9,7 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -19,9 +19,13 @@ sys.path.insert(0, str(Path(__file__).parent / "server"))
 from dashhelpers import SCRIPT_TEXT, Site, csrf_of, running_site, sign_in
 from srvhelpers import free_port
 
+from engram import AsyncMemory
+from engram.dashboard.data import ListQuery, entity_rows, list_memories, search_memories
 from engram.dashboard.filterlang import parse_filter_box
 from engram.dashboard.security import Signer, csrf_ok, new_session
+from engram.embedders.fake import FakeEmbedder
 from engram.errors import FilterError
+from engram.interfaces import Store
 
 PAGES = ["/", "/memories", "/memories?q=movies", "/entities", "/entities/user/alice", "/events", "/settings"]
 
@@ -257,13 +261,11 @@ def test_signed_sessions_refuse_tampering_and_age() -> None:
     assert not csrf_ok(loaded, "wrong") and not csrf_ok(None, session.csrf)
 
 
-async def test_table_pages_and_sorts_both_ways(tmp_path: Path) -> None:
-    from engram import AsyncMemory
-    from engram.dashboard.data import ListQuery, entity_rows, list_memories
-    from engram.embedders.fake import FakeEmbedder
-    from engram.stores.sqlite import SQLiteStore
-
-    memory = AsyncMemory(store=SQLiteStore(path=tmp_path / "m.db"), embedder=FakeEmbedder())
+async def test_table_pages_sorts_and_searches_every_scope(
+    store_factory: Callable[[], Store], embedder: FakeEmbedder
+) -> None:
+    """On both stores: the whole namespace, paged both ways, sorted, matched, searched."""
+    memory = AsyncMemory(store=store_factory(), embedder=embedder)
     try:
         for i in range(30):
             user = "ann" if i % 3 else "ben"
@@ -284,5 +286,9 @@ async def test_table_pages_and_sorts_both_ways(tmp_path: Path) -> None:
         ]
         rows = await entity_rows(memory, None, None)
         assert [(r.type, r.name, r.memories) for r in rows] == [("user", "ann", 20), ("user", "ben", 10)]
+        hits = await search_memories(memory, "note 07", parse_filter_box(""), ListQuery())
+        assert hits[0]["memory"] == "note 07" and {h["user_id"] for h in hits} == {"ann", "ben"}
+        only_ben = await search_memories(memory, "note 07", parse_filter_box("user:ben"), ListQuery())
+        assert {h["user_id"] for h in only_ben} == {"ben"}
     finally:
         await memory.close()
