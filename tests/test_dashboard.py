@@ -17,7 +17,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent / "server"))
 from dashhelpers import SCRIPT_TEXT, Site, csrf_of, running_site, sign_in
-from srvhelpers import free_port
+from srvhelpers import free_port, make_key
 
 from engram import AsyncMemory
 from engram.dashboard.data import ListQuery, entity_rows, list_memories, search_memories
@@ -292,3 +292,46 @@ async def test_table_pages_sorts_and_searches_every_scope(
         assert {h["user_id"] for h in only_ben} == {"ben"}
     finally:
         await memory.close()
+
+
+def test_memory_page_links_supersession_both_ways(tmp_path: Path) -> None:
+    """In process (a scripted LLM decides the supersession): each memory links the other."""
+    from fastapi.testclient import TestClient
+
+    from engram.llms.scripted import ScriptedLLM
+    from engram.server.app import create_app
+    from engram.server.settings import ServerSettings
+    from engram.stores.sqlite import SQLiteStore
+
+    def fact(text: str, supersedes: list[str]) -> str:
+        item = {
+            "text": text,
+            "source_message_ids": ["m1"],
+            "attributed_to": "alice",
+            "supersedes": supersedes,
+        }
+        return json.dumps({"facts": [item]})
+
+    def madrid(messages: list[dict[str, str]]) -> str:
+        old = re.search(r"- (r\d+): [^\n]*Berlin", messages[-1]["content"])
+        assert old is not None
+        return fact("Alice lives in Madrid", [old.group(1)])
+
+    llm = ScriptedLLM([fact("Alice lives in Berlin", []), madrid])
+    engine = AsyncMemory(store=SQLiteStore(path=tmp_path / "engram.db"), embedder=FakeEmbedder(), llm=llm)
+    settings = ServerSettings(home=tmp_path, worker_tasks=0, rate_limit_per_minute=0)
+    key, _, _ = make_key(tmp_path / "server.db", "acme", "moves")
+    with TestClient(create_app(settings, engine=engine)) as client:
+        ids = []
+        for text in ("I live in Berlin.", "I just moved to Madrid!"):
+            body = {"messages": text, "user_id": "alice", "async_mode": False}
+            answer = client.post("/v3/memories/add/", json=body, headers={"Authorization": f"Token {key}"})
+            ids.append(answer.json()["results"][0]["id"])
+        token = csrf_of(client.get("/login").text)
+        client.post("/login", data={"csrf_token": token, "api_key": key})
+        berlin = client.get(f"/memories/{ids[0]}").text
+        assert "Superseded by" in berlin and f'href="/memories/{ids[1]}"' in berlin
+        assert "SUPERSEDE" in berlin and "Alice lives in Madrid" in berlin
+        moved = client.get(f"/memories/{ids[1]}").text
+        assert "Replaced" in moved and f'<a href="/memories/{ids[0]}">Alice lives in Berlin</a>' in moved
+        assert "I just moved to Madrid!" in moved  # its source message
