@@ -52,6 +52,12 @@ def main() -> None:
     try:
         _seed(site)
         alice = next(m for m in site.memories(user_id="alice") if "sci-fi" in str(m["memory"]))
+        with site.api() as api:  # an edit, so that the history shows more than the ADD
+            change = {
+                "text": "alice loves sci-fi movies, especially space operas",
+                "metadata": {"genre": "sci-fi"},
+            }
+            api.put(f"/v1/memories/{alice['id']}/", json=change).raise_for_status()
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
             shots = [
