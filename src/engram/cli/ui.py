@@ -24,7 +24,6 @@ def ui_command(
 
         raise MissingDependencyError(e.name or "fastapi", "server") from e
     settings = ServerSettings.from_env(host="127.0.0.1", port=port, worker_tasks=0)
-    settings = settings.model_copy(update={"host": "127.0.0.1", "port": port})
     app = create_app(settings, dashboard="local")
     url = f"http://127.0.0.1:{port}/"
     typer.echo(f"engram ui: {url} (Ctrl+C to stop)")
