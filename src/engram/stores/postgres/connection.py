@@ -16,9 +16,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
-from engram.errors import ConfigError, ConflictError, EngramError, StoreError
+from engram.errors import ConfigError, ConflictError, EngramError, MissingDependencyError, StoreError
 from engram.stores.postgres.rows import PostgresSettings
-from engram.types import EmbedderInfo, Vector
+from engram.types import EmbedderInfo
 
 T = TypeVar("T")
 _RETRIES = 6
@@ -63,6 +63,46 @@ class PostgresConnection:
         if self._pool_obj is None:
             raise StoreError("The store is not open; call open() first (AsyncMemory does this for you)")
         return self._pool_obj
+
+    async def _open_pools(self, name: str, *, vectors: bool = True, **options: Any) -> tuple[Any, Any]:
+        """Open the primary's pool and, with a ``read_url``, the replica's (``options``: connection
+        keyword arguments such as ``row_factory``); psycopg's errors propagate (wrap in ``_guard``)."""
+        try:
+            from pgvector.psycopg import register_vector_async
+            from psycopg_pool import AsyncConnectionPool
+        except ImportError as e:
+            raise MissingDependencyError(e.name or "psycopg", "postgres") from e
+
+        async def configure(conn: Any) -> None:
+            await register_vector_async(conn)
+
+        options = {"autocommit": True, **options}
+        if not self.settings.prepared_statements:
+            options["prepare_threshold"] = None
+        pools: list[Any] = []
+        for role, target in (("primary", self._url()), ("replica", self._read_url())):
+            if target is None:
+                continue
+            pool = AsyncConnectionPool(
+                target, min_size=self.settings.min_pool_size, max_size=self.settings.max_pool_size,
+                timeout=self.settings.pool_timeout, kwargs=options, configure=configure if vectors else None,
+                open=False, name=f"{name}-{self._s}-{role}",
+            )  # fmt: skip
+            pools.append(pool)
+            try:
+                await pool.open(wait=self.settings.min_pool_size > 0, timeout=self.settings.pool_timeout)
+            except Exception:
+                for opened in pools:
+                    await opened.close()
+                raise
+        return pools[0], pools[1] if len(pools) > 1 else None
+
+    async def _close_pools(self) -> None:
+        pools = (self._pool_obj, self._read_pool_obj)
+        self._pool_obj = self._read_pool_obj = None
+        for pool in pools:
+            if pool is not None:
+                await pool.close()
 
     @asynccontextmanager
     async def _conn(self) -> AsyncIterator[Any]:
@@ -128,7 +168,3 @@ class PostgresConnection:
                     raise
             await asyncio.sleep(random.uniform(0, 0.01 * 2**attempt))
         raise AssertionError("unreachable")
-
-    def _check_dim(self, vector: Vector, field: str) -> None:
-        if vector.shape != (self._dim,):
-            raise StoreError(f"{field} has shape {vector.shape}; this store holds {self._dim}-d vectors")

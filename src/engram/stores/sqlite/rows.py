@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from engram.filters import FilterNode
+from engram.stores.sql.dialect import scope_clauses, visibility_clauses
 from engram.stores.sqlite.sql_filters import compile_filter
 from engram.types import SCOPE_FIELDS, Candidate, MemoryRecord, Scope, StoredMessage, Visibility
 
@@ -60,14 +61,9 @@ def scope_sql(scope: Scope) -> tuple[str, list[Any]]:
 def where_clause(
     namespace: str, scope: Scope, filters: FilterNode | None, visibility: Visibility
 ) -> tuple[str, list[Any]]:
-    scope_where, params = scope_sql(scope)
-    clauses = ["m.namespace = ?", "m.deleted_at IS NULL", scope_where]
-    params = [namespace, *params]
-    if not visibility.include_superseded:
-        clauses.append("m.superseded_by IS NULL")
-    if not visibility.show_expired:
-        clauses.append("(m.expires_at IS NULL OR m.expires_at >= ?)")
-        params.append(visibility.effective_today().isoformat())
+    """Scope, visibility and filters as one SQL condition over alias ``m``."""
+    clauses, params = scope_clauses(namespace, scope, "?")
+    clauses.extend(visibility_clauses(visibility, "?", params, iso=True))
     if filters is not None:
         sql, filter_params = compile_filter(filters)
         clauses.append(sql)
