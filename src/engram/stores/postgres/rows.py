@@ -21,20 +21,11 @@ MEMORY_COLUMNS = (
 MESSAGE_COLUMNS = "id, user_id, agent_id, app_id, run_id, role, name, content, observed_at, created_at"
 
 
-class PostgresSettings(BackendSettings):
-    """Settings of the PostgreSQL store."""
+class PostgresConnectionSettings(BackendSettings):
+    """How a PostgreSQL part of Engram connects (the store's and the server state's settings)."""
 
     url: SecretStr | None = Field(
         None, description="postgresql://user:password@host:5432/db; default $ENGRAM_DATABASE_URL"
-    )
-    read_url: SecretStr | None = Field(
-        None,
-        description="a streaming replica for searches and listings; default $ENGRAM_DATABASE_READ_URL",
-    )
-    read_your_writes_seconds: float = Field(
-        5.0,
-        ge=0,
-        description="after writing to a namespace, this process reads it from the primary this long",
     )
     schema_name: str = Field(
         "engram", pattern=SCHEMA_NAME_RE.pattern, description="schema holding Engram's tables"
@@ -45,6 +36,20 @@ class PostgresSettings(BackendSettings):
     prepared_statements: bool = Field(
         True,
         description="prepare frequent statements on the server; off behind PgBouncer in transaction mode",
+    )
+
+
+class PostgresSettings(PostgresConnectionSettings):
+    """Settings of the PostgreSQL store."""
+
+    read_url: SecretStr | None = Field(
+        None,
+        description="a streaming replica for searches and listings; default $ENGRAM_DATABASE_READ_URL",
+    )
+    read_your_writes_seconds: float = Field(
+        5.0,
+        ge=0,
+        description="after writing to a namespace, this process reads it from the primary this long",
     )
     hnsw: bool = Field(True, description="keep an HNSW index for scopes too large to scan exactly")
     exact_search_max_rows: int = Field(

@@ -80,7 +80,7 @@ class PostgresStore(PostgresConnection, SQLStore):
 
     async def _start(self) -> None:
         async with self._guard():
-            self._pool_obj, self._read_pool_obj = await self._open_pools("engram")
+            self._pool_obj, self._read_pool_obj = await self._open_pools("engram", read_url=self._read_url())
         self._note_write(None)  # the migrations may not have reached the replica yet
 
     async def close(self) -> None:

@@ -19,13 +19,13 @@ import numpy as np
 from pydantic import Field
 
 from engram.config import default_home
-from engram.errors import ConflictError, StoreError
+from engram.errors import StoreError
 from engram.filters import FilterNode
 from engram.interfaces import BackendSettings, HybridCandidates, cosines_of, keyword_only
 from engram.keywords import query_terms
 from engram.stores.sql.dialect import Query, Session, run_inline
 from engram.stores.sql.store import SQLStore
-from engram.stores.sqlite.connection import connect
+from engram.stores.sqlite.connection import connect, immediate, translated
 from engram.stores.sqlite.schema import migrate
 from engram.stores.sqlite.session import SQLiteSession, generation
 from engram.stores.sqlite.vector_cache import VectorCache
@@ -76,26 +76,16 @@ class SQLiteStore(SQLStore):
         """Run blocking store work in a worker thread, translating SQLite's errors."""
         if not self._opened:
             raise StoreError("The store is not open; call open() first (AsyncMemory does this for you)")
-        try:
+        with translated(self.path):
             return await asyncio.to_thread(fn, *args)
-        except sqlite3.IntegrityError as e:
-            raise ConflictError(f"The change conflicts with stored data: {e}") from e
-        except sqlite3.Error as e:
-            raise StoreError(f"SQLite error on {self.path}: {e}") from e
 
     @contextmanager
     def _write(self) -> Iterator[tuple[sqlite3.Connection, int]]:
         """One write transaction that also bumps the store generation; yields (conn, old generation)."""
-        conn = self._conn()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with immediate(self._conn()) as conn:
             old = generation(conn)
             conn.execute("UPDATE meta SET value = ? WHERE key = 'generation'", (str(old + 1),))
             yield conn, old
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
 
     def _session(self, conn: sqlite3.Connection) -> SQLiteSession:
         return SQLiteSession(conn, self._cache, self._dim)
@@ -129,18 +119,13 @@ class SQLiteStore(SQLStore):
         self.path.parent.mkdir(parents=True, exist_ok=True)
         conn = self._conn()
         migrate(conn)
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with immediate(conn):
             rows = dict(conn.execute("SELECT key, value FROM meta WHERE key IN ('embedder', 'dim')"))
             if not rows:
                 conn.executemany(
                     "INSERT INTO meta (key, value) VALUES (?, ?)",
                     [("embedder", embedder.name), ("dim", str(embedder.dim))],
                 )
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
         return rows
 
     async def _start(self) -> None:
