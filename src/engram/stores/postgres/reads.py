@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from engram.interfaces import ListPage
-from engram.stores.postgres.rows import MEMORY_COLUMNS, MESSAGE_COLUMNS, as_array, message, record, utc
+from engram.stores.postgres.rows import MEMORY_COLUMNS, as_array, message, record, utc
 from engram.stores.postgres.sql_filters import compile_filter
 from engram.stores.sql.dialect import Query, scope_clauses, visibility_clauses
+from engram.stores.sql.rows import MESSAGE_COLUMNS
 from engram.types import HistoryEntry, MemoryRecord, Scope, StoredMessage, Vector
 
 if TYPE_CHECKING:

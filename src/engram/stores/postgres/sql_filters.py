@@ -11,7 +11,7 @@ import json
 from typing import Any
 
 from engram.filters import FilterNode
-from engram.stores.sql.filters import CMP, FilterCompiler
+from engram.stores.sql.filters import FilterCompiler
 
 # The values inside an array at x.v (nothing for anything else).
 _ELEMENTS = "jsonb_array_elements(CASE WHEN jsonb_typeof(x.v) = 'array' THEN x.v ELSE '[]'::jsonb END)"
@@ -31,31 +31,18 @@ def _with_value(path: str, params: list[Any], body: str, body_params: list[Any])
 
 
 class PostgresFilters(FilterCompiler):
+    substring_template = "strpos({expr}, %s::text) > 0"
+    compare_template = '{col} COLLATE "C" {op} %s::text'  # byte-wise, like the embedded store
+    distinct_template = "{col} IS DISTINCT FROM %s::text"
+    date_compare_template = "{col} {op} %s::timestamptz"
+    date_distinct_template = "{col} IS DISTINCT FROM %s::timestamptz"
+
     def __init__(self, fold: str = "lower") -> None:
-        self._fold = fold
-
-    def fold(self, expr: str) -> str:
-        return f"{self._fold}({expr})"
-
-    def date_compare(self, col: str, op: str, value: Any, params: list[Any]) -> str:
-        params.append(value)
-        if op == "ne":
-            return f"{col} IS DISTINCT FROM %s::timestamptz"
-        return f"{col} {CMP[op]} %s::timestamptz"
-
-    def column_compare(self, col: str, op: str, value: Any, params: list[Any]) -> str:
-        params.append(value)
-        if op == "ne":
-            return f"{col} IS DISTINCT FROM %s::text"
-        return f'{col} COLLATE "C" {CMP[op]} %s::text'
+        self.fold_template = fold + "({expr})"
 
     def column_in(self, col: str, values: list[Any], params: list[Any]) -> str:
         params.append(values)
         return f"{col} = ANY(%s::text[])"
-
-    def substring(self, expr: str, needle: str, params: list[Any]) -> str:
-        params.append(needle)
-        return f"strpos({expr}, %s::text) > 0"
 
     def metadata_exists(self, path: str, params: list[Any]) -> str:
         return f"COALESCE(jsonb_typeof({_value(path, params)}), 'null') <> 'null'"

@@ -29,6 +29,10 @@ class PostgresStore(PostgresConnection, SQLStore):
     """The shared store for many servers and workers: one PostgreSQL database with pgvector."""
 
     Settings = PostgresSettings
+    _remedy = (
+        "point store.config.schema_name (or the URL) at a new schema, or drop that schema to start over "
+        "with the new embedder"
+    )
 
     async def _read(
         self, namespace: str, fn: Callable[[Session], Awaitable[T]], *, primary: bool = False
@@ -71,12 +75,8 @@ class PostgresStore(PostgresConnection, SQLStore):
             self._has_hnsw = await cur.fetchone() is not None
         return rows
 
-    def _mismatch_text(self) -> tuple[str, str]:
-        return (
-            f"The PostgreSQL store (schema {self._s!r})",
-            "point store.config.schema_name (or the URL) at a new schema, or drop that schema to start over "
-            "with the new embedder",
-        )
+    def _location(self) -> str:
+        return f"The PostgreSQL store (schema {self._s!r})"
 
     async def _start(self) -> None:
         async with self._guard():

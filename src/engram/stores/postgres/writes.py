@@ -15,8 +15,8 @@ import numpy as np
 
 from engram.stores.postgres import tokens
 from engram.stores.postgres.reads import PostgresReads
-from engram.stores.postgres.rows import digest
 from engram.stores.sql.dialect import Deleted, Locked, scope_clauses
+from engram.stores.sql.rows import content_digest
 from engram.types import EmbedderInfo, HistoryEntry, NewMemory, Scope, StoredMessage, Vector
 
 _CURRENT = "deleted_at IS NULL AND superseded_by IS NULL"
@@ -33,7 +33,7 @@ class PostgresWrites(PostgresReads):
                 "VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)",
                 [
                     (m.id, namespace, *m.scope.as_tuple(), m.scope.key(), m.role, m.name, m.content,
-                     digest(m.content), m.observed_at, m.created_at)
+                     content_digest(m.content), m.observed_at, m.created_at)
                     for m in messages
                 ],
             )  # fmt: skip
@@ -65,7 +65,7 @@ class PostgresWrites(PostgresReads):
             f"AND NOT EXISTS (SELECT 1 FROM {s}.history h WHERE h.memory_id = m.id AND h.event = 'UPDATE' "
             "AND h.old_memory IS DISTINCT FROM h.new_memory) "
             "ORDER BY m.seq LIMIT 1",
-            (namespace, mem.scope.key(), digest(mem.text), mem.text, batch_ids, today),
+            (namespace, mem.scope.key(), content_digest(mem.text), mem.text, batch_ids, today),
         )
         row = await cur.fetchone()
         return str(row[0]) if row else None

@@ -30,7 +30,14 @@ def checked_column(name: str) -> str:
 class FilterCompiler(ABC):
     """Compile a parsed filter tree to one SQL boolean over alias ``m``, with bound parameters only."""
 
-    false = "false"  # the dialect's false literal (conditions are COALESCEd to it)
+    # The simple leaves, as the dialect's SQL templates ({col}, {expr}, {op}: filled in here).
+    false = "false"  # the false literal (conditions are COALESCEd to it)
+    fold_template = "lower({expr})"  # case folding, the way Python's str.casefold does
+    substring_template = "strpos({expr}, %s) > 0"  # the text at {expr} holds the bound needle
+    compare_template = "{col} {op} %s"  # a text column against a bound value, byte-wise
+    distinct_template = "{col} IS DISTINCT FROM %s"  # ...and ``ne`` (NULL counts as different)
+    date_compare_template = "{col} {op} %s"  # a date column against a bound timestamp
+    date_distinct_template = "{col} IS DISTINCT FROM %s"
 
     def compile(self, node: FilterNode) -> tuple[str, list[Any]]:
         """SQL boolean expression (never NULL) and its parameters, in order."""
@@ -53,7 +60,10 @@ class FilterCompiler(ABC):
             col = DATE_COLUMNS[c.field.name]
             if c.op == "exists":
                 return f"{col} IS NOT NULL"
-            return self.date_compare(col, c.op, c.value, params)
+            params.append(self.date_value(c.value))
+            if c.op == "ne":
+                return self.date_distinct_template.format(col=col)
+            return self.date_compare_template.format(col=col, op=CMP[c.op])
         return self._metadata(c, params)
 
     def _column(self, col: str, c: Cond, params: list[Any]) -> str:
@@ -63,11 +73,21 @@ class FilterCompiler(ABC):
         if op in ("in", "nin"):
             inside = self.column_in(col, list(c.value), params)
             return inside if op == "in" else f"NOT COALESCE({inside}, {self.false})"
-        if op == "contains":
-            return self.substring(col, str(c.value), params)
-        if op == "icontains":
-            return self.substring(self.fold(col), str(c.value).casefold(), params)
-        return self.column_compare(col, op, c.value, params)
+        if op in ("contains", "icontains"):
+            folded = op == "icontains"
+            params.append(str(c.value).casefold() if folded else str(c.value))
+            return self.substring_template.format(expr=self.fold(col) if folded else col)
+        params.append(c.value)
+        if op == "ne":
+            return self.distinct_template.format(col=col)
+        return self.compare_template.format(col=col, op=CMP[op])
+
+    def fold(self, expr: str) -> str:
+        return self.fold_template.format(expr=expr)
+
+    def date_value(self, value: Any) -> Any:
+        """How a datetime is bound (as it is, unless the dialect stores it otherwise)."""
+        return value
 
     def _metadata(self, c: Cond, params: list[Any]) -> str:
         path = c.field.name
@@ -91,23 +111,7 @@ class FilterCompiler(ABC):
 
     # -- the leaves a dialect writes --------------------------------------------------------------
     @abstractmethod
-    def fold(self, expr: str) -> str:
-        """``expr`` case-folded the way Python's ``str.casefold`` does."""
-
-    @abstractmethod
-    def date_compare(self, col: str, op: str, value: Any, params: list[Any]) -> str:
-        """A date column against a datetime (``op`` is ``ne`` or one of :data:`CMP`)."""
-
-    @abstractmethod
-    def column_compare(self, col: str, op: str, value: Any, params: list[Any]) -> str:
-        """A text column against a value, byte-wise (``op`` is ``ne`` or one of :data:`CMP`)."""
-
-    @abstractmethod
     def column_in(self, col: str, values: list[Any], params: list[Any]) -> str: ...
-
-    @abstractmethod
-    def substring(self, expr: str, needle: str, params: list[Any]) -> str:
-        """True when ``needle`` occurs in the text ``expr``."""
 
     @abstractmethod
     def metadata_exists(self, path: str, params: list[Any]) -> str: ...

@@ -53,9 +53,11 @@ class SQLStore(Store):
     async def _start(self) -> None:
         """Become ready to serve (pools, flags) once the embedder is known to match."""
 
+    _remedy = "use a new store"  # what else the user can do when the embedder does not match
+
     @abstractmethod
-    def _mismatch_text(self) -> tuple[str, str]:
-        """(what this store is, what else the user can do) for the embedder-mismatch error."""
+    def _location(self) -> str:
+        """What this store is, for messages ("The store at ...")."""
 
     @abstractmethod
     async def _read(
@@ -70,7 +72,7 @@ class SQLStore(Store):
     # -- lifecycle ---------------------------------------------------------------------------------
     async def open(self, embedder: EmbedderInfo) -> None:
         stored = await self._prepare(embedder)
-        check_embedder(stored, embedder, *self._mismatch_text())
+        check_embedder(stored, embedder, self._location(), self._remedy)
         self._embedder = embedder
         self._dim = embedder.dim
         await self._start()

@@ -10,15 +10,12 @@ import numpy as np
 
 from engram.interfaces import ListPage
 from engram.stores.sql.dialect import Query
+from engram.stores.sql.rows import MESSAGE_COLUMNS, memory_columns
 from engram.stores.sqlite.rows import chunks, memory_from_row, message_from_row, where_clause
 from engram.stores.sqlite.vector_cache import VectorCache
 from engram.types import HistoryEntry, MemoryRecord, Scope, StoredMessage, Vector
 
-_MEMORY_COLUMNS = (
-    "m.id, m.text, m.hash, m.user_id, m.agent_id, m.app_id, m.run_id, m.actor_id, m.role, m.metadata, "
-    "m.created_at, m.updated_at, m.observed_at, m.expires_at, m.superseded_by, m.valid_until"
-)
-_MESSAGE_COLUMNS = "id, user_id, agent_id, app_id, run_id, role, name, content, observed_at, created_at"
+_MEMORY_COLUMNS = memory_columns()
 
 
 def generation(conn: sqlite3.Connection) -> int:
@@ -89,7 +86,7 @@ class SQLiteReads:
         ]
 
     async def messages_for(self, namespace: str, memory_id: str) -> list[StoredMessage]:
-        columns = ", ".join("g." + c.strip() for c in _MESSAGE_COLUMNS.split(","))
+        columns = ", ".join("g." + c.strip() for c in MESSAGE_COLUMNS.split(","))
         rows = self.conn.execute(
             f"SELECT {columns} FROM memory_sources s JOIN messages g ON g.id = s.message_id "
             "WHERE s.memory_id = ? AND g.namespace = ? ORDER BY g.seq",
@@ -99,7 +96,7 @@ class SQLiteReads:
 
     async def recent_messages(self, namespace: str, scope: Scope, limit: int) -> list[StoredMessage]:
         rows = self.conn.execute(
-            f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE namespace = ? AND scope_key = ? "
+            f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE namespace = ? AND scope_key = ? "
             "ORDER BY seq DESC LIMIT ?",
             (namespace, scope.key(), limit),
         ).fetchall()

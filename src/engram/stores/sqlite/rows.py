@@ -13,15 +13,11 @@ import numpy as np
 
 from engram.filters import FilterNode
 from engram.stores.sql.dialect import scope_clauses, visibility_clauses
+from engram.stores.sql.rows import RowReader
 from engram.stores.sqlite.sql_filters import compile_filter
-from engram.types import SCOPE_FIELDS, Candidate, MemoryRecord, Scope, StoredMessage, Visibility
+from engram.types import SCOPE_FIELDS, Candidate, Scope, Visibility
 
 CHUNK = 500  # stay well under SQLite's bound-parameter limit
-
-
-def content_digest(content: str) -> str:
-    """Exact-content key of a message (sha256), indexed for provenance look-ups."""
-    return hashlib.sha256(content.encode("utf-8")).hexdigest()
 
 
 def scope_tokens(namespace: str, scope: Scope) -> str:
@@ -84,35 +80,10 @@ def top_candidates(
     return [Candidate(ids[i], float(scores[i])) for i in top if np.isfinite(scores[i])]
 
 
-def parse_dt(value: str | None) -> datetime | None:
-    return datetime.fromisoformat(value) if value else None
+def _day(value: str | None) -> date | None:
+    return date.fromisoformat(value) if value else None
 
 
-def memory_from_row(row: tuple[Any, ...]) -> MemoryRecord:
-    return MemoryRecord(
-        id=row[0],
-        text=row[1],
-        hash=row[2],
-        scope=Scope(row[3], row[4], row[5], row[6]),
-        actor_id=row[7],
-        role=row[8],
-        metadata=json.loads(row[9]),
-        created_at=datetime.fromisoformat(row[10]),
-        updated_at=parse_dt(row[11]),
-        observed_at=datetime.fromisoformat(row[12]),
-        expires_at=date.fromisoformat(row[13]) if row[13] else None,
-        superseded_by=row[14],
-        valid_until=parse_dt(row[15]),
-    )
-
-
-def message_from_row(row: tuple[Any, ...]) -> StoredMessage:
-    return StoredMessage(
-        id=row[0],
-        scope=Scope(row[1], row[2], row[3], row[4]),
-        role=row[5],
-        name=row[6],
-        content=row[7],
-        observed_at=datetime.fromisoformat(row[8]),
-        created_at=datetime.fromisoformat(row[9]),
-    )
+ROWS = RowReader(datetime.fromisoformat, _day, json.loads)
+memory_from_row = ROWS.memory
+message_from_row = ROWS.message

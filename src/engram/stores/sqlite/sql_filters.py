@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from engram.filters import FilterNode
-from engram.stores.sql.filters import CMP, FilterCompiler
+from engram.stores.sql.filters import FilterCompiler
 
 
 def iso(moment: datetime) -> str:
@@ -20,25 +20,17 @@ def _json_path(key: str) -> str:
 
 class SQLiteFilters(FilterCompiler):
     false = "0"
+    fold_template = "engram_fold({expr})"  # a Python function registered on every connection
+    substring_template = "instr({expr}, ?) > 0"
+    compare_template = date_compare_template = "{col} {op} ?"
+    distinct_template = date_distinct_template = "{col} IS NOT ?"
 
-    def fold(self, expr: str) -> str:
-        return f"engram_fold({expr})"  # a Python function registered on every connection
-
-    def date_compare(self, col: str, op: str, value: Any, params: list[Any]) -> str:
-        params.append(iso(value))
-        return f"{col} IS NOT ?" if op == "ne" else f"{col} {CMP[op]} ?"
-
-    def column_compare(self, col: str, op: str, value: Any, params: list[Any]) -> str:
-        params.append(value)
-        return f"{col} IS NOT ?" if op == "ne" else f"{col} {CMP[op]} ?"
+    def date_value(self, value: Any) -> Any:
+        return iso(value)
 
     def column_in(self, col: str, values: list[Any], params: list[Any]) -> str:
         params.extend(values)
         return f"{col} IN ({', '.join('?' for _ in values)})"
-
-    def substring(self, expr: str, needle: str, params: list[Any]) -> str:
-        params.append(needle)
-        return f"instr({expr}, ?) > 0"
 
     def metadata_exists(self, path: str, params: list[Any]) -> str:
         params.append(_json_path(path))

@@ -46,6 +46,10 @@ class SQLiteStore(SQLStore):
     """Memories, vectors (float32 blobs), an FTS5 index, history and messages in one SQLite file."""
 
     Settings = SQLiteSettings
+    _remedy = (
+        "use a new store path (or ENGRAM_HOME), or call reset() to empty this store and start over "
+        "with the new embedder"
+    )
 
     def __init__(self, settings: SQLiteSettings | None = None, **overrides: Any) -> None:
         base = settings or SQLiteSettings()
@@ -131,12 +135,8 @@ class SQLiteStore(SQLStore):
     async def _start(self) -> None:
         self._opened = True
 
-    def _mismatch_text(self) -> tuple[str, str]:
-        return (
-            f"The store at {self.path}",
-            "use a new store path (or ENGRAM_HOME), or call reset() to empty this store and start over "
-            "with the new embedder",
-        )
+    def _location(self) -> str:
+        return f"The store at {self.path}"
 
     async def close(self) -> None:
         with self._conn_lock:

@@ -15,8 +15,9 @@ from typing import Any
 import numpy as np
 
 from engram.stores.sql.dialect import Deleted, Locked
+from engram.stores.sql.rows import content_digest
 from engram.stores.sqlite.reads import SQLiteReads
-from engram.stores.sqlite.rows import content_digest, fts_delete, scope_sql, scope_tokens
+from engram.stores.sqlite.rows import fts_delete, scope_sql, scope_tokens
 from engram.stores.sqlite.sql_filters import iso
 from engram.stores.sqlite.vector_cache import VectorCache
 from engram.types import EmbedderInfo, HistoryEntry, NewMemory, Scope, StoredMessage, Vector
