@@ -17,7 +17,9 @@ def _fold(value: str | None) -> str | None:
     return value.casefold() if isinstance(value, str) else value
 
 
-def connect(path: Path, busy_timeout_ms: int, synchronous: str = "NORMAL") -> sqlite3.Connection:
+def connect(
+    path: Path, busy_timeout_ms: int, synchronous: str = "NORMAL", what: str = "store"
+) -> sqlite3.Connection:
     """An autocommit connection (transactions are explicit) usable from any thread; StoreError if not."""
     try:
         conn = sqlite3.connect(
@@ -29,7 +31,7 @@ def connect(path: Path, busy_timeout_ms: int, synchronous: str = "NORMAL") -> sq
         _use_wal(conn, busy_timeout_ms)
         conn.execute(f"PRAGMA synchronous = {synchronous}")
     except sqlite3.Error as e:
-        raise StoreError(f"Cannot open the SQLite database at {path}: {e}") from e
+        raise StoreError(f"Cannot open the SQLite {what} at {path}: {e}") from e
     return conn
 
 

@@ -101,7 +101,7 @@ class SQLiteServiceState(SQLServiceState):
         if self._conn is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             # synchronous=FULL: an accepted add survives power loss too
-            conn = connect(self.path, self.settings.busy_timeout_ms, synchronous="FULL")
+            conn = connect(self.path, self.settings.busy_timeout_ms, synchronous="FULL", what="server state")
             conn.row_factory = sqlite3.Row
             self._conn = conn
         return self._conn
