@@ -111,7 +111,7 @@ def failing_add(site: Site) -> str:
     from engram.stores.sqlite.service import SQLiteServiceState
 
     async def enqueue() -> str:
-        state = SQLiteServiceState(site.server.state_path)
+        state = SQLiteServiceState(path=site.server.state_path)
         await state.open()
         try:
             payload = {"request": {"user_id": "dora"}, "kwargs": {"messages": [], "user_id": "dora"}}
