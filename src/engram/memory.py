@@ -143,6 +143,10 @@ class AsyncMemory:
                 await self._b.store.open(self._b.embedder.info)
                 self._b.ready = True
 
+    async def open(self) -> None:
+        """Open (create or migrate) the store now; every method does this on first use anyway."""
+        await self._ready()
+
     async def close(self) -> None:
         """Close the store and release provider clients."""
         if self._b.ready:

@@ -17,6 +17,7 @@ from engram.config import default_home
 from engram.errors import ConflictError, EmbedderMismatchError, StoreError
 from engram.interfaces import BackendSettings, Store
 from engram.stores.sqlite.reads import MemoryReads
+from engram.stores.sqlite.restore import MemoryRestore
 from engram.stores.sqlite.schema import migrate
 from engram.stores.sqlite.search import CandidateSearch
 from engram.stores.sqlite.vector_cache import VectorCache
@@ -39,7 +40,7 @@ class SQLiteSettings(BackendSettings):
     cache_vectors: int = Field(2_000_000, ge=0, description="vectors kept in the in-process search cache")
 
 
-class SQLiteStore(MemoryWrites, MemoryReads, CandidateSearch, Store):
+class SQLiteStore(MemoryWrites, MemoryRestore, MemoryReads, CandidateSearch, Store):
     """Memories, vectors (float32 blobs), an FTS5 index, history and messages in one SQLite file."""
 
     Settings = SQLiteSettings
