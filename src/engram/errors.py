@@ -8,6 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
+# The distribution name on PyPI (``engram`` there is another project); the import name stays ``engram``.
+DISTRIBUTION = "engram-recall"
+
 
 class EngramError(Exception):
     """Base class of every error Engram raises."""
@@ -33,7 +36,8 @@ class MissingDependencyError(ConfigError):
 
     def __init__(self, package: str, extra: str) -> None:
         super().__init__(
-            f"This feature needs the '{package}' package. Install it with: pip install \"engram[{extra}]\"",
+            f"This feature needs the '{package}' package. "
+            f"Install it with: pip install \"{DISTRIBUTION}[{extra}]\"",
             details={"package": package, "extra": extra},
         )
 

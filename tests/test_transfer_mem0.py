@@ -1,0 +1,86 @@
+"""Import from mem0 open source: a store written by the real mem0ai 2.2.1 (local Qdrant + SQLite history),
+read back by Engram without mem0 installed."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bench import mem0_env
+from engram import AsyncMemory
+from engram.embedders.minilm import MiniLMEmbedder
+from engram.stores.sqlite import SQLiteStore
+from engram.transfer import import_memories
+from engram.transfer.mem0_oss import Mem0Source, read_mem0
+
+pytest.importorskip("qdrant_client")
+HERE = Path(__file__).parent
+
+
+@pytest.fixture(scope="module")
+def mem0_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, dict[str, Any]]]:
+    """A mem0 home (qdrant/ and history.db) and what mem0's own ``get`` shows of its memories."""
+    python = mem0_env.ensure_env()
+    home = tmp_path_factory.mktemp("mem0-home")
+    proc = subprocess.run(
+        [str(python), str(HERE / "mem0_writer.py"), str(home)],
+        env={**os.environ, **mem0_env.runner_env()},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    yield home, json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def source_of(home: Path) -> Mem0Source:
+    return Mem0Source.from_mem0_config(
+        {
+            "vector_store": {"provider": "qdrant", "config": {"collection_name": "bench", "path": str(home / "qdrant")}},
+            "history_db_path": str(home / "history.db"),
+        }
+    )
+
+
+async def test_memories_written_by_mem0_arrive_with_id_text_scope_and_metadata(
+    mem0_store: tuple[Path, dict[str, Any]], tmp_path: Path
+) -> None:
+    home, shown = mem0_store
+    engine = AsyncMemory(store=SQLiteStore(path=tmp_path / "engram.db"), embedder=MiniLMEmbedder())
+    try:
+        report = await import_memories(engine, read_mem0(source_of(home)))
+        assert report.as_dict() == {"imported": 3, "skipped": 0, "conflicts": []}
+        for item in shown["memories"]:
+            got = await engine.get(item["id"])
+            assert got is not None, item
+            assert got["memory"] == item["memory"]
+            for key in ("user_id", "agent_id", "run_id"):
+                assert got[key] == item.get(key), key
+            assert got["metadata"] == (item["metadata"] or {})
+            assert got["created_at"] == item["created_at"]
+            assert got["role"] == item.get("role") and got["actor_id"] == item.get("actor_id")
+        for deleted in shown["deleted"]:
+            assert await engine.get(deleted) is None
+        tea = next(i for i in shown["memories"] if i["memory"].startswith("Bob"))
+        history = await engine.history(tea["id"])
+        assert [(h["event"], h["old_memory"], h["new_memory"]) for h in history] == [
+            ("ADD", None, "Bob drinks tea every morning"),
+            ("UPDATE", "Bob drinks tea every morning", "Bob drinks green tea every morning"),
+        ]
+        assert history[0]["details"]["mem0_hash"]
+        plan = next(i for i in shown["memories"] if i.get("run_id"))
+        assert (await engine.get(plan["id"]))["expiration_date"] == "2031-05-31"  # type: ignore[index]
+        found = await engine.search("which seat does alice like on planes?", user_id="alice")
+        assert found["results"][0]["memory"] == "I prefer window seats on long flights"
+        found = await engine.search("morning drink", user_id="bob", agent_id="barista")
+        assert found["results"][0]["id"] == tea["id"]
+        again = await import_memories(engine, read_mem0(source_of(home)))
+        assert again.as_dict() == {"imported": 0, "skipped": 3, "conflicts": []}
+    finally:
+        await engine.close()
