@@ -42,7 +42,10 @@ def mem0_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path,
 def source_of(home: Path) -> Mem0Source:
     return Mem0Source.from_mem0_config(
         {
-            "vector_store": {"provider": "qdrant", "config": {"collection_name": "bench", "path": str(home / "qdrant")}},
+            "vector_store": {
+                "provider": "qdrant",
+                "config": {"collection_name": "bench", "path": str(home / "qdrant")},
+            },
             "history_db_path": str(home / "history.db"),
         }
     )

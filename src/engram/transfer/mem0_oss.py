@@ -139,7 +139,9 @@ def read_history(path: Path | None) -> dict[str, list[dict[str, Any]]]:
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     conn.row_factory = sqlite3.Row
     try:
-        rows = conn.execute("SELECT * FROM history ORDER BY COALESCE(updated_at, created_at), rowid").fetchall()
+        rows = conn.execute(
+            "SELECT * FROM history ORDER BY COALESCE(updated_at, created_at), rowid"
+        ).fetchall()
     except sqlite3.Error as e:
         raise StoreError(f"cannot read mem0's history database {path}: {e}") from e
     finally:
