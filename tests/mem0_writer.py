@@ -13,7 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._mem0_runner import Mem0Runner  # noqa: E402
+from bench._mem0_runner import Mem0Runner
 
 
 def main(home: str) -> None:

@@ -123,6 +123,11 @@ class AsyncMemory:
     def embedder(self) -> Embedder:
         return self._b.embedder
 
+    @property
+    def llm(self) -> LLM | None:
+        """The configured LLM, if any (without one, ``add`` may still build one from the environment)."""
+        return self._b.llm
+
     def namespace_view(self, namespace: str) -> AsyncMemory:
         """The same backends, isolated to another namespace (one per project in the server)."""
         if not isinstance(namespace, str) or not namespace.strip():

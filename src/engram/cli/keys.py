@@ -16,7 +16,7 @@ keys_app = typer.Typer(help="Manage the server's API keys, organizations and pro
 T = TypeVar("T")
 
 
-def _with_state(fn: Callable[[ServiceState], Awaitable[T]]) -> T:
+def with_state(fn: Callable[[ServiceState], Awaitable[T]]) -> T:
     from engram.server.app import build_state
     from engram.server.settings import ServerSettings
 
@@ -49,7 +49,7 @@ def create(
         p = await state.ensure_project(o.id, project)
         return await state.create_key(p.id, name=name, read_only=read_only), o.id, p.id
 
-    key, org_id, project_id = _with_state(go)
+    key, org_id, project_id = with_state(go)
     typer.echo(key)
     typer.echo(
         f"# org {org} ({org_id}), project {project} ({project_id}). Store it now: it is not shown again.",
@@ -76,7 +76,7 @@ def list_keys() -> None:
             for k in await state.list_keys()
         ]
 
-    rows = _with_state(go)
+    rows = with_state(go)
     if not rows:
         typer.echo("no keys; create one with: engram keys create --org ORG --project PROJECT")
     for row in rows:
@@ -92,7 +92,7 @@ def revoke(
     async def go(state: ServiceState) -> bool:
         return await state.revoke_key(key_id)
 
-    if not _with_state(go):
+    if not with_state(go):
         typer.echo(f"no active key {key_id!r}", err=True)
         raise typer.Exit(1)
     typer.echo(f"revoked {key_id}")
@@ -109,7 +109,7 @@ def projects() -> None:
             for o, p in await state.list_projects()
         ]
 
-    for line in _with_state(go):
+    for line in with_state(go):
         typer.echo(line)
 
 
@@ -125,5 +125,5 @@ def set_limit(
     async def go(state: ServiceState) -> None:
         await state.set_rate_limit(project_id, per_minute)
 
-    _with_state(go)
+    with_state(go)
     typer.echo(f"{project_id}: {per_minute if per_minute is not None else 'default'} requests per minute")

@@ -107,8 +107,11 @@ class PlatformReader:
         except httpx.HTTPError as e:
             raise ProviderError(f"{self.host}: {e}", provider="mem0-platform") from e
         if response.status_code >= 400:
-            raise ProviderError(f"{self.host}{path} answered {response.status_code}: {response.text[:300]}",
-                                provider="mem0-platform", details={"status": response.status_code})  # fmt: skip
+            raise ProviderError(
+                f"{self.host}{path} answered {response.status_code}: {response.text[:300]}",
+                provider="mem0-platform",
+                details={"status": response.status_code},
+            )
         return response.json()
 
     async def entities(self) -> list[dict[str, Any]]:
