@@ -127,30 +127,36 @@ def _mount_server_commands() -> None:
 
 
 def _plain_option_types() -> None:
-    """Typer prints a type after every option, flags included (``--json <bool>``): flags get none, the
-    others click's plain upper-case names (``TEXT``, ``INT``, ``PATH``)."""
-    from typer.core import TyperOption
+    """Typer prints a type after every parameter, flags included (``--json <bool>``): flags get none,
+    the others click's plain upper-case names (``TEXT``, ``INT``, ``PATH``)."""
+    from typer.core import TyperArgument, TyperOption
 
-    shown = TyperOption.display_type_rich
-    if getattr(shown, "engram_plain", False):
-        return
+    for cls in (TyperOption, TyperArgument):
+        shown = cls.display_type_rich
+        if getattr(shown, "engram_plain", False):
+            continue
 
-    def display_type_rich(self: TyperOption, ctx: Any) -> str | None:
-        if self.is_flag:
-            return None
-        label = shown(self, ctx)
-        return {"<str>": "TEXT"}.get(label or "", (label or "").strip("<>").upper()) or None
+        def display_type_rich(self: Any, ctx: Any, shown: Any = shown) -> str | None:
+            if getattr(self, "is_flag", False):
+                return None
+            label = shown(self, ctx) or ""
+            return {"<str>": "TEXT"}.get(label, label.strip("<>").upper()) or None
 
-    display_type_rich.engram_plain = True  # type: ignore[attr-defined]
-    TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
+        display_type_rich.engram_plain = True  # type: ignore[attr-defined]
+        cls.display_type_rich = display_type_rich  # type: ignore[method-assign]
 
 
-def main() -> None:
-    """Entry point of the ``engram`` script."""
+_mounted: list[bool] = []
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the ``engram`` script (``argv``: the arguments, default ``sys.argv[1:]``)."""
     _plain_option_types()
-    _mount_server_commands()
+    if not _mounted:
+        _mount_server_commands()
+        _mounted.append(True)
     try:
-        app()
+        app(args=argv)
     except EngramError as e:
         err.print(f"[red]error:[/red] {escape(str(e))}")
         raise SystemExit(exit_code(e)) from e

@@ -203,9 +203,8 @@ def backup(
     if as_json:
         emit_json(result)
         return
-    out.print(
-        f"backed up {result['source']} to {result['target']} ({result['bytes']} bytes, {result['memories']} memory rows)"
-    )
+    size = f"{result['bytes']} bytes, {result['memories']} memories"
+    out.print(f"backed up {result['source']} to {result['target']} ({size})")
 
 
 def mount(app: typer.Typer) -> None:
