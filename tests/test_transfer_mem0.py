@@ -87,3 +87,33 @@ async def test_memories_written_by_mem0_arrive_with_id_text_scope_and_metadata(
         assert again.as_dict() == {"imported": 0, "skipped": 3, "conflicts": []}
     finally:
         await engine.close()
+
+
+def test_engram_import_mem0_command(
+    mem0_store: tuple[Path, dict[str, Any]],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from engram.cli import main
+
+    home, shown = mem0_store
+    monkeypatch.setenv("ENGRAM_HOME", str(tmp_path / "engram-home"))
+    config = tmp_path / "mem0_config.json"
+    config.write_text(json.dumps(
+        {"vector_store": {"provider": "qdrant", "config": {"collection_name": "bench", "path": str(home / "qdrant")}},
+         "history_db_path": str(home / "history.db")}
+    ))  # fmt: skip
+    for args, expected in (
+        (["import", "mem0", "--qdrant-path", str(home / "qdrant"), "--history-db", str(home / "history.db"),
+          "--collection", "bench", "--json"], {"imported": 3, "skipped": 0, "conflicts": []}),
+        (["import", "mem0", "--config", str(config), "--json"], {"imported": 0, "skipped": 3, "conflicts": []}),
+    ):  # fmt: skip
+        with pytest.raises(SystemExit) as done:
+            main(args)
+        assert done.value.code in (0, None)
+        assert json.loads(capsys.readouterr().out) == expected
+    with pytest.raises(SystemExit):
+        main(["search", "seat on long flights", "--user", "alice", "--json"])
+    top = json.loads(capsys.readouterr().out)["results"][0]
+    assert top["id"] == shown["memories"][0]["id"]
