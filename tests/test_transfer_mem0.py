@@ -100,15 +100,23 @@ def test_engram_import_mem0_command(
     home, shown = mem0_store
     monkeypatch.setenv("ENGRAM_HOME", str(tmp_path / "engram-home"))
     config = tmp_path / "mem0_config.json"
-    config.write_text(json.dumps(
-        {"vector_store": {"provider": "qdrant", "config": {"collection_name": "bench", "path": str(home / "qdrant")}},
-         "history_db_path": str(home / "history.db")}
-    ))  # fmt: skip
+    qdrant = {"provider": "qdrant", "config": {"collection_name": "bench", "path": str(home / "qdrant")}}
+    config.write_text(json.dumps({"vector_store": qdrant, "history_db_path": str(home / "history.db")}))
+    flags = [
+        "--qdrant-path",
+        str(home / "qdrant"),
+        "--history-db",
+        str(home / "history.db"),
+        "--collection",
+        "bench",
+    ]
     for args, expected in (
-        (["import", "mem0", "--qdrant-path", str(home / "qdrant"), "--history-db", str(home / "history.db"),
-          "--collection", "bench", "--json"], {"imported": 3, "skipped": 0, "conflicts": []}),
-        (["import", "mem0", "--config", str(config), "--json"], {"imported": 0, "skipped": 3, "conflicts": []}),
-    ):  # fmt: skip
+        (["import", "mem0", *flags, "--json"], {"imported": 3, "skipped": 0, "conflicts": []}),
+        (
+            ["import", "mem0", "--config", str(config), "--json"],
+            {"imported": 0, "skipped": 3, "conflicts": []},
+        ),
+    ):
         with pytest.raises(SystemExit) as done:
             main(args)
         assert done.value.code in (0, None)

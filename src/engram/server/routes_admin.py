@@ -11,6 +11,7 @@ from engram.server.errors import ApiError, not_found
 from engram.server.routes_memories import Scoped, delete_scope, page_links, scope_kwargs
 from engram.server.worker import iso
 from engram.service import WEBHOOK_EVENT_TYPES, KeyContext, Webhook
+from engram.transfer import export_memories
 
 if TYPE_CHECKING:
     from engram.server.app import Server
@@ -239,10 +240,10 @@ def admin_router(server: "Server") -> APIRouter:
         check_project(ctx, body.org_id, body.project_id)
         ids = scope_kwargs(body)
         filters = body.filters
-        found = await server.memory(ctx).get_all(filters=filters, top_k=100_000, **ids)
         recorded_filters = {**(filters or {}), **ids}
+        memories = await export_memories(server.memory(ctx), recorded_filters)  # what `engram export` writes
         export = await server.state.create_export(
-            ctx.project.id, body.schema_, recorded_filters, {"memories": found["results"]}
+            ctx.project.id, body.schema_, recorded_filters, {"memories": memories}
         )
         return {
             "message": "Memory export request received. The export will be ready in a few seconds.",

@@ -82,9 +82,12 @@ async def export_to(
     return count
 
 
-async def export_memories(memory: AsyncMemory, filters: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-    """Every memory line in a list (for the server's ``/v1/exports/``)."""
+async def export_memories(
+    memory: AsyncMemory, filters: dict[str, Any] | None = None, *, everything: bool = False
+) -> list[dict[str, Any]]:
+    """Memory lines in a list, oldest first; current ones only unless ``everything`` (for the server's
+    ``/v1/exports/``)."""
     return [
         await memory_line(memory, record, with_vector=False)
-        async for record, _ in walk_records(memory, filters)
+        async for record, _ in walk_records(memory, filters, everything=everything)
     ]
