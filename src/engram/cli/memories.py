@@ -19,11 +19,10 @@ from engram.cli.output import (
     ProjectOpt,
     RunOpt,
     UserOpt,
-    emit_json,
     fail,
     json_option,
-    out,
     run,
+    show,
     table,
 )
 from engram.memory import AsyncMemory
@@ -39,11 +38,8 @@ def get(
     item = run(lambda m: m.get(memory_id), namespace, project)
     if item is None:
         raise fail(f"memory {memory_id!r} not found", EXIT_NOT_FOUND)
-    if as_json:
-        emit_json(item)
-        return
     rows = [{"field": k, "value": v} for k, v in item.items() if v not in (None, [], {})]
-    out.print(table(f"Memory {memory_id}", rows, ["field", "value"]))
+    show(item, as_json, lambda: table(f"Memory {memory_id}", rows, ["field", "value"]))
 
 
 def update(
@@ -62,10 +58,7 @@ def update(
     if text is None and meta is None:
         raise fail("give --text and/or --metadata", EXIT_USAGE)
     result = run(lambda m: m.update(memory_id, text, meta), namespace, project)
-    if as_json:
-        emit_json(result)
-        return
-    out.print(f"updated {memory_id}: {escape(result['memory'])}")
+    show(result, as_json, lambda: f"updated {memory_id}: {escape(result['memory'])}")
 
 
 def delete(
@@ -73,10 +66,7 @@ def delete(
 ) -> None:
     """Delete one memory (its history keeps the text)."""
     result = run(lambda m: m.delete(memory_id), namespace, project)
-    if as_json:
-        emit_json(result)
-        return
-    out.print(f"deleted {memory_id}")
+    show(result, as_json, lambda: f"deleted {memory_id}")
 
 
 def delete_all(
@@ -101,10 +91,7 @@ def delete_all(
             raise fail(f"refusing to delete every memory of {described} without --yes", EXIT_USAGE)
         typer.confirm(f"Delete every memory of {described}?", abort=True)
     result = run(lambda m: m.delete_all(**scope), namespace, project)
-    if as_json:
-        emit_json(result)
-        return
-    out.print(f"deleted {result['deleted']} memories of {escape(described)}")
+    show(result, as_json, lambda: f"deleted {result['deleted']} memories of {escape(described)}")
 
 
 def history(
@@ -114,10 +101,13 @@ def history(
     changes = run(lambda m: m.history(memory_id), namespace, project)
     if not changes:
         raise fail(f"memory {memory_id!r} not found (it has no history)", EXIT_NOT_FOUND)
-    if as_json:
-        emit_json(changes)
-        return
-    out.print(table(f"History of {memory_id}", changes, ["created_at", "event", "old_memory", "new_memory"]))
+    show(
+        changes,
+        as_json,
+        lambda: table(
+            f"History of {memory_id}", changes, ["created_at", "event", "old_memory", "new_memory"]
+        ),
+    )
 
 
 def sources(
@@ -125,10 +115,11 @@ def sources(
 ) -> None:
     """The raw messages a memory came from."""
     messages = run(lambda m: m.sources(memory_id), namespace, project)
-    if as_json:
-        emit_json(messages)
-        return
-    out.print(table(f"Sources of {memory_id}", messages, ["observed_at", "role", "name", "content"]))
+    show(
+        messages,
+        as_json,
+        lambda: table(f"Sources of {memory_id}", messages, ["observed_at", "role", "name", "content"]),
+    )
 
 
 async def _census(memory: AsyncMemory) -> dict[str, Any]:
@@ -157,10 +148,7 @@ def users(as_json: JsonOpt = False, namespace: NamespaceOpt = None, project: Pro
         for field, counter in census["entities"].items()
         for value, count in sorted(counter.items())
     ]
-    if as_json:
-        emit_json({"results": rows})
-        return
-    out.print(table(f"{len(rows)} entities", rows, ["type", "id", "memories"]))
+    show({"results": rows}, as_json, lambda: table(f"{len(rows)} entities", rows, ["type", "id", "memories"]))
 
 
 def stats(as_json: JsonOpt = False, namespace: NamespaceOpt = None, project: ProjectOpt = None) -> None:
@@ -178,11 +166,8 @@ def stats(as_json: JsonOpt = False, namespace: NamespaceOpt = None, project: Pro
         }
 
     result = run(go, namespace, project)
-    if as_json:
-        emit_json(result)
-        return
     flat = [{"what": k, "value": v} for k, v in result.items()]
-    out.print(table("Engram store", flat, ["what", "value"]))
+    show(result, as_json, lambda: table("Engram store", flat, ["what", "value"]))
 
 
 def mount(app: typer.Typer) -> None:

@@ -67,6 +67,19 @@ def emit_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2, default=str) + "\n")
 
 
+def show(result: Any, as_json: bool, render: Callable[[], Any]) -> None:
+    """``result`` as JSON, or what ``render()`` makes of it for people."""
+    if as_json:
+        emit_json(result)
+    else:
+        out.print(render())
+
+
+def opt(help: str, panel: str | None = None, *names: str, **kw: Any) -> Any:
+    """A ``typer.Option`` without a shown default (most of ours default to "not given")."""
+    return typer.Option(*names, help=help, rich_help_panel=panel, show_default=False, **kw)
+
+
 def cell(value: Any) -> str:
     if value is None:
         return ""

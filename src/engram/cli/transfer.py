@@ -18,6 +18,7 @@ from engram.cli.output import (
     err,
     fail,
     json_option,
+    opt,
     out,
     progress_bar,
     run,
@@ -32,13 +33,11 @@ PLATFORM = "mem0 Platform"
 def export(
     filters: Annotated[
         str | None,
-        typer.Option(
-            metavar="JSON", help="Only these memories (a JSON filter, as in search).", show_default=False
-        ),
+        opt("Only these memories (a JSON filter, as in search).", metavar="JSON"),
     ] = None,
     output: Annotated[
         Path | None,
-        typer.Option("--output", "-o", help="Write to this file (default: stdout).", show_default=False),
+        opt("Write to this file (default: stdout).", None, "--output", "-o"),
     ] = None,
     with_vectors: Annotated[bool, typer.Option("--with-vectors", help="Include the vectors.")] = False,
     namespace: NamespaceOpt = None,
@@ -125,33 +124,20 @@ def import_command(
     ],
     config: Annotated[
         Path | None,
-        typer.Option(
-            help="mem0's config (JSON, as given to Memory.from_config).",
-            rich_help_panel=MEM0,
-            show_default=False,
-        ),
+        opt("mem0's config (JSON, as given to Memory.from_config).", MEM0),
     ] = None,
     qdrant_path: Annotated[
         Path | None,
-        typer.Option(help="mem0's local Qdrant directory.", rich_help_panel=MEM0, show_default=False),
+        opt("mem0's local Qdrant directory.", MEM0),
     ] = None,
     history_db: Annotated[
         Path | None,
-        typer.Option(
-            help="mem0's history database (default ~/.mem0/history.db).",
-            rich_help_panel=MEM0,
-            show_default=False,
-        ),
+        opt("mem0's history database (default ~/.mem0/history.db).", MEM0),
     ] = None,
     collection: Annotated[str, typer.Option(help="mem0's collection name.", rich_help_panel=MEM0)] = "mem0",
     api_key: Annotated[
         str | None,
-        typer.Option(
-            help="Platform API key (or MEM0_API_KEY).",
-            envvar="MEM0_API_KEY",
-            rich_help_panel=PLATFORM,
-            show_default=False,
-        ),
+        opt("Platform API key (or MEM0_API_KEY).", PLATFORM, envvar="MEM0_API_KEY"),
     ] = None,
     host: Annotated[
         str, typer.Option(help="Platform URL (any server speaking its API).", rich_help_panel=PLATFORM)
@@ -192,7 +178,7 @@ def backup(
     target: Annotated[Path, typer.Argument(help="The copy to write (must not exist).", show_default=False)],
     source: Annotated[
         Path | None,
-        typer.Option(help="Another SQLite file to copy, e.g. the server's server.db.", show_default=False),
+        opt("Another SQLite file to copy, e.g. the server's server.db."),
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:

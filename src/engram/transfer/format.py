@@ -141,9 +141,14 @@ def _scope(obj: dict[str, Any], where: str) -> Scope:
     return Scope(*(_field(obj, f, where) for f in SCOPE_FIELDS))
 
 
-def _message(obj: Any, where: str) -> StoredMessage:
+def _object(obj: Any, where: str, field: str) -> dict[str, Any]:
     if not isinstance(obj, dict):
-        raise ValidationError(f"{where} must be an object", field="sources")
+        raise ValidationError(f"{where} must be an object", field=field)
+    return obj
+
+
+def _message(obj: Any, where: str) -> StoredMessage:
+    obj = _object(obj, where, "sources")
     return StoredMessage(
         id=_field(obj, "id", where, required=True),
         scope=_scope(obj, where),
@@ -156,8 +161,7 @@ def _message(obj: Any, where: str) -> StoredMessage:
 
 
 def _history(obj: Any, memory_id: str, where: str) -> HistoryEntry:
-    if not isinstance(obj, dict):
-        raise ValidationError(f"{where} must be an object", field="history")
+    obj = _object(obj, where, "history")
     event = _field(obj, "event", where, required=True)
     if event not in _EVENTS:
         raise ValidationError(f"{where}.event must be one of {', '.join(_EVENTS)}", field="event")
@@ -181,8 +185,7 @@ def parse_memory(obj: Any, line_no: int) -> tuple[RestoredMemory, bool]:
     """A memory line back into what :meth:`Store.restore` writes; the bool says a vector came with it
     (otherwise the vector is empty and must be computed)."""
     where = f"line {line_no}"
-    if not isinstance(obj, dict):
-        raise ValidationError(f"{where} is not a JSON object", field="line")
+    obj = _object(obj, where, "line")
     metadata = obj.get("metadata") or {}
     if not isinstance(metadata, dict):
         raise ValidationError(f"{where}.metadata must be an object", field="metadata")

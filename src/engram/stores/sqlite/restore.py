@@ -3,34 +3,17 @@
 from __future__ import annotations
 
 import json
-import sqlite3
-from collections.abc import Callable
-from contextlib import AbstractContextManager
-from typing import Any, TypeVar
 
 import numpy as np
 
 from engram.stores.sqlite.rows import content_digest, scope_tokens
 from engram.stores.sqlite.sql_filters import iso
-from engram.stores.sqlite.vector_cache import VectorCache
-from engram.types import RestoredMemory, Vector
-
-T = TypeVar("T")
+from engram.stores.sqlite.writes import MemoryWrites
+from engram.types import RestoredMemory
 
 
-class MemoryRestore:
-    """Mixed into :class:`SQLiteStore`; relies on its runner, write transaction and vector cache."""
-
-    _cache: VectorCache
-
-    async def _run(self, fn: Callable[..., T], *args: Any, inline: bool = False) -> T:
-        raise NotImplementedError
-
-    def _write(self) -> AbstractContextManager[tuple[sqlite3.Connection, int]]:
-        raise NotImplementedError
-
-    def _check_dim(self, vector: Vector, field: str) -> None:
-        raise NotImplementedError
+class MemoryRestore(MemoryWrites):
+    """Mixed into :class:`SQLiteStore` (with the writes it builds on)."""
 
     async def restore(self, namespace: str, memory: RestoredMemory) -> bool:
         self._check_dim(memory.vector, "vector")

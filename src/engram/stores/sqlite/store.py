@@ -21,7 +21,6 @@ from engram.stores.sqlite.restore import MemoryRestore
 from engram.stores.sqlite.schema import migrate
 from engram.stores.sqlite.search import CandidateSearch
 from engram.stores.sqlite.vector_cache import VectorCache
-from engram.stores.sqlite.writes import MemoryWrites
 from engram.types import EmbedderInfo, Vector
 
 T = TypeVar("T")
@@ -40,7 +39,7 @@ class SQLiteSettings(BackendSettings):
     cache_vectors: int = Field(2_000_000, ge=0, description="vectors kept in the in-process search cache")
 
 
-class SQLiteStore(MemoryWrites, MemoryRestore, MemoryReads, CandidateSearch, Store):
+class SQLiteStore(MemoryRestore, MemoryReads, CandidateSearch, Store):
     """Memories, vectors (float32 blobs), an FTS5 index, history and messages in one SQLite file."""
 
     Settings = SQLiteSettings
