@@ -228,3 +228,20 @@ def test_the_engram_script_help_is_clean(tmp_path: Path) -> None:
     for command in ("get", "update", "delete-all", "history", "sources", "users", "stats", "export", "import",
                     "backup", "doctor"):  # fmt: skip
         assert f" {command} " in shown.stdout
+
+
+def test_import_into_a_server_project(tmp_path: Path) -> None:
+    sys.path.insert(0, str(Path(__file__).parent / "server"))
+    from srvhelpers import make_key
+
+    source, server_home = tmp_path / "source", tmp_path / "server"
+    memory_id = ok_json("add", "Eve likes jazz", "--user", "eve", "--raw", home=source)["results"][0]["id"]
+    assert engram("export", "-o", str(tmp_path / "eve.jsonl"), home=source).returncode == 0
+    server_home.mkdir()
+    make_key(server_home / "server.db", "acme", "app")
+    imported = ok_json("import", str(tmp_path / "eve.jsonl"), "--project", "acme/app", home=server_home)
+    assert imported["imported"] == 1
+    assert ok_json("get", memory_id, "--project", "acme/app", home=server_home)["memory"] == "Eve likes jazz"
+    assert engram("get", memory_id, home=server_home).returncode == 3  # not in the default namespace
+    unknown = engram("stats", "--project", "acme/nope", home=server_home)
+    assert unknown.returncode == 2 and "matches 0 projects" in unknown.stderr

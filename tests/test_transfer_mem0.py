@@ -125,3 +125,37 @@ def test_engram_import_mem0_command(
         main(["search", "seat on long flights", "--user", "alice", "--json"])
     top = json.loads(capsys.readouterr().out)["results"][0]
     assert top["id"] == shown["memories"][0]["id"]
+
+
+@pytest.mark.postgres
+async def test_pgvector_store_laid_out_as_mem0_writes_it(pg_url: str, tmp_path: Path) -> None:
+    """mem0's pgvector store is one table named after the collection: (id uuid, vector, payload jsonb)."""
+    import uuid
+
+    import psycopg
+    from psycopg.types.json import Jsonb
+
+    from engram.testing import FakeEmbedder
+
+    table = f"mem0_{uuid.uuid4().hex[:8]}"
+    memory_id = str(uuid.uuid4())
+    payload = {"data": "Dana runs marathons", "hash": "0f1e", "created_at": "2026-01-02T03:04:05+00:00",
+               "updated_at": "2026-01-02T03:04:05+00:00", "user_id": "dana", "run_id": "r1", "role": "user",
+               "text_lemmatized": "dana run marathon", "sport": "running", "km": 42}  # fmt: skip
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+        conn.execute(f"CREATE TABLE {table} (id UUID PRIMARY KEY, vector vector(3), payload JSONB)")
+        conn.execute(f"INSERT INTO {table} VALUES (%s, '[1,0,0]', %s)", (memory_id, Jsonb(payload)))
+    source = Mem0Source(provider="pgvector", config={"connection_string": pg_url, "collection_name": table})
+    engine = AsyncMemory(store=SQLiteStore(path=tmp_path / "e.db"), embedder=FakeEmbedder())
+    try:
+        assert (await import_memories(engine, read_mem0(source))).imported == 1
+        got = await engine.get(memory_id)
+        assert got is not None
+        assert (got["memory"], got["user_id"], got["run_id"]) == ("Dana runs marathons", "dana", "r1")
+        assert got["metadata"] == {"sport": "running", "km": 42}
+        assert got["created_at"] == "2026-01-02T03:04:05+00:00" and got["updated_at"] is None
+    finally:
+        await engine.close()
+        with psycopg.connect(pg_url, autocommit=True) as conn:
+            conn.execute(f"DROP TABLE {table}")
