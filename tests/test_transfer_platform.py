@@ -79,11 +79,14 @@ async def test_recorded_platform_import_resumes_after_an_interruption(
     report = await import_platform(
         engine, reader, Checkpoint.load(checkpoint_path, HOST), lambda d, t: seen.append((d, t))
     )
-    await reader.aclose()
     assert "POST /v2/memories/ page=1" in platform.requests  # the agent's first page...
     assert platform.requests.count("POST /v2/memories/ page=1") == 1  # ...but not maya's again
     assert report.as_dict() == {"imported": 4, "skipped": 0, "conflicts": []}
     assert seen[-1] == (4, 4)
+    assert not checkpoint_path.exists()  # finished: the next run starts over, skipping what is here
+    again = await import_platform(engine, reader, Checkpoint.load(checkpoint_path, HOST))
+    assert again.as_dict() == {"imported": 0, "skipped": 4, "conflicts": []}
+    await reader.aclose()
 
     aisle = await engine.get("0c8e4a7e-1f0b-4a53-9d6e-7a1b2c3d4e02")
     assert aisle is not None

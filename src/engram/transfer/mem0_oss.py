@@ -30,6 +30,7 @@ EXTRA = "mem0-import"
 SCOPE_KEYS = ("user_id", "agent_id", "app_id", "run_id")
 _NOT_METADATA = {"data", "hash", "created_at", "updated_at", "text_lemmatized", "attributed_to", "id",
                  "actor_id", "role", "expiration_date", *SCOPE_KEYS}  # fmt: skip
+_UNKNOWN_TIME = datetime(1970, 1, 1, tzinfo=UTC)
 _IMPORT_NS = uuid.UUID("6f1d3a52-8c1e-4c59-9d3e-2f6a0b7c4e11")
 
 
@@ -187,7 +188,8 @@ def to_restored(memory_id: str, payload: dict[str, Any], history: list[dict[str,
     text = payload.get("data")
     if not isinstance(text, str) or not text.strip():
         raise ValidationError(f"mem0 memory {memory_id} has no text (payload 'data')", field="data")
-    created = parse_time(payload.get("created_at")) or datetime.now(UTC)
+    first_change = parse_time(history[0].get("created_at")) if history else None
+    created = parse_time(payload.get("created_at")) or first_change or _UNKNOWN_TIME  # stable across runs
     updated = parse_time(payload.get("updated_at"))
     expires = payload.get("expiration_date")
     entries = _history_entries(memory_id, history, created)

@@ -3,7 +3,7 @@
 Entities come from ``GET /v1/entities/``; each entity's memories from ``POST /v2/memories/`` page by
 page, each memory's changes from ``GET /v1/memories/{id}/history/``. After every page a checkpoint file
 records how far the import got, so an interrupted run continues where it stopped (and pages done twice
-are harmless: their memories are already there, and skipped).
+are harmless: their memories are already there, and skipped). A finished import removes it.
 """
 
 from __future__ import annotations
@@ -191,4 +191,5 @@ async def import_platform(
         if entity_key(entity) not in checkpoint.done:
             await _import_entity(memory, reader, checkpoint, entity, seen)
     report = checkpoint.report
+    checkpoint.path.unlink(missing_ok=True)  # finished: a later run starts over (and skips what is here)
     return ImportReport(report["imported"], report["skipped"], list(report["conflicts"]))
