@@ -128,12 +128,14 @@ async def test_import_into_another_namespace_and_filtered_export(source: AsyncMe
 async def test_move_from_sqlite_to_postgres(
     source: AsyncMemory, tmp_path: Path, postgres_store_factory: Callable[[], Store]
 ) -> None:
-    await export_file(source, tmp_path / "move.jsonl")
+    lines = await export_file(source, tmp_path / "move.jsonl", with_vectors=True)
     target = AsyncMemory(store=postgres_store_factory(), embedder=FakeEmbedder())
     try:
         report = await import_file(target, tmp_path / "move.jsonl")
         assert report.conflicts == [] and report.imported > 0
         assert await everything(target) == await everything(source)
+        back = await export_file(target, tmp_path / "back.jsonl", with_vectors=True)
+        assert back[1:] == lines[1:]
         again = await import_file(target, tmp_path / "move.jsonl")
         assert again.imported == 0 and again.skipped == report.imported
         hits = await target.search("I prefer window seats", user_id="alice")
