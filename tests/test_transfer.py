@@ -142,3 +142,17 @@ async def test_move_from_sqlite_to_postgres(
         assert "I prefer window seats" in [h["memory"] for h in hits["results"][:2]]
     finally:
         await target.close()
+
+
+async def test_vectors_of_another_embedder_are_recomputed(source: AsyncMemory, tmp_path: Path) -> None:
+    await export_file(source, tmp_path / "v.jsonl", with_vectors=True)
+    same, other = FakeEmbedder(), FakeEmbedder(dim=32)
+    for embedder, embedded in ((same, 0), (other, 1)):
+        target = AsyncMemory(store=SQLiteStore(path=tmp_path / f"{embedder.info.dim}.db"), embedder=embedder)
+        try:
+            assert (await import_file(target, tmp_path / "v.jsonl")).conflicts == []
+            assert embedder.calls == embedded  # the export's own vectors are used when they fit
+            hits = await target.search("Bob drinks green tea", user_id="bob")
+            assert hits["results"][0]["memory"] == "Bob drinks green tea"
+        finally:
+            await target.close()
