@@ -159,3 +159,38 @@ async def test_pgvector_store_laid_out_as_mem0_writes_it(pg_url: str, tmp_path: 
         await engine.close()
         with psycopg.connect(pg_url, autocommit=True) as conn:
             conn.execute(f"DROP TABLE {table}")
+
+
+async def test_chroma_store_laid_out_as_mem0_writes_it(tmp_path: Path) -> None:
+    """mem0's Chroma store: one collection, the payload as each record's metadata."""
+    chromadb = pytest.importorskip("chromadb")
+    from chromadb.config import Settings
+
+    from engram.testing import FakeEmbedder
+
+    client = chromadb.PersistentClient(
+        path=str(tmp_path / "chroma"), settings=Settings(anonymized_telemetry=False)
+    )
+    collection = client.get_or_create_collection("mem0")
+    ids = [f"00000000-0000-4000-8000-{i:012d}" for i in range(300)]  # more than one page
+    collection.add(
+        ids=ids,
+        embeddings=[[1.0, 0.0, float(i)] for i in range(300)],
+        metadatas=[{"data": f"fact {i}", "hash": "x", "created_at": "2026-01-02T03:04:05+00:00",
+                    "user_id": "u", "agent_id": "a", "role": "user", "tag": i % 3} for i in range(300)],
+    )  # fmt: skip
+    del collection, client
+    source = Mem0Source(provider="chroma", config={"path": str(tmp_path / "chroma")})
+    engine = AsyncMemory(store=SQLiteStore(path=tmp_path / "e.db"), embedder=FakeEmbedder())
+    try:
+        assert (await import_memories(engine, read_mem0(source))).imported == 300
+        got = await engine.get(ids[7])
+        assert got is not None
+        assert (got["memory"], got["user_id"], got["agent_id"], got["metadata"]) == (
+            "fact 7",
+            "u",
+            "a",
+            {"tag": 1},
+        )
+    finally:
+        await engine.close()

@@ -89,14 +89,23 @@ def _qdrant(source: Mem0Source) -> Iterator[tuple[str, dict[str, Any]]]:
 def _chroma(source: Mem0Source) -> Iterator[tuple[str, dict[str, Any]]]:
     try:
         import chromadb
+        from chromadb.config import Settings
     except ImportError as e:
         raise MissingDependencyError("chromadb", EXTRA) from e
     c = source.config
     if c.get("host"):
-        client = chromadb.HttpClient(host=c["host"], port=c.get("port") or 8000)
+        client = chromadb.HttpClient(
+            host=c["host"], port=c.get("port") or 8000, settings=Settings(anonymized_telemetry=False)
+        )
     else:
-        client = chromadb.PersistentClient(path=str(c.get("path") or "db"))
-    collection = client.get_collection(source.collection)
+        path = Path(c.get("path") or "db")
+        if not path.exists():
+            raise ConfigError(f"no Chroma data at {path}", details={"field": "path"})
+        client = chromadb.PersistentClient(path=str(path), settings=Settings(anonymized_telemetry=False))
+    try:
+        collection = client.get_collection(source.collection)
+    except Exception as e:  # chromadb raises its own NotFoundError (or ValueError in older versions)
+        raise ConfigError(f"Chroma: {e}", details={"field": "collection_name"}) from e
     offset = 0
     while True:
         page = collection.get(include=["metadatas"], limit=256, offset=offset)
