@@ -156,3 +156,17 @@ async def test_vectors_of_another_embedder_are_recomputed(source: AsyncMemory, t
             assert hits["results"][0]["memory"] == "Bob drinks green tea"
         finally:
             await target.close()
+
+
+async def test_a_fact_already_stored_under_another_id_is_a_conflict(source: AsyncMemory, tmp_path: Path) -> None:
+    lines = await export_file(source, tmp_path / "a.jsonl")
+    tea = next(json.loads(line) for line in lines[1:] if "green tea" in line)
+    target = AsyncMemory(store=SQLiteStore(path=tmp_path / "t.db"), embedder=FakeEmbedder())
+    try:
+        mine = (await target.add("Bob drinks green tea", user_id="bob", infer=False))["results"][0]["id"]
+        report = await import_file(target, tmp_path / "a.jsonl")
+        assert [c["id"] for c in report.conflicts] == [tea["id"]]
+        assert report.imported == len(lines) - 2
+        assert await target.get(tea["id"]) is None and await target.get(mine) is not None
+    finally:
+        await target.close()
