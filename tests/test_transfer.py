@@ -158,7 +158,9 @@ async def test_vectors_of_another_embedder_are_recomputed(source: AsyncMemory, t
             await target.close()
 
 
-async def test_a_fact_already_stored_under_another_id_is_a_conflict(source: AsyncMemory, tmp_path: Path) -> None:
+async def test_a_fact_already_stored_under_another_id_is_a_conflict(
+    source: AsyncMemory, tmp_path: Path
+) -> None:
     lines = await export_file(source, tmp_path / "a.jsonl")
     tea = next(json.loads(line) for line in lines[1:] if "green tea" in line)
     target = AsyncMemory(store=SQLiteStore(path=tmp_path / "t.db"), embedder=FakeEmbedder())
