@@ -245,3 +245,17 @@ def test_import_into_a_server_project(tmp_path: Path) -> None:
     assert engram("get", memory_id, home=server_home).returncode == 3  # not in the default namespace
     unknown = engram("stats", "--project", "acme/nope", home=server_home)
     assert unknown.returncode == 2 and "matches 0 projects" in unknown.stderr
+
+
+def test_keys_commands_have_json(tmp_path: Path) -> None:
+    created = ok_json("keys", "create", "--org", "acme", "--project", "web", home=tmp_path)
+    assert created["key"] and created["project_id"]
+    listed = ok_json("keys", "list", home=tmp_path)
+    assert [(k["project"], k["state"]) for k in listed] == [("acme/web", "active")]
+    assert ok_json("keys", "projects", home=tmp_path)[0]["project_id"] == created["project_id"]
+    assert (
+        ok_json("keys", "set-limit", created["project_id"], "60", home=tmp_path)["rate_limit_per_minute"]
+        == 60
+    )
+    assert ok_json("keys", "revoke", listed[0]["id"], home=tmp_path) == {"revoked": listed[0]["id"]}
+    assert engram("keys", "revoke", "no-such-key", home=tmp_path).returncode == 3

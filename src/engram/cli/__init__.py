@@ -92,23 +92,29 @@ def list_memories(
 
 
 @app.command()
-def quickstart() -> None:
+def quickstart(
+    as_json: Annotated[bool, typer.Option("--json", help="print the raw JSON results")] = False,
+) -> None:
     """Run the seed example end to end on the embedded default (no keys, no network)."""
     from engram.config import default_home
 
-    console.print(f"[bold]Engram quickstart[/bold] — store: {default_home() / 'engram.db'}")
-    console.print("A short conversation with alice:")
-    for message in SEED_CONVERSATION:
-        console.print(f"  [cyan]{message.get('name') or message['role']}[/cyan]: {message['content']}")
+    if not as_json:
+        console.print(f"[bold]Engram quickstart[/bold] — store: {default_home() / 'engram.db'}")
+        console.print("A short conversation with alice:")
+        for message in SEED_CONVERSATION:
+            console.print(f"  [cyan]{message.get('name') or message['role']}[/cyan]: {message['content']}")
+    query = "What kind of movies does alice like?"
     with _memory() as memory:
         added = memory.add(SEED_CONVERSATION, user_id="alice", app_id="engram-quickstart")
+        found = memory.search(query, user_id="alice", app_id="engram-quickstart", top_k=5)
+    if as_json:
+        emit_json({"added": added, "search": found})
+    else:
         extractor = added.get("extractor", "none")
         console.print(table(f"Stored (extractor: {extractor})", added["results"], ["event", "memory"]))
-        query = "What kind of movies does alice like?"
-        found = memory.search(query, user_id="alice", app_id="engram-quickstart", top_k=5)
         console.print(table(f"Search: {query}", found["results"], ["score", "memory"]))
     if not found["results"]:
-        console.print("[red]The search found nothing.[/red]")
+        err.print("[red]The search found nothing.[/red]")
         raise typer.Exit(1)
 
 
