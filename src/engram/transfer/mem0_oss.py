@@ -71,7 +71,11 @@ def _qdrant(source: Mem0Source) -> Iterator[tuple[str, dict[str, Any]]]:
         path = Path(c.get("path") or "/tmp/qdrant")
         if not path.exists():
             raise ConfigError(f"no Qdrant data at {path}", details={"field": "path"})
-        client = QdrantClient(path=str(path))
+        try:
+            client = QdrantClient(path=str(path))
+        except RuntimeError as e:  # the local store is locked by a running process (mem0 itself)
+            raise ConfigError(f"cannot open the Qdrant store at {path} (stop mem0 first): {e}",
+                              details={"field": "path"}) from e  # fmt: skip
     try:
         offset: Any = None
         while True:
