@@ -75,12 +75,12 @@ class Checkpoint:
 def platform_memory(item: dict[str, Any], history: list[dict[str, Any]]) -> Incoming:
     """A Platform memory (and its history) as Engram restores it."""
     payload = {
+        **(item.get("metadata") or {}),  # first: the memory's own fields win over same-named metadata
         "data": item.get("memory"),
         "created_at": item.get("created_at"),
         "updated_at": item.get("updated_at"),
         "expiration_date": item.get("expiration_date"),
         **{k: item.get(k) for k in ("user_id", "agent_id", "app_id", "run_id", "actor_id", "role", "hash")},
-        **(item.get("metadata") or {}),
     }
     if item.get("categories"):
         payload.setdefault("categories", item["categories"])
