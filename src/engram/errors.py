@@ -37,7 +37,7 @@ class MissingDependencyError(ConfigError):
     def __init__(self, package: str, extra: str) -> None:
         super().__init__(
             f"This feature needs the '{package}' package. "
-            f"Install it with: pip install \"{DISTRIBUTION}[{extra}]\"",
+            f'Install it with: pip install "{DISTRIBUTION}[{extra}]"',
             details={"package": package, "extra": extra},
         )
 
