@@ -221,6 +221,8 @@ HTTP_STATUS: dict[str, int] = {
 
 def status_of(error: EngramError) -> int:
     """The HTTP status of ``error``: its code's, else its nearest ancestor's with a known code."""
+    if error.code in HTTP_STATUS:
+        return HTTP_STATUS[error.code]
     for cls in type(error).__mro__:
         code = getattr(cls, "code", None)
         if isinstance(code, str) and code in HTTP_STATUS:

@@ -12,8 +12,9 @@ from fastapi import FastAPI
 from engram.config import MemoryConfig
 from engram.errors import ConfigError
 from engram.memory import AsyncMemory
-from engram.server.auth import Auth, BodySizeLimit, RateLimiter
+from engram.server.auth import Auth, RateLimiter
 from engram.server.deps import Server
+from engram.server.edge import Edge
 from engram.server.errors import install_error_handlers
 from engram.server.jobs import JobRunner
 from engram.server.settings import ServerSettings
@@ -87,7 +88,7 @@ def create_app(
     install_error_handlers(app)
     for router in ROUTERS:
         app.include_router(router)
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(Edge, max_bytes=settings.max_body_bytes)
     origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]
     if origins:
         from fastapi.middleware.cors import CORSMiddleware
@@ -97,7 +98,7 @@ def create_app(
             allow_origins=origins,
             allow_methods=["*"],
             allow_headers=["*"],
-            expose_headers=["Retry-After"],
+            expose_headers=["Retry-After", "X-Request-ID"],
         )
     return app
 

@@ -11,6 +11,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from engram.limits import Limits
 from engram.memory import AsyncMemory
 from engram.server.auth import Auth
 from engram.server.jobs import JobRunner, namespace_for, new_runner_id
@@ -29,6 +30,11 @@ class Server:
     runner: JobRunner
     auth: Auth
     runner_id: str = field(default_factory=new_runner_id)  # claims synchronous adds run inline
+
+    @property
+    def limits(self) -> Limits:
+        """The input contract: the engine's ``config.limits``."""
+        return self.engine.limits
 
     @property
     def webhooks(self) -> Webhooks:

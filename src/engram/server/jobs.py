@@ -24,6 +24,7 @@ from engram.errors import (
     ExtractionError,
     InferenceUnavailableError,
     ValidationError,
+    status_of,
 )
 from engram.memory import AsyncMemory
 from engram.server.settings import ServerSettings
@@ -33,6 +34,25 @@ from engram.service import Job, JobKind, ServiceState
 logger = logging.getLogger("engram.server.jobs")
 _PERMANENT = (ValidationError, ConfigError, InferenceUnavailableError, ExtractionError)
 SCOPE_KEYS = ("user_id", "agent_id", "app_id", "run_id")
+
+
+def job_error(exc: BaseException, job_id: str) -> str:
+    """What a failed job records as its error: ``"<code>: <message>"``, with no internal text for 5xx.
+
+    The code is the error's own (:data:`engram.errors.HTTP_STATUS` gives its status); anything that is
+    not an Engram error, or is a server-side failure, shows only a pointer to the server log.
+    """
+    if isinstance(exc, EngramError) and status_of(exc) < 500:
+        return f"{exc.code}: {exc.message}"
+    if isinstance(exc, EngramError) and status_of(exc) != 500:  # provider failures: their first line
+        return f"{exc.code}: {exc.message.splitlines()[0] if exc.message else exc.code}"
+    code = exc.code if isinstance(exc, EngramError) else "internal_error"
+    return f"{code}: internal error (job {job_id}; see the server log)"
+
+
+def error_code(error: str | None) -> str:
+    """The code of a job's recorded error (see :func:`job_error`)."""
+    return (error or "internal_error").split(":", 1)[0]
 
 
 def new_runner_id() -> str:
@@ -125,11 +145,11 @@ class JobRunner:
         try:
             result = await self._add(job, kwargs)
         except _PERMANENT as e:
-            await self.state.fail(job.id, runner_id, f"{e.code}: {e.message}")
+            await self.state.fail(job.id, runner_id, job_error(e, job.id))
             return
         except Exception as e:
-            error = f"{getattr(e, 'code', type(e).__name__)}: {e}"
-            logger.warning("add job %s attempt %d failed: %s", job.id, job.attempts, error)
+            error = job_error(e, job.id)
+            logger.warning("add job %s attempt %d failed", job.id, job.attempts, exc_info=e)
             retry_at = None
             if job.attempts < self.settings.job_max_attempts:
                 retry_at = time.time() + min(2.0**job.attempts, 60.0)

@@ -10,26 +10,16 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Request
 
-from engram.inputs import clean_metadata, parse_expiration, parse_messages, parse_timestamp, scope_from
+from engram.inputs import parse_expiration, parse_timestamp
 from engram.server.auth import check_project, require_write
 from engram.server.deps import Ctx, Server, ServerDep
 from engram.server.errors import ApiError
+from engram.server.jobs import error_code
 from engram.server.routes.helpers import Scoped, scope_kwargs
 from engram.service import Job, KeyContext
 
 router = APIRouter(tags=["memories"])
 QUEUED = "Memory processing has been queued for background execution"
-_ERROR_STATUS = {
-    "validation_error": 422,
-    "invalid_filter": 422,
-    "scope_required": 400,
-    "config_error": 400,
-    "inference_unavailable": 400,
-    "extraction_failed": 502,
-    "provider_error": 502,
-    "rate_limited": 503,
-    "provider_timeout": 504,
-}
 IdemHeader = Annotated[str | None, Header()]
 
 
@@ -58,12 +48,11 @@ async def add_v1(
     return await add(server, request, ctx, body, idempotency_key, v1=True)
 
 
-def add_kwargs(body: AddBody) -> dict[str, Any]:
-    """Check the add request as the engine would, and return the engine's arguments."""
+def add_kwargs(server: Server, body: AddBody) -> dict[str, Any]:
+    """Check the add request as the engine will (its limits), and return the engine's arguments."""
     ids = scope_kwargs(body)
-    scope_from(required=True, **ids)
-    parse_messages(body.messages)
-    clean_metadata(body.metadata)
+    prompt = body.prompt or body.custom_instructions
+    server.engine.check_add(body.messages, body.metadata, prompt, body.infer, **ids)
     parse_timestamp(body.timestamp)
     parse_expiration(body.expiration_date)
     kwargs: dict[str, Any] = {
@@ -73,7 +62,7 @@ def add_kwargs(body: AddBody) -> dict[str, Any]:
         "infer": body.infer,
         "timestamp": body.timestamp,
         "expiration_date": body.expiration_date,
-        "prompt": body.prompt or body.custom_instructions,
+        "prompt": prompt,
     }
     return {k: v for k, v in kwargs.items() if v is not None}
 
@@ -84,7 +73,6 @@ def request_digest(path: str, request_json: dict[str, Any], idem: str | None) ->
         return None
     if not idem.strip() or len(idem) > 255:
         raise ApiError(
-            422,
             "validation_error",
             "Idempotency-Key must be 1-255 characters",
             details={"field": "Idempotency-Key"},
@@ -99,7 +87,7 @@ async def add(
     """Queue the add (or run it now when ``async_mode`` is false)."""
     require_write(ctx)
     check_project(ctx, body.org_id, body.project_id)
-    kwargs = add_kwargs(body)
+    kwargs = add_kwargs(server, body)
     request_json = body.model_dump(exclude_none=True, exclude={"org_id", "project_id"})
     sync = not body.async_mode
     enqueued = await server.state.enqueue(
@@ -120,10 +108,7 @@ async def add(
         await server.runner.process(job, server.runner_id)
     job = await wait_terminal(server, job)
     if job.status == "FAILED":
-        code = (job.error or "add_failed").split(":", 1)[0]
-        raise ApiError(
-            _ERROR_STATUS.get(code, 500), code, job.error or "add failed", details={"event_id": job.id}
-        )
+        raise ApiError(error_code(job.error), job.error or "add failed", details={"event_id": job.id})
     return {"results": job.results or [], "event_id": job.id}
 
 
@@ -132,7 +117,7 @@ async def wait_terminal(server: Server, job: Job) -> Job:
     deadline = time.monotonic() + server.settings.sync_add_timeout
     while job.status not in ("SUCCEEDED", "FAILED"):
         if time.monotonic() > deadline:
-            raise ApiError(504, "timeout", "The add did not finish in time", details={"event_id": job.id})
+            raise ApiError("timeout", "The add did not finish in time", details={"event_id": job.id})
         await asyncio.sleep(0.05)
         fresh = await server.state.get_job(job.project_id, job.id)
         assert fresh is not None

@@ -34,7 +34,6 @@ async def existing(server: Server, ctx: KeyContext, body: BatchBody) -> dict[str
         record = await memory.get(item.memory_id)
         if record is None:
             raise ApiError(
-                404,
                 "not_found",
                 f"memory {item.memory_id} not found",
                 details={"field": f"memories.{i}.memory_id", "id": item.memory_id},
@@ -49,7 +48,6 @@ async def batch_update(ctx: Ctx, server: ServerDep, body: BatchBody) -> dict[str
     for i, item in enumerate(body.memories):
         if item.text is None and item.metadata is None:
             raise ApiError(
-                422,
                 "validation_error",
                 f"memories.{i}: text or metadata is required",
                 details={"field": f"memories.{i}.text"},

@@ -6,11 +6,12 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Request
 
+from engram.inputs import check_id
 from engram.server.auth import check_project, require_write
 from engram.server.deps import Ctx, Server, ServerDep
 from engram.server.errors import not_found
 from engram.server.isotime import iso
-from engram.server.routes.helpers import OptQ, PageQ, PageSizeQ, delete_scope, page_links
+from engram.server.routes.helpers import OptQ, PageQ, PageSizeQ, check_page, delete_scope, page_links
 from engram.service import Entity, KeyContext
 
 router = APIRouter(tags=["entities"])
@@ -55,8 +56,8 @@ async def list_entities(
     project_id: OptQ = None,
 ) -> dict[str, Any]:
     check_project(ctx, org_id, project_id)
+    start = check_page(server, page, page_size)
     rows = await entities_with_memories(server, ctx)
-    start = (page - 1) * page_size
     nxt, prev = page_links(request, page, page_size, len(rows))
     return {"count": len(rows), "next": nxt, "previous": prev, "results": rows[start : start + page_size]}
 
@@ -66,13 +67,13 @@ async def delete_entity(
     ctx: Ctx,
     server: ServerDep,
     entity_type: Annotated[EntityType, Path()],
-    entity_name: Annotated[str, Path(min_length=1, max_length=256)],
+    entity_name: Annotated[str, Path(min_length=1)],
     org_id: OptQ = None,
     project_id: OptQ = None,
 ) -> dict[str, Any]:
     require_write(ctx)
     check_project(ctx, org_id, project_id)
-    ids: dict[str, Any] = {f"{entity_type}_id": entity_name}
+    ids: dict[str, Any] = {f"{entity_type}_id": check_id(entity_name, "entity_name", server.limits)}
     known = await server.state.delete_entity(ctx.project.id, entity_type, entity_name)
     count = (await server.memory(ctx).get_all(top_k=1, **ids))["total"]
     if not known and count == 0:

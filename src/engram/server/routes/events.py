@@ -6,10 +6,11 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 
+from engram.inputs import check_id
 from engram.server.deps import Ctx, ServerDep
 from engram.server.errors import not_found
 from engram.server.isotime import iso
-from engram.server.routes.helpers import PageQ, PageSizeQ, page_links
+from engram.server.routes.helpers import PageQ, PageSizeQ, check_page, page_links
 from engram.service import Job
 
 router = APIRouter(tags=["events"])
@@ -39,7 +40,7 @@ def event_view(job: Job) -> dict[str, Any]:
 
 @router.get("/v1/event/{event_id}/")
 async def get_event(event_id: str, ctx: Ctx, server: ServerDep) -> dict[str, Any]:
-    job = await server.state.get_job(ctx.project.id, event_id)
+    job = await server.state.get_job(ctx.project.id, check_id(event_id, "event_id", server.limits))
     if job is None or job.kind != "ADD":
         raise not_found("event", event_id)
     return event_view(job)
@@ -54,8 +55,9 @@ async def list_events(
     page_size: PageSizeQ = 50,
     status: StatusQ = None,
 ) -> dict[str, Any]:
+    offset = check_page(server, page, page_size)
     jobs, total = await server.state.list_jobs(
-        ctx.project.id, kind="ADD", status=status, limit=page_size, offset=(page - 1) * page_size
+        ctx.project.id, kind="ADD", status=status, limit=page_size, offset=offset
     )
     nxt, prev = page_links(request, page, page_size, total)
     return {"count": total, "next": nxt, "previous": prev, "results": [event_view(j) for j in jobs]}

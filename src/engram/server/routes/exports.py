@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import APIRouter
 from pydantic import Field
 
+from engram.inputs import check_id
 from engram.server.auth import check_project
 from engram.server.deps import Ctx, ServerDep
 from engram.server.errors import not_found
@@ -46,8 +47,11 @@ async def create_export(ctx: Ctx, server: ServerDep, body: ExportBody) -> dict[s
 @router.post("/v1/exports/get/")
 async def get_export(ctx: Ctx, server: ServerDep, body: ExportGetBody) -> dict[str, Any]:
     check_project(ctx, body.org_id, body.project_id)
-    export = await server.state.get_export(ctx.project.id, body.memory_export_id or body.id)
+    export_id = body.memory_export_id or body.id
+    if export_id is not None:
+        check_id(export_id, "memory_export_id", server.limits)
+    export = await server.state.get_export(ctx.project.id, export_id)
     if export is None:
-        raise not_found("export", body.memory_export_id or body.id or "(latest)")
+        raise not_found("export", export_id or "(latest)")
     result = export.result if isinstance(export.result, dict) else {"data": export.result}
     return {"id": export.id, "status": export.status, "created_at": iso(export.created_at), **result}

@@ -7,15 +7,15 @@ from typing import Annotated, Any
 from fastapi import Query, Request
 from pydantic import BaseModel, ConfigDict
 
-from engram.inputs import scope_from
+from engram.inputs import check_int, scope_from
 from engram.server.deps import Server
 from engram.server.errors import ApiError
 from engram.service import KeyContext
 from engram.types import SCOPE_FIELDS
 
 OptQ = Annotated[str | None, Query()]
-PageQ = Annotated[int, Query(ge=1)]
-PageSizeQ = Annotated[int, Query(ge=1, le=1000)]
+PageQ = Annotated[int, Query(ge=1, le=10**9)]
+PageSizeQ = Annotated[int, Query(ge=1, description="at most the server's max_page_size (1,000)")]
 
 
 class OpenBody(BaseModel):
@@ -49,6 +49,13 @@ def top_level_ids(body: Scoped) -> dict[str, Any]:
     return {k: getattr(body, k) for k in SCOPE_FIELDS if getattr(body, k) is not None}
 
 
+def check_page(server: Server, page: int, page_size: int) -> int:
+    """``page_size`` when within the server's ``max_page_size``; the page's offset."""
+    check_int(page_size, "page_size", low=1, high=server.limits.max_page_size)
+    check_int(page, "page", low=1, high=10**9)
+    return (page - 1) * page_size
+
+
 def page_links(request: Request, page: int, page_size: int, total: int) -> tuple[str | None, str | None]:
     """The ``next`` and ``previous`` links of a paged answer."""
 
@@ -63,7 +70,7 @@ def page_links(request: Request, page: int, page_size: int, total: int) -> tuple
 def own_project(ctx: KeyContext, project_id: str) -> None:
     """A project id in a path must be the key's own (another project answers 404)."""
     if project_id != ctx.project.id:
-        raise ApiError(404, "not_found", f"project {project_id} not found", details={"field": "project_id"})
+        raise ApiError("not_found", f"project {project_id} not found", details={"field": "project_id"})
 
 
 async def delete_scope(server: Server, ctx: KeyContext, ids: dict[str, Any]) -> dict[str, Any]:

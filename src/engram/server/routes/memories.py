@@ -11,18 +11,26 @@ from engram.errors import ConfigError
 from engram.server.auth import check_project, require_write
 from engram.server.deps import Ctx, Server, ServerDep
 from engram.server.errors import not_found
-from engram.server.routes.helpers import OpenBody, OptQ, Scoped, delete_scope, page_links, top_level_ids
+from engram.server.routes.helpers import (
+    OpenBody,
+    OptQ,
+    Scoped,
+    check_page,
+    delete_scope,
+    page_links,
+    top_level_ids,
+)
 from engram.service import KeyContext
 
 router = APIRouter(tags=["memories"])
-PageQ = Annotated[int | None, Query(ge=1)]
-SizeQ = Annotated[int | None, Query(ge=1, le=1000)]
+PageQ = Annotated[int | None, Query(ge=1, le=10**9)]
+SizeQ = Annotated[int | None, Query(ge=1, description="at most the server's max_page_size (1,000)")]
 
 
 class SearchBody(Scoped):
     query: str
-    top_k: int | None = Field(None, ge=1, le=1000)
-    limit: int | None = Field(None, ge=1, le=1000)
+    top_k: int | None = Field(None, ge=1, description="at most the server's max_page_size (1,000)")
+    limit: int | None = Field(None, ge=1, description="mem0 1.x name of top_k")
     threshold: float | None = Field(None, ge=0, le=1)
     rerank: bool = False
     explain: bool = False
@@ -31,8 +39,8 @@ class SearchBody(Scoped):
 
 
 class ListBody(Scoped):
-    page: int | None = Field(None, ge=1)
-    page_size: int | None = Field(None, ge=1, le=1000)
+    page: int | None = Field(None, ge=1, le=10**9)
+    page_size: int | None = Field(None, ge=1, description="at most the server's max_page_size (1,000)")
     include_superseded: bool = False
     show_expired: bool = False
 
@@ -80,10 +88,11 @@ async def list_memories(
     check_project(ctx, body.org_id, body.project_id)
     page = page or body.page or 1
     size = size or body.page_size or 100
+    offset = check_page(server, page, size)
     found = await server.memory(ctx).get_all(
         filters=body.filters,
         top_k=size,
-        offset=(page - 1) * size,
+        offset=offset,
         include_superseded=body.include_superseded,
         show_expired=body.show_expired,
         **top_level_ids(body),

@@ -49,7 +49,7 @@ async def ping(ctx: Ctx) -> dict[str, Any]:
 def own(ctx: KeyContext, org_id: str, project_id: str) -> None:
     """The organization and project in the path must be the key's own (404 otherwise)."""
     if org_id != ctx.org.id or project_id != ctx.project.id:
-        raise ApiError(404, "not_found", f"project {project_id} not found", details={"field": "project_id"})
+        raise ApiError("not_found", f"project {project_id} not found", details={"field": "project_id"})
 
 
 async def project_view(server: Server, ctx: KeyContext, fields: list[str] | None) -> dict[str, Any]:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import urlparse
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Path
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from engram.server.auth import require_write
@@ -16,6 +16,7 @@ from engram.server.routes.helpers import own_project
 from engram.service import WEBHOOK_EVENT_TYPES, KeyContext, Webhook
 
 router = APIRouter(tags=["webhooks"])
+WebhookId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 
 
 def check_event_types(value: list[str] | None) -> list[str] | None:
@@ -111,7 +112,9 @@ async def create_webhook(project_id: str, ctx: Ctx, server: ServerDep, body: Web
 
 
 @router.put("/api/v1/webhooks/{webhook_id}/")
-async def update_webhook(webhook_id: int, ctx: Ctx, server: ServerDep, body: WebhookPatch) -> dict[str, Any]:
+async def update_webhook(
+    webhook_id: WebhookId, ctx: Ctx, server: ServerDep, body: WebhookPatch
+) -> dict[str, Any]:
     require_write(ctx)
     await own_hook(server, ctx, webhook_id)
     hook = await server.state.update_webhook(ctx.project.id, webhook_id, body.model_dump(exclude_none=True))
@@ -121,7 +124,7 @@ async def update_webhook(webhook_id: int, ctx: Ctx, server: ServerDep, body: Web
 
 
 @router.delete("/api/v1/webhooks/{webhook_id}/")
-async def delete_webhook(webhook_id: int, ctx: Ctx, server: ServerDep) -> dict[str, Any]:
+async def delete_webhook(webhook_id: WebhookId, ctx: Ctx, server: ServerDep) -> dict[str, Any]:
     require_write(ctx)
     await own_hook(server, ctx, webhook_id)
     await server.state.delete_webhook(ctx.project.id, webhook_id)
@@ -129,7 +132,7 @@ async def delete_webhook(webhook_id: int, ctx: Ctx, server: ServerDep) -> dict[s
 
 
 @router.get("/api/v1/webhooks/{webhook_id}/deliveries/")
-async def webhook_deliveries(webhook_id: int, ctx: Ctx, server: ServerDep) -> list[dict[str, Any]]:
+async def webhook_deliveries(webhook_id: WebhookId, ctx: Ctx, server: ServerDep) -> list[dict[str, Any]]:
     await own_hook(server, ctx, webhook_id)
     return [
         {
