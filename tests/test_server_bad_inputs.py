@@ -210,3 +210,81 @@ def test_malformed_requests_are_refused_and_store_nothing(hostile: tuple[ServerP
         assert stored_counts(srv, key) == before
         # the same keep-alive connection still answers
         assert http.get("/v1/ping/").status_code == 200
+
+
+def test_an_unexpected_error_is_a_logged_json_500_on_a_kept_connection(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A bug in a handler: generic JSON 500 with a request id that the log shows; the socket stays open."""
+    import asyncio
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+    from srvhelpers import free_port, make_key
+
+    from engram.memory import AsyncMemory
+    from engram.server.app import create_app
+    from engram.server.settings import ServerSettings
+
+    settings = ServerSettings(
+        home=tmp_path, memory_config={"embedder": {"provider": "fake"}, "llm_from_env": False}, worker_tasks=0
+    )
+    key = make_key(settings.resolved_state_path(), "o", "p")[0]
+
+    async def boom(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("secret internals at /srv/engram/data.db")
+
+    monkeypatch.setattr(AsyncMemory, "search", boom)
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="error")
+    )
+    thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)
+    thread.start()
+    try:
+        while not server.started:
+            time.sleep(0.05)
+        body = b'{"query": "q", "user_id": "u"}'
+        request = (
+            b"POST /v3/memories/search/ HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            + f"Authorization: Token {key}\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
+        ping = f"GET /v1/ping/ HTTP/1.1\r\nHost: x\r\nAuthorization: Token {key}\r\n\r\n".encode()
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+            sock.sendall(request)
+            first = read_response(sock)
+            sock.sendall(ping)  # the same connection
+            second = read_response(sock)
+    finally:
+        server.should_exit = True
+        thread.join(30)
+    head, _, payload = first.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 500") and b"connection: close" not in head.lower()
+    assert b"secret" not in payload and b"Traceback" not in payload
+    request_id = next(
+        line.split(b":", 1)[1].strip().decode()
+        for line in head.split(b"\r\n")
+        if line.lower().startswith(b"x-request-id")
+    )
+    assert f"request id {request_id}" in payload.decode()
+    assert second.startswith(b"HTTP/1.1 200")
+    assert any(request_id in r.getMessage() and r.exc_info for r in caplog.records)
+
+
+def read_response(sock: Any) -> bytes:
+    """One HTTP/1.1 response with a Content-Length body."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        assert chunk, f"connection closed after {data!r}"
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = next(
+        int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")
+    )
+    while len(body) < length:
+        body += sock.recv(65536)
+    return head + b"\r\n\r\n" + body
