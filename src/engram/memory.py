@@ -55,6 +55,19 @@ class _Backends:
     ready: bool = False
     lock: asyncio.Lock | None = None
     views: dict[str, AsyncMemory] = field(default_factory=dict)
+    watch: asyncio.Task[None] | None = None  # closes the engine when its event loop shuts down
+
+
+async def _close_with_loop(memory: AsyncMemory) -> None:
+    """Wait until the event loop shuts down (``asyncio.run`` cancels every task), then close ``memory``.
+
+    So a program that never calls ``close()`` still releases pools and threads while its loop runs.
+    """
+    try:
+        await asyncio.get_running_loop().create_future()  # never set
+    except asyncio.CancelledError:
+        await memory.close()
+        raise
 
 
 def _parse_config(config: dict[str, Any] | None) -> MemoryConfig:
@@ -151,9 +164,13 @@ class AsyncMemory:
             if not self._b.ready:
                 await self._b.store.open(self._b.embedder.info)
                 self._b.ready = True
+                self._b.watch = asyncio.get_running_loop().create_task(_close_with_loop(self))
 
     async def close(self) -> None:
-        """Close the store and release provider clients."""
+        """Close the store and release provider clients (again: nothing happens)."""
+        watch, self._b.watch = self._b.watch, None
+        if watch is not None and watch is not asyncio.current_task():
+            watch.cancel()
         if self._b.ready:
             await self._b.store.close()
             self._b.ready = False

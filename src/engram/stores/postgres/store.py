@@ -32,6 +32,9 @@ class PostgresStore(MemoryWrites, CandidateSearch, Store):
             from psycopg_pool import AsyncConnectionPool
         except ImportError as e:
             raise MissingDependencyError(e.name or "psycopg", "postgres") from e
+        from engram.stores.postgres import shutdown
+
+        shutdown.install()
         url = self._url()
         async with self._guard():
             async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:

@@ -103,8 +103,22 @@ MIGRATIONS: list[Migration] = [
 ]
 
 
+def pending(conn: sqlite3.Connection) -> bool:
+    """Whether any migration is still to apply (a plain read: no write lock)."""
+    known = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'")
+    if known.fetchone() is None:
+        return True
+    applied = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
+    return any(version not in applied for version, _, _ in MIGRATIONS)
+
+
 def migrate(conn: sqlite3.Connection) -> int:
-    """Apply pending migrations inside one write transaction; returns the schema version."""
+    """Apply pending migrations inside one write transaction; returns the schema version.
+
+    A store that is up to date is only read, so opening it never waits for another writer.
+    """
+    if not pending(conn):
+        return max(v for v, _, _ in MIGRATIONS)
     conn.execute("BEGIN IMMEDIATE")
     try:
         conn.execute(

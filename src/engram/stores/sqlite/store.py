@@ -140,6 +140,22 @@ class SQLiteStore(MemoryWrites, MemoryReads, CandidateSearch, Store):
         self.path.parent.mkdir(parents=True, exist_ok=True)
         conn = self._conn()
         migrate(conn)
+        rows = dict(conn.execute("SELECT key, value FROM meta WHERE key IN ('embedder', 'dim')"))
+        if not rows:  # first open: record the embedder (a write, so under the lock)
+            rows = self._record_embedder(conn, embedder)
+        if rows and (rows["embedder"] != embedder.name or int(rows["dim"]) != embedder.dim):
+            raise EmbedderMismatchError(
+                f"The store at {self.path} was filled by embedder {rows['embedder']!r} "
+                f"({rows['dim']} dimensions) but {embedder.name!r} ({embedder.dim} dimensions) is "
+                "configured. Vectors of different embedders cannot be compared. Either configure the "
+                "original embedder again, or use a new store path (or ENGRAM_HOME), or call reset() "
+                "to empty this store and start over with the new embedder.",
+                details={"stored": rows, "configured": {"embedder": embedder.name, "dim": embedder.dim}},
+            )
+
+    @staticmethod
+    def _record_embedder(conn: sqlite3.Connection, embedder: EmbedderInfo) -> dict[str, str]:
+        """The stored embedder, recorded as ``embedder`` if none is yet (another process may race)."""
         conn.execute("BEGIN IMMEDIATE")
         try:
             rows = dict(conn.execute("SELECT key, value FROM meta WHERE key IN ('embedder', 'dim')"))
@@ -152,15 +168,7 @@ class SQLiteStore(MemoryWrites, MemoryReads, CandidateSearch, Store):
         except BaseException:
             conn.execute("ROLLBACK")
             raise
-        if rows and (rows["embedder"] != embedder.name or int(rows["dim"]) != embedder.dim):
-            raise EmbedderMismatchError(
-                f"The store at {self.path} was filled by embedder {rows['embedder']!r} "
-                f"({rows['dim']} dimensions) but {embedder.name!r} ({embedder.dim} dimensions) is "
-                "configured. Vectors of different embedders cannot be compared. Either configure the "
-                "original embedder again, or use a new store path (or ENGRAM_HOME), or call reset() "
-                "to empty this store and start over with the new embedder.",
-                details={"stored": rows, "configured": {"embedder": embedder.name, "dim": embedder.dim}},
-            )
+        return rows
 
     async def close(self) -> None:
         with self._conn_lock:
