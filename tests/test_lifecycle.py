@@ -1,4 +1,4 @@
-"""Clean lifecycles: no noise at interpreter exit without close(), close() twice, reads during a write lock."""
+"""Clean lifecycles: silent exit without close(), close() twice, reads while another process writes."""
 
 from __future__ import annotations
 
@@ -118,8 +118,8 @@ def test_a_fresh_memory_reads_while_another_process_holds_the_write_lock(tmp_pat
             [
                 sys.executable,
                 "-c",
-                "import sys, json; from engram import Memory; "
-                "m = Memory(json.loads(sys.argv[1])); print(len(m.search('tea', user_id='u')['results'])); m.close()",
+                "import sys, json; from engram import Memory; m = Memory(json.loads(sys.argv[1])); "
+                "print(len(m.search('tea', user_id='u')['results'])); m.close()",
                 __import__("json").dumps(
                     {
                         **config,

@@ -66,7 +66,8 @@ async def _close_with_loop(memory: AsyncMemory) -> None:
     try:
         await asyncio.get_running_loop().create_future()  # never set
     except asyncio.CancelledError:
-        await memory.close()
+        if memory._b.watch is asyncio.current_task():  # the loop is ending, not close() being called
+            await memory.close()
         raise
 
 
