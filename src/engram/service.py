@@ -236,6 +236,11 @@ class ServiceState(ABC):
 
     # -- entities (who has memories) ------------------------------------------------------------
     @abstractmethod
+    async def prune(self, max_age_seconds: float) -> int:
+        """Delete finished jobs (their idempotency keys with them) and webhook deliveries older than
+        ``max_age_seconds``; pending and running jobs are kept. Returns the number of rows deleted."""
+
+    @abstractmethod
     async def touch_entities(self, project_id: str, ids: dict[str, str]) -> None:
         """Record the scope ids of a write (``{"user_id": "alice", ...}``)."""
 

@@ -81,6 +81,8 @@ class JobRunner:
         """Start ``loops`` concurrent claim-and-run loops in the running event loop."""
         self._stop.clear()
         self._loops = [asyncio.create_task(self.run_forever(self._stop)) for _ in range(loops)]
+        if loops and self.settings.retention_days > 0:
+            self._loops.append(asyncio.create_task(self.prune_forever(self._stop)))
 
     async def stop(self) -> None:
         """Stop the loops (a job being run is handed back at once) and close the webhook client."""
@@ -112,6 +114,18 @@ class JobRunner:
                 raise
             except Exception:  # a bug must not kill the loop; the lease will expire and retry
                 logger.exception("job %s crashed", job.id)
+
+    async def prune_forever(self, stop: asyncio.Event) -> None:
+        """Every ``prune_interval``: delete what is older than ``retention_days`` (finished jobs, ...)."""
+        while not stop.is_set():
+            try:
+                deleted = await self.state.prune(self.settings.retention_days * 86_400)
+                if deleted:
+                    logger.info("pruned %d finished jobs and deliveries", deleted)
+            except EngramError as e:
+                logger.warning("pruning failed: %s", e)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=self.settings.prune_interval)
 
     async def _claim(self, runner_id: str, kinds: tuple[JobKind, ...]) -> Job | None:
         try:

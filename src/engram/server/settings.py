@@ -52,6 +52,14 @@ class ServerSettings(BaseModel):
     webhook_backoff_seconds: float = Field(2.0, gt=0, description="first retry delay; doubles each time")
     webhook_backoff_max: float = Field(600.0, gt=0)
     webhook_timeout: float = Field(10.0, gt=0)
+    retention_days: float = Field(
+        7.0,
+        ge=0,
+        description="finished jobs, deliveries and idempotency keys older than this are deleted; 0 keeps all",
+    )
+    prune_interval: float = Field(
+        3600.0, gt=0, description="seconds between two prunings (in each server process)"
+    )
     cors_origins: str = Field("", description="comma-separated origins allowed to call from a browser")
     job_delay_ms: int = Field(0, ge=0, description="artificial delay per add job (tests and benchmarks)")
 

@@ -426,6 +426,19 @@ class PostgresServiceState(ServiceState):
             == 1
         )
 
+    async def prune(self, max_age_seconds: float) -> int:
+        s = self._s
+        async with self._conn() as conn, conn.transaction():
+            jobs = await conn.execute(
+                f"DELETE FROM {s}.jobs WHERE status IN ('SUCCEEDED', 'FAILED') "
+                f"AND completed_at < {_NOW} - %s",
+                (max_age_seconds,),
+            )
+            deliveries = await conn.execute(
+                f"DELETE FROM {s}.webhook_deliveries WHERE created_at < {_NOW} - %s", (max_age_seconds,)
+            )
+            return int(jobs.rowcount) + int(deliveries.rowcount)
+
     async def complete(self, job_id: str, worker_id: str, results: list[Any]) -> bool:
         return (
             await self._count(

@@ -183,6 +183,23 @@ class SQLiteJobQueue(SQLiteStateConnection):
 
         return await self._run(go)
 
+    async def prune(self, max_age_seconds: float) -> int:
+        def go(conn: sqlite3.Connection) -> int:
+            cutoff = time.time() - max_age_seconds
+
+            def delete() -> int:
+                jobs = conn.execute(
+                    "DELETE FROM jobs WHERE status IN ('SUCCEEDED', 'FAILED') AND completed_at < ?", (cutoff,)
+                ).rowcount
+                return (
+                    jobs
+                    + conn.execute("DELETE FROM webhook_deliveries WHERE created_at < ?", (cutoff,)).rowcount
+                )
+
+            return self._tx(conn, delete)
+
+        return await self._run(go)
+
     async def complete(self, job_id: str, worker_id: str, results: list[Any]) -> bool:
         def go(conn: sqlite3.Connection) -> bool:
             now = time.time()
