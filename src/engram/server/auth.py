@@ -89,7 +89,10 @@ class Auth:
                 "invalid_api_key", "Invalid or revoked API key", headers={"WWW-Authenticate": "Token"}
             )
         limit = ctx.project.rate_limit_per_minute
-        wait = self.limiter.check(ctx.project.id, self.default_limit if limit is None else limit)
+        per_minute = self.default_limit if limit is None else limit
+        wait = await self.state.take_token(ctx.project.id, per_minute)
+        if wait is None:  # no shared buckets in this state backend: this process's own
+            wait = self.limiter.check(ctx.project.id, per_minute)
         if wait > 0:
             retry = max(1, math.ceil(wait))
             raise ApiError(

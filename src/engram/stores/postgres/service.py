@@ -78,6 +78,10 @@ def _migrations(s: str) -> list[list[str]]:
             f"""CREATE TABLE {s}.exports (id text PRIMARY KEY, project_id text NOT NULL, status text NOT NULL,
                 schema text, filters text NOT NULL, result text, created_at float8 NOT NULL)""",
         ],
+        [  # 2: per-project rate-limit buckets shared by every server process
+            f"""CREATE TABLE {s}.rate_buckets (project_id text PRIMARY KEY, tokens float8 NOT NULL,
+                updated_at float8 NOT NULL, took boolean NOT NULL)""",
+        ],
     ]
 
 
@@ -425,6 +429,27 @@ class PostgresServiceState(ServiceState):
             )
             == 1
         )
+
+    async def take_token(self, project_id: str, per_minute: int) -> float:
+        """Take one request from the project's bucket, shared by every process: 0, or seconds to wait."""
+        if per_minute <= 0:
+            return 0.0
+        rate = per_minute / 60.0
+        now = "extract(epoch FROM statement_timestamp())::float8"
+        refilled = f"LEAST(%(cap)s, b.tokens + ({now} - b.updated_at) * %(rate)s)"
+        async with self._conn() as conn:
+            cur = await conn.execute(
+                f"""INSERT INTO {self._s}.rate_buckets AS b (project_id, tokens, updated_at, took)
+                    VALUES (%(p)s, %(cap)s - 1, {now}, true)
+                    ON CONFLICT (project_id) DO UPDATE SET took = {refilled} >= 1,
+                      tokens = {refilled} - CASE WHEN {refilled} >= 1 THEN 1 ELSE 0 END,
+                      updated_at = {now}
+                    RETURNING tokens, took""",
+                {"p": project_id, "cap": float(per_minute), "rate": rate},
+            )
+            row = await cur.fetchone()
+        assert row is not None
+        return 0.0 if row["took"] else (1.0 - float(row["tokens"])) / rate
 
     async def prune(self, max_age_seconds: float) -> int:
         s = self._s

@@ -1,7 +1,4 @@
-"""Retention: finished jobs (with their idempotency keys) and deliveries are pruned; live jobs are kept.
-
-Runs on both server-state backends.
-"""
+"""Housekeeping across processes: retention pruning (both state stores), shared rate-limit buckets."""
 
 from __future__ import annotations
 
@@ -81,4 +78,33 @@ async def test_the_job_runner_prunes_after_the_retention(tmp_path: Path) -> None
     finally:
         await runner.stop()
         await engine.close()
+        await state.close()
+
+
+async def test_rate_limit_buckets_are_shared_by_processes_on_postgres(pg_url: str, pg_schema: str) -> None:
+    """Two state objects (two pools, as two server processes have) draw from one bucket."""
+    from engram.stores.postgres.service import PostgresServiceState
+
+    first, second = PostgresServiceState(pg_url, pg_schema), PostgresServiceState(pg_url, pg_schema)
+    await first.open()
+    await second.open()
+    try:
+        waits = [await (first if i % 2 else second).take_token("proj", 3) for i in range(4)]
+        assert waits[:3] == [0.0, 0.0, 0.0]
+        assert waits[3] is not None and 0 < waits[3] <= 20.0  # one token comes back every 20 s
+        assert await first.take_token("other", 3) == 0.0  # buckets are per project
+        assert await first.take_token("proj", 0) == 0.0  # 0: no limit
+    finally:
+        await first.close()
+        await second.close()
+
+
+async def test_the_embedded_state_limits_per_process(tmp_path: Path) -> None:
+    from engram.stores.sqlite.service import SQLiteServiceState
+
+    state = SQLiteServiceState(tmp_path / "server.db")
+    await state.open()
+    try:
+        assert await state.take_token("proj", 3) is None  # the server's in-process bucket applies
+    finally:
         await state.close()
