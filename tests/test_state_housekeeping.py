@@ -17,11 +17,13 @@ async def state(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
     if request.param == "sqlite":
         from engram.stores.sqlite.service import SQLiteServiceState
 
-        s: ServiceState = SQLiteServiceState(tmp_path / "server.db")
+        s: ServiceState = SQLiteServiceState(path=tmp_path / "server.db")
     else:
         from engram.stores.postgres.service import PostgresServiceState
 
-        s = PostgresServiceState(request.getfixturevalue("pg_url"), request.getfixturevalue("pg_schema"))
+        s = PostgresServiceState(
+            url=request.getfixturevalue("pg_url"), schema_name=request.getfixturevalue("pg_schema")
+        )
     await s.open()
     yield s
     await s.close()
@@ -57,7 +59,7 @@ async def test_the_job_runner_prunes_after_the_retention(tmp_path: Path) -> None
     from engram.stores.sqlite import SQLiteStore
     from engram.stores.sqlite.service import SQLiteServiceState
 
-    state = SQLiteServiceState(tmp_path / "server.db")
+    state = SQLiteServiceState(path=tmp_path / "server.db")
     await state.open()
     engine = AsyncMemory(store=SQLiteStore(path=tmp_path / "m.db"), embedder=FakeEmbedder())
     settings = ServerSettings(home=tmp_path, retention_days=1e-6, prune_interval=0.05, poll_interval=0.05)
@@ -85,7 +87,10 @@ async def test_rate_limit_buckets_are_shared_by_processes_on_postgres(pg_url: st
     """Two state objects (two pools, as two server processes have) draw from one bucket."""
     from engram.stores.postgres.service import PostgresServiceState
 
-    first, second = PostgresServiceState(pg_url, pg_schema), PostgresServiceState(pg_url, pg_schema)
+    first, second = (
+        PostgresServiceState(url=pg_url, schema_name=pg_schema),
+        PostgresServiceState(url=pg_url, schema_name=pg_schema),
+    )
     await first.open()
     await second.open()
     try:
@@ -102,7 +107,7 @@ async def test_rate_limit_buckets_are_shared_by_processes_on_postgres(pg_url: st
 async def test_the_embedded_state_limits_per_process(tmp_path: Path) -> None:
     from engram.stores.sqlite.service import SQLiteServiceState
 
-    state = SQLiteServiceState(tmp_path / "server.db")
+    state = SQLiteServiceState(path=tmp_path / "server.db")
     await state.open()
     try:
         assert await state.take_token("proj", 3) is None  # the server's in-process bucket applies

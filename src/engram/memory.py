@@ -260,12 +260,7 @@ class AsyncMemory:
         )
         parsed = parse_messages(messages, limits)
         meta = clean_metadata(metadata, limits=limits)
-        if prompt is not None and not isinstance(prompt, str):
-            raise ValidationError("prompt must be a string", field="prompt")
-        if prompt is not None:
-            check_text(check_length(prompt, "prompt", "max_prompt_chars", limits.max_prompt_chars), "prompt")
-        if not isinstance(infer, bool):
-            raise ValidationError("infer must be true or false", field="infer")
+        _check_add_options(prompt, infer, limits)
         if not infer:  # each message becomes a memory: it must fit one
             for i, m in enumerate(parsed):
                 check_length(m.content, f"messages[{i}].content", "max_memory_chars", limits.max_memory_chars)
@@ -506,3 +501,13 @@ def _outcome_item(outcome: WriteOutcome, memory: NewMemory | None) -> dict[str, 
     if outcome.existing_id and outcome.event == "NONE":
         item["existing_id"] = outcome.existing_id
     return item
+
+
+def _check_add_options(prompt: Any, infer: Any, limits: Limits) -> None:
+    """``prompt`` is text (or None) within ``limits`` and ``infer`` a boolean."""
+    if prompt is not None and not isinstance(prompt, str):
+        raise ValidationError("prompt must be a string", field="prompt")
+    if prompt is not None:
+        check_text(check_length(prompt, "prompt", "max_prompt_chars", limits.max_prompt_chars), "prompt")
+    if not isinstance(infer, bool):
+        raise ValidationError("infer must be true or false", field="infer")
