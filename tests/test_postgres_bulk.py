@@ -4,6 +4,7 @@ what it stores reads, searches and ranks exactly like what ``Store.add`` stores.
 from __future__ import annotations
 
 from collections.abc import Callable
+from itertools import product
 from typing import Any
 
 import psycopg
@@ -11,6 +12,7 @@ import pytest
 
 from engram.embedders.fake import FakeEmbedder
 from engram.errors import StoreError
+from engram.filters import parse_filters
 from engram.stores.postgres import PostgresStore
 from engram.stores.postgres.bulk import copy_memories
 from engram.types import NewMemory, Scope, Visibility
@@ -101,5 +103,34 @@ async def test_copy_into_filled_store_keeps_one_copy_of_each_fact(
         with pytest.raises(StoreError, match="supersedes"):
             await copy_memories(store, "ns", [NewMemory("x", "x", "hx", scope, vectors[0], supersedes=["y"])])
         assert (await store.list_memories("ns", scope, None, Visibility(), limit=1)).total == 40
+    finally:
+        await store.close()
+
+
+async def test_scope_first_keyword_plan_ranks_like_the_index_plan(
+    postgres_store_factory: Callable[[], Any],
+) -> None:
+    """Small scopes' one-statement keyword search (from the scope's rows) and the two-statement one
+    (GIN index, term counts first) give the same candidates, common words dropped alike."""
+    e = FakeEmbedder()
+    store: PostgresStore = postgres_store_factory()
+    await store.open(e.info)
+    texts = corpus(400)
+    await store.add("ns", [], memories(texts, await e.embed(texts), Scope(user_id="u")))
+    other = corpus(100, seed=3)
+    others = memories(other, await e.embed(other), Scope(user_id="v", agent_id="a"))
+    for i, m in enumerate(others):
+        m.id = f"v{i:05d}"
+    await store.add("ns", [], others)
+    common = ["Alice likes", "note the history of Rome", "who likes jazz piano at night", "Dan", "zzz"]
+    try:
+        for scope in (Scope(user_id="u"), Scope(user_id="v"), Scope(agent_id="a"), Scope()):
+            for query, flt in product([*QUERIES, *common], (None, parse_filters({"even": True}))):
+                store._scope_sizes.clear()
+                by_index = await store.keyword_candidates("ns", scope, flt, Visibility(), query, 10)
+                assert store._small_scope("ns", scope)
+                by_scope = await store.keyword_candidates("ns", scope, flt, Visibility(), query, 10)
+                assert [c.memory_id for c in by_scope] == [c.memory_id for c in by_index], query
+                assert [c.score for c in by_scope] == pytest.approx([c.score for c in by_index], rel=1e-9)
     finally:
         await store.close()

@@ -43,6 +43,7 @@ class CandidateSearch(PostgresConnection):
             cur = await conn.execute(sized, [*params, bound + 1, q, *params, bound, limit])
             rows = await cur.fetchall()
             if int(rows[0][0]) <= bound:
+                self._note_scope_size(namespace, scope, float(rows[0][0]))
                 return [Candidate(str(r[1]), float(r[2])) for r in rows if r[1] is not None]
             hits = await self._hnsw_candidates(conn, where, params, q, limit)
         return [Candidate(str(r[0]), float(r[1])) for r in hits]
@@ -69,9 +70,17 @@ class CandidateSearch(PostgresConnection):
         lexemes = tokens.query_lexemes(query_terms(query_text))
         if not lexemes or limit <= 0:
             return []
+        if self._small_scope(namespace, scope):
+            sql, params = search.bm25_scope_first_sql(
+                self._s, namespace, scope, filters, visibility, lexemes, limit
+            )
+            async with self._read_conn(namespace) as conn:
+                cur = await conn.execute(sql, params)
+                return [Candidate(str(r[0]), float(r[1])) for r in await cur.fetchall()]
         async with self._read_conn(namespace) as conn:
             # No shared snapshot needed: BM25 clamps N to each term's document frequency.
             n_docs, avgdl, lexemes = await self._stats_and_terms(conn, namespace, scope, lexemes)
+            self._note_scope_size(namespace, scope, n_docs)
             if n_docs == 0:
                 return []
             sql, params = search.bm25_sql(
@@ -80,6 +89,20 @@ class CandidateSearch(PostgresConnection):
             cur = await conn.execute(sql, params)
             rows = await cur.fetchall()
         return [Candidate(str(r[0]), float(r[1])) for r in rows]
+
+    def _note_scope_size(self, namespace: str, scope: Scope, rows: float) -> None:
+        """Remember whether the scope is small (see :meth:`_small_scope`)."""
+        if len(self._scope_sizes) > 100_000:
+            self._scope_sizes.clear()
+        small = rows < max(self.settings.stats_cache_min_rows, search.MIN_SCOPE_FOR_DF)
+        self._scope_sizes[(namespace, scope.as_tuple())] = (small, time.monotonic())
+
+    def _small_scope(self, namespace: str, scope: Scope) -> bool:
+        """Whether the scope was smaller than ``stats_cache_min_rows`` when last seen (within
+        ``stats_cache_seconds``): its keyword search then runs in one statement from the scope's
+        rows. Only the plan depends on this: both plans give the same results."""
+        seen = self._scope_sizes.get((namespace, scope.as_tuple()))
+        return seen is not None and seen[0] and time.monotonic() - seen[1] < self.settings.stats_cache_seconds
 
     async def _stats_and_terms(
         self, conn: Any, namespace: str, scope: Scope, lexemes: list[str]

@@ -42,6 +42,8 @@ class PostgresConnection:
         # Large scopes' BM25 statistics: (N, average length, when) and a term's row count, when.
         self._stats_cache: dict[tuple[str, tuple[str | None, ...]], tuple[float, float, float]] = {}
         self._term_cache: dict[tuple[str, tuple[str | None, ...], str], tuple[int, float]] = {}
+        # Whether a scope was small (keyword search from its rows), and when that was seen.
+        self._scope_sizes: dict[tuple[str, tuple[str | None, ...]], tuple[bool, float]] = {}
 
     def _url(self) -> str:
         if self.settings.url is not None:

@@ -137,6 +137,76 @@ def hnsw_vector_sql(schema: str, where: str) -> str:
     )
 
 
+def _bm25_sum(n: str, df: str, avgdl: str) -> str:
+    """FTS5's BM25 summed over a row's ``tf`` rows (columns ``tf``, ``doc_len``)."""
+    return (
+        f"sum(GREATEST(ln((GREATEST({n}, {df}) - {df} + 0.5) / ({df} + 0.5)), 1e-6) "
+        f"* (tf.tf * {K1 + 1}) / (tf.tf + {K1} * ({1 - B} + {B} * tf.doc_len / {avgdl})))"
+    )
+
+
+def _ok_sql(schema: str, filters: FilterNode | None, visibility: Visibility) -> tuple[str, list[Any]]:
+    """Visibility and filters as one condition (the rows failing it still count for N and df)."""
+    params: list[Any] = []
+    clauses = visibility_clauses(visibility, params)
+    if filters is not None:
+        filter_sql, filter_params = compile_filter(filters, fold=f"{schema}.fold")
+        clauses.append(filter_sql)
+        params.extend(filter_params)
+    return " AND ".join(clauses) or "true", params
+
+
+def bm25_scope_first_sql(
+    schema: str,
+    namespace: str,
+    scope: Scope,
+    filters: FilterNode | None,
+    visibility: Visibility,
+    lexemes: Sequence[str],
+    limit: int,
+) -> tuple[str, list[Any]]:
+    """Keyword search of a small scope in one statement, starting from the scope's rows.
+
+    Same result as :func:`stats_and_term_counts_sql` then :func:`bm25_sql`: N and the average
+    length over the scope, terms in more than MAX_TERM_SHARE of it dropped (when two or more were
+    given, the scope has MIN_SCOPE_FOR_DF rows and any term is rare enough), BM25 over the rest.
+    The scope's rows are read through its btree index and tested for the terms one by one, instead
+    of intersecting the table-wide GIN index (which, for a common word, reads every row of every
+    scope holding it).
+    """
+    scope_clauses, scope_params = scope_where(namespace, scope)
+    ok, ok_params = _ok_sql(schema, filters, visibility)
+    cap = f"floor(st.n * {MAX_TERM_SHARE})"
+    sql = f"""
+WITH lex AS (SELECT t.lexeme, t.i FROM unnest(%s::text[]) WITH ORDINALITY AS t(lexeme, i)),
+sc AS MATERIALIZED (
+    SELECT m.id, m.seq, m.tsv, m.doc_len, ({ok}) AS ok
+    FROM {schema}.memories m WHERE {" AND ".join(scope_clauses)}
+),
+st AS (SELECT count(*)::float8 AS n, COALESCE(avg(sc.doc_len), 0)::float8 AS avgdl FROM sc),
+tf AS MATERIALIZED (
+    SELECT sc.id, sc.seq, sc.doc_len, sc.ok, lex.i, cardinality(u.positions) AS tf
+    FROM sc CROSS JOIN LATERAL unnest(sc.tsv) AS u JOIN lex ON lex.lexeme = u.lexeme
+    WHERE sc.tsv @@ %s::tsquery
+),
+df AS (SELECT lex.i, count(DISTINCT tf.id)::float8 AS df FROM lex LEFT JOIN tf USING (i) GROUP BY lex.i),
+rule AS (
+    SELECT %s::bool AND st.n >= {MIN_SCOPE_FOR_DF} AND bool_or(df.df <= {cap}) AS active
+    FROM df CROSS JOIN st GROUP BY st.n
+),
+kept AS (SELECT df.i, df.df FROM df CROSS JOIN st CROSS JOIN rule WHERE NOT rule.active OR df.df <= {cap})
+SELECT tf.id, {_bm25_sum("st.n", "kept.df", "GREATEST(st.avgdl, 1e-9)")} AS score
+FROM tf JOIN kept USING (i) CROSS JOIN st
+WHERE tf.ok
+GROUP BY tf.id, tf.seq
+ORDER BY score DESC, tf.seq
+LIMIT %s"""
+    params = [
+        list(lexemes), *ok_params, *scope_params, tsquery_literal(lexemes), len(lexemes) >= 2, limit,
+    ]  # fmt: skip
+    return sql, params
+
+
 def bm25_sql(
     schema: str,
     namespace: str,
@@ -150,13 +220,7 @@ def bm25_sql(
 ) -> tuple[str, list[Any]]:
     """Top ``limit`` rows of the scope by BM25 over ``lexemes`` (each one phrase, as in FTS5)."""
     scope_clauses, scope_params = scope_where(namespace, scope)
-    ok_params: list[Any] = []
-    ok_clauses = visibility_clauses(visibility, ok_params)
-    if filters is not None:
-        filter_sql, filter_params = compile_filter(filters, fold=f"{schema}.fold")
-        ok_clauses.append(filter_sql)
-        ok_params.extend(filter_params)
-    ok = " AND ".join(ok_clauses) or "true"
+    ok, ok_params = _ok_sql(schema, filters, visibility)
     sql = f"""
 WITH lex AS (SELECT t.lexeme, t.i FROM unnest(%s::text[]) WITH ORDINALITY AS t(lexeme, i)),
 matched AS MATERIALIZED (
@@ -169,10 +233,7 @@ tf AS (
     FROM matched mt CROSS JOIN LATERAL unnest(mt.tsv) AS u JOIN lex ON lex.lexeme = u.lexeme
 ),
 df AS (SELECT i, count(DISTINCT id)::float8 AS df FROM tf GROUP BY i)
-SELECT tf.id, sum(
-    GREATEST(ln((GREATEST(%s::float8, df.df) - df.df + 0.5) / (df.df + 0.5)), 1e-6)
-    * (tf.tf * {K1 + 1}) / (tf.tf + {K1} * ({1 - B} + {B} * tf.doc_len / %s::float8))
-) AS score
+SELECT tf.id, {_bm25_sum("%s::float8", "df.df", "%s::float8")} AS score
 FROM tf JOIN df USING (i)
 WHERE tf.ok
 GROUP BY tf.id, tf.seq
