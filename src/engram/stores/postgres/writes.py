@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Sequence
-from datetime import date, datetime
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -53,11 +53,8 @@ class MemoryWrites(MemoryReads):
         now = utcnow()
         outcomes: list[WriteOutcome] = []
         batch_ids = [m.id for m in messages]
-        today = now.date()
         for mem in memories:
-            existing = await self._current_twin(conn, namespace, mem, now)
-            if existing is None and mem.raw:
-                existing = await self._derived_from_earlier_message(conn, namespace, mem, batch_ids, today)
+            existing = await self._existing_fact(conn, namespace, mem, batch_ids, now)
             if existing is None:
                 existing = await self._insert_memory(conn, namespace, mem, now)
             if existing is not None:
@@ -71,45 +68,43 @@ class MemoryWrites(MemoryReads):
             outcomes.append(WriteOutcome(mem.id, mem.text, "ADD"))
         return outcomes
 
-    async def _current_twin(self, conn: Any, namespace: str, mem: NewMemory, now: datetime) -> str | None:
-        """The current memory saying the same in exactly this scope; an expired one is superseded
-        by ``mem`` instead (the fact is true again), and then there is none."""
-        cur = await conn.execute(
-            f"SELECT id, expires_at FROM {self._s}.memories WHERE namespace = %s AND scope_key = %s "
-            "AND hash = %s AND deleted_at IS NULL AND superseded_by IS NULL FOR UPDATE",
-            (namespace, mem.scope.key(), mem.hash),
-        )
-        row = await cur.fetchone()
-        if row is None:
-            return None
-        if row[1] is not None and row[1] < now.date():
-            await self._supersede(conn, namespace, str(row[0]), mem, now)
-            return None
-        return str(row[0])
-
-    async def _derived_from_earlier_message(
-        self, conn: Any, namespace: str, mem: NewMemory, batch_ids: list[str], today: date
+    async def _existing_fact(
+        self, conn: Any, namespace: str, mem: NewMemory, batch_ids: list[str], now: datetime
     ) -> str | None:
-        """For a raw (``infer=False``) memory: a current memory extracted from an earlier message of
-        exactly this scope with exactly this text, if any (memories whose text was edited since, or
-        that expired, no longer speak for that message; a metadata-only update changes nothing)."""
+        """The memory that already holds ``mem``'s fact, in one round trip, or None:
+
+        - the current memory saying the same in exactly this scope (locked); an expired one is
+          superseded by ``mem`` instead (the fact is true again), and then there is none;
+        - for a raw (``infer=False``) memory: else a current memory extracted from an earlier message
+          of exactly this scope with exactly this text (memories whose text was edited since, or that
+          expired, no longer speak for that message; a metadata-only update changes nothing).
+        """
         s = self._s
         cur = await conn.execute(
+            f"WITH twin AS (SELECT id, expires_at FROM {s}.memories WHERE namespace = %s AND scope_key = %s "
+            "AND hash = %s AND deleted_at IS NULL AND superseded_by IS NULL FOR UPDATE), "
             # The earlier messages first, whatever the planner's statistics say (fresh tables have
             # none): they are found by an index and are usually none at all.
-            f"WITH g AS MATERIALIZED (SELECT id FROM {s}.messages WHERE namespace = %s AND scope_key = %s "
-            "AND content_hash = %s AND content = %s AND NOT (id = ANY(%s::text[]))) "
-            f"SELECT m.id FROM g JOIN {s}.memory_sources ms ON ms.message_id = g.id "
+            f"g AS MATERIALIZED (SELECT id FROM {s}.messages WHERE %s AND namespace = %s AND scope_key = %s "
+            "AND content_hash = %s AND content = %s AND NOT (id = ANY(%s::text[]))), "
+            f"derived AS (SELECT m.id FROM g JOIN {s}.memory_sources ms ON ms.message_id = g.id "
             f"JOIN {s}.memories m ON m.id = ms.memory_id "
             "WHERE m.deleted_at IS NULL AND m.superseded_by IS NULL "
             "AND (m.expires_at IS NULL OR m.expires_at >= %s) "
             f"AND NOT EXISTS (SELECT 1 FROM {s}.history h WHERE h.memory_id = m.id AND h.event = 'UPDATE' "
             "AND h.old_memory IS DISTINCT FROM h.new_memory) "
-            "ORDER BY m.seq LIMIT 1",
-            (namespace, mem.scope.key(), digest(mem.text), mem.text, batch_ids, today),
-        )
-        row = await cur.fetchone()
-        return str(row[0]) if row else None
+            "ORDER BY m.seq LIMIT 1) "
+            "SELECT (SELECT id FROM twin), (SELECT expires_at FROM twin), (SELECT id FROM derived)",
+            (namespace, mem.scope.key(), mem.hash, mem.raw, namespace, mem.scope.key(), digest(mem.text),
+             mem.text, batch_ids, now.date()),
+        )  # fmt: skip
+        twin, expires_at, derived = await cur.fetchone()
+        if twin is not None and (expires_at is None or expires_at >= now.date()):
+            return str(twin)
+        if twin is not None:
+            await self._supersede(conn, namespace, str(twin), mem, now)
+        # An expired twin is never ``derived`` (that requires it not expired).
+        return str(derived) if derived is not None else None
 
     async def _insert_memory(self, conn: Any, namespace: str, mem: NewMemory, now: datetime) -> str | None:
         """Insert ``mem``; when its hash is already current in the scope, return that memory's id."""
