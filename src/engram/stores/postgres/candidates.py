@@ -71,9 +71,7 @@ class CandidateSearch(PostgresConnection):
         if not lexemes or limit <= 0:
             return []
         if self._small_scope(namespace, scope):
-            sql, params = search.bm25_scope_first_sql(
-                self._s, namespace, scope, filters, visibility, lexemes, limit
-            )
+            sql, params = search.bm25_sql(self._s, namespace, scope, filters, visibility, lexemes, limit)
             async with self._read_conn(namespace) as conn:
                 cur = await conn.execute(sql, params)
                 return [Candidate(str(r[0]), float(r[1])) for r in await cur.fetchall()]
@@ -84,7 +82,7 @@ class CandidateSearch(PostgresConnection):
             if n_docs == 0:
                 return []
             sql, params = search.bm25_sql(
-                self._s, namespace, scope, filters, visibility, lexemes, n_docs, avgdl, limit
+                self._s, namespace, scope, filters, visibility, lexemes, limit, (n_docs, avgdl)
             )
             cur = await conn.execute(sql, params)
             rows = await cur.fetchall()

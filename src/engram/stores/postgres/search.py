@@ -156,12 +156,10 @@ def _ok_sql(schema: str, filters: FilterNode | None, visibility: Visibility) -> 
     return " AND ".join(clauses) or "true", params
 
 
-def bm25_scope_first_sql(
+def _bm25_scope_first_sql(
     schema: str,
-    namespace: str,
-    scope: Scope,
-    filters: FilterNode | None,
-    visibility: Visibility,
+    scope_sql: tuple[str, list[Any]],
+    ok_sql: tuple[str, list[Any]],
     lexemes: Sequence[str],
     limit: int,
 ) -> tuple[str, list[Any]]:
@@ -174,14 +172,13 @@ def bm25_scope_first_sql(
     of intersecting the table-wide GIN index (which, for a common word, reads every row of every
     scope holding it).
     """
-    scope_clauses, scope_params = scope_where(namespace, scope)
-    ok, ok_params = _ok_sql(schema, filters, visibility)
+    (scope_cond, scope_params), (ok, ok_params) = scope_sql, ok_sql
     cap = f"floor(st.n * {MAX_TERM_SHARE})"
     sql = f"""
 WITH lex AS (SELECT t.lexeme, t.i FROM unnest(%s::text[]) WITH ORDINALITY AS t(lexeme, i)),
 sc AS MATERIALIZED (
     SELECT m.id, m.seq, m.tsv, m.doc_len, ({ok}) AS ok
-    FROM {schema}.memories m WHERE {" AND ".join(scope_clauses)}
+    FROM {schema}.memories m WHERE {scope_cond}
 ),
 st AS (SELECT count(*)::float8 AS n, COALESCE(avg(sc.doc_len), 0)::float8 AS avgdl FROM sc),
 tf AS MATERIALIZED (
@@ -214,13 +211,22 @@ def bm25_sql(
     filters: FilterNode | None,
     visibility: Visibility,
     lexemes: Sequence[str],
-    n_docs: float,
-    avgdl: float,
     limit: int,
+    stats: tuple[float, float] | None = None,
 ) -> tuple[str, list[Any]]:
-    """Top ``limit`` rows of the scope by BM25 over ``lexemes`` (each one phrase, as in FTS5)."""
+    """Top ``limit`` rows of the scope by BM25 over ``lexemes`` (each one phrase, as in FTS5).
+
+    With ``stats`` (the scope's N and average length, from :func:`stats_and_term_counts_sql`, and
+    ``lexemes`` already stripped of common terms): the rows are found through the GIN index.
+    Without: the whole search runs from the scope's rows (see :func:`_bm25_scope_first_sql`).
+    """
     scope_clauses, scope_params = scope_where(namespace, scope)
     ok, ok_params = _ok_sql(schema, filters, visibility)
+    if stats is None:
+        return _bm25_scope_first_sql(
+            schema, (" AND ".join(scope_clauses), scope_params), (ok, ok_params), lexemes, limit
+        )
+    n_docs, avgdl = stats
     sql = f"""
 WITH lex AS (SELECT t.lexeme, t.i FROM unnest(%s::text[]) WITH ORDINALITY AS t(lexeme, i)),
 matched AS MATERIALIZED (
