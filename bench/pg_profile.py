@@ -163,7 +163,7 @@ async def searches(url: str, case: str, queries: list[str], qv: np.ndarray, expl
     try:
         for i, q in enumerate(queries):
             # ten scopes in turn (each searched again and again, as a busy user's would be)
-            user = f"scope-{(i % 10) * 97 % scopes:04d}"
+            user = "scope-0000" if explain else f"scope-{(i % 10) * 97 % scopes:04d}"
             request = SearchRequest("bench", Scope(user_id=user), None, Visibility(), q, 20)
             t0 = time.perf_counter()
             await hybrid_search(store, request, qv[i], config)
