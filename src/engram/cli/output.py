@@ -144,8 +144,8 @@ def engine(namespace: str | None = None, project: str | None = None) -> AsyncMem
         raise ValidationError("give --namespace or --project, not both", field="project")
     if project:
         from engram.server.app import build_engine
+        from engram.server.jobs import namespace_for
         from engram.server.settings import ServerSettings
-        from engram.server.worker import namespace_for
 
         project_id = _resolve_project(project)
         return build_engine(ServerSettings.from_env()).namespace_view(namespace_for(project_id))
