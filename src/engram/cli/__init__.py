@@ -136,13 +136,15 @@ def quickstart() -> None:
 
 
 def _mount_server_commands() -> None:
-    """`engram serve`, `engram worker` and `engram keys` (their heavy imports happen when they run)."""
+    """`engram serve`, `worker`, `keys` and `mcp` (their heavy imports happen when they run)."""
     from engram.cli.keys import keys_app
+    from engram.cli.mcp import mcp_app
     from engram.cli.serve import serve_command, worker_command
 
     app.command("serve")(serve_command)
     app.command("worker")(worker_command)
     app.add_typer(keys_app, name="keys")
+    app.add_typer(mcp_app, name="mcp")
 
 
 def main() -> None:

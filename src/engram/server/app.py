@@ -72,6 +72,7 @@ def create_app(
     state: ServiceState | None = None,
 ) -> FastAPI:
     """Build the server app. ``engine`` and ``state`` default to what ``settings`` describe."""
+    from engram.mcp import http_endpoint
     from engram.server.routes_admin import admin_router
     from engram.server.routes_memories import memories_router
 
@@ -82,6 +83,7 @@ def create_app(
     server = Server(
         settings, state, engine, runner, Auth(state, RateLimiter(), settings.rate_limit_per_minute)
     )
+    mcp = http_endpoint(server)  # streamable HTTP MCP at /mcp (None without the mcp extra)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -89,7 +91,8 @@ def create_app(
         stop = asyncio.Event()
         tasks = [asyncio.create_task(runner.run_forever(stop)) for _ in range(settings.worker_tasks)]
         try:
-            yield
+            async with mcp.running() if mcp else contextlib.nullcontext():
+                yield
         finally:
             stop.set()
             runner.wake.set()
@@ -110,6 +113,8 @@ def create_app(
     install_error_handlers(app)
     app.include_router(memories_router(server))
     app.include_router(admin_router(server))
+    if mcp:
+        mcp.mount(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]
     if origins:
