@@ -18,6 +18,7 @@ def register_openmemory_tools(server: MCPServer, resolve: Resolver) -> None:
         description="Add a new memory. Call it whenever the user shares something about themselves (a "
         "preference, fact, decision or plan) or asks you to remember something.",
         annotations=_WRITE,
+        structured_output=False,
     )
     async def add_memories(ctx: Context, text: Annotated[str, Field(description="What to remember.")]) -> str:
         async def go(backend: MemoryBackend, caller: Caller) -> Any:
@@ -30,6 +31,7 @@ def register_openmemory_tools(server: MCPServer, resolve: Resolver) -> None:
         description="Search through stored memories. Call it every time the user asks anything that could "
         "depend on them; score is relevance between 0 and 1.",
         annotations=_READ,
+        structured_output=False,
     )
     async def search_memory(
         ctx: Context, query: Annotated[str, Field(description="What to look for.")]
@@ -40,7 +42,11 @@ def register_openmemory_tools(server: MCPServer, resolve: Resolver) -> None:
 
         return await run(resolve, ctx, go)
 
-    @server.tool(description="List all memories of the user, most recent first.", annotations=_READ)
+    @server.tool(
+        description="List all memories of the user, most recent first.",
+        annotations=_READ,
+        structured_output=False,
+    )
     async def list_memories(ctx: Context) -> str:
         async def go(backend: MemoryBackend, caller: Caller) -> Any:
             found = await backend.list_memories(caller.scope({}), top_k=1000)
@@ -48,7 +54,9 @@ def register_openmemory_tools(server: MCPServer, resolve: Resolver) -> None:
 
         return await run(resolve, ctx, go)
 
-    @server.tool(description="Delete specific memories by their ids.", annotations=_DESTROY)
+    @server.tool(
+        description="Delete specific memories by their ids.", annotations=_DESTROY, structured_output=False
+    )
     async def delete_memories(
         ctx: Context, memory_ids: Annotated[list[str], Field(description="Exact memory ids.", min_length=1)]
     ) -> str:
@@ -64,6 +72,7 @@ def register_openmemory_tools(server: MCPServer, resolve: Resolver) -> None:
     @server.tool(
         description="Delete all memories of the current user, only when the user explicitly asks for it.",
         annotations=_DESTROY,
+        structured_output=False,
     )
     async def delete_all_memories(ctx: Context) -> str:
         async def go(backend: MemoryBackend, caller: Caller) -> Any:

@@ -105,6 +105,7 @@ def _register_write_tools(server: MCPServer, resolve: Resolver) -> None:
         "ones it already knows; infer=false stores the text as given. Answers the stored memories with their "
         "event (ADD, NONE for an existing duplicate).",
         annotations=_WRITE,
+        structured_output=False,
     )
     async def add_memory(
         ctx: Context,
@@ -134,6 +135,7 @@ def _register_write_tools(server: MCPServer, resolve: Resolver) -> None:
         description="Change the text (and/or replace the metadata) of one memory, when the user corrects "
         "something Engram remembered. Needs the exact memory_id.",
         annotations=_WRITE,
+        structured_output=False,
     )
     async def update_memory(
         ctx: Context,
@@ -155,6 +157,7 @@ def _register_read_tools(server: MCPServer, resolve: Resolver) -> None:
         "first; score is relevance between 0 and 1 (above ~0.5 is a good match). An empty list means "
         "Engram knows nothing about it.",
         annotations=_READ,
+        structured_output=False,
     )
     async def search_memories(
         ctx: Context,
@@ -181,6 +184,7 @@ def _register_read_tools(server: MCPServer, resolve: Resolver) -> None:
         description="List the user's memories, most recent first, without a query (page through with page "
         "and page_size). Use search_memories to find something specific.",
         annotations=_READ,
+        structured_output=False,
     )
     async def get_memories(
         ctx: Context,
@@ -203,7 +207,9 @@ def _register_read_tools(server: MCPServer, resolve: Resolver) -> None:
 
         return await run(resolve, ctx, go)
 
-    @server.tool(description="Fetch one memory by its exact memory_id.", annotations=_READ)
+    @server.tool(
+        description="Fetch one memory by its exact memory_id.", annotations=_READ, structured_output=False
+    )
     async def get_memory(ctx: Context, memory_id: Id) -> str:
         async def go(backend: MemoryBackend, caller: Caller) -> Any:
             return compact(await owned(backend, caller, memory_id))
@@ -214,6 +220,7 @@ def _register_read_tools(server: MCPServer, resolve: Resolver) -> None:
         description="How one memory came to be: its change history (ADD, UPDATE, SUPERSEDE, DELETE, oldest "
         "first) and the conversation messages it was extracted from.",
         annotations=_READ,
+        structured_output=False,
     )
     async def memory_history(ctx: Context, memory_id: Id) -> str:
         async def go(backend: MemoryBackend, caller: Caller) -> Any:
@@ -225,6 +232,7 @@ def _register_read_tools(server: MCPServer, resolve: Resolver) -> None:
     @server.tool(
         description="List the users, agents, apps and runs that have memories, with their memory counts.",
         annotations=_READ,
+        structured_output=False,
     )
     async def list_entities(ctx: Context) -> str:
         async def go(backend: MemoryBackend, caller: Caller) -> Any:
@@ -237,6 +245,7 @@ def _register_delete_tools(server: MCPServer, resolve: Resolver) -> None:
     @server.tool(
         description="Delete one memory by its exact memory_id, once the user has confirmed which one.",
         annotations=_DESTROY,
+        structured_output=False,
     )
     async def delete_memory(ctx: Context, memory_id: Id) -> str:
         async def go(backend: MemoryBackend, caller: Caller) -> Any:
@@ -251,6 +260,7 @@ def _register_delete_tools(server: MCPServer, resolve: Resolver) -> None:
         "must be named explicitly (user_id, agent_id, app_id and/or run_id); without one the call is "
         "refused, so a whole project is never wiped.",
         annotations=_DESTROY,
+        structured_output=False,
     )
     async def delete_all_memories(
         ctx: Context,
@@ -274,6 +284,7 @@ def _register_delete_tools(server: MCPServer, resolve: Resolver) -> None:
         description="Delete users, agents, apps or runs and all their memories, only when the user "
         "explicitly asks for it. Name at least one.",
         annotations=_DESTROY,
+        structured_output=False,
     )
     async def delete_entities(
         ctx: Context,
