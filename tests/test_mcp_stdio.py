@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import shlex
 import subprocess
 from pathlib import Path
 
@@ -176,3 +178,20 @@ def test_stdout_carries_only_protocol(tmp_path: Path) -> None:
     assert [m["id"] for m in lines] == [1, 2] and all(m["jsonrpc"] == "2.0" for m in lines)
     assert "I like green tea" in lines[1]["result"]["content"][0]["text"]
     assert "DEBUG" in stderr  # the logs went to stderr
+
+
+async def test_the_printed_claude_code_command_works(tmp_path: Path) -> None:
+    """`engram mcp config claude-code` prints `claude mcp add engram -- <cmd>`: <cmd> serves, on the
+    defaults (bundled MiniLM, embedded store), with no other setup."""
+    env = {**stdio_env(tmp_path), "PATH": f"{Path(ENGRAM).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    printed = subprocess.run(
+        [ENGRAM, "mcp", "config", "claude-code"], capture_output=True, text=True, env=env, timeout=60
+    ).stdout.splitlines()[0]
+    assert printed == "claude mcp add engram -- engram mcp"
+    command, *args = shlex.split(printed.split(" -- ", 1)[1])
+    async with stdio_session(args, env, command=command) as s:
+        err, added = await call(s, "add_memory", {"text": "I am allergic to cats", "infer": False})
+        assert not err
+        err, found = await call(s, "search_memories", {"query": "which pets cause allergies?"})
+        assert not err and found["results"][0]["id"] == added["results"][0]["id"]
+        assert found["results"][0]["user_id"]  # the OS user (or ENGRAM_USER_ID)
