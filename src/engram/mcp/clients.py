@@ -31,13 +31,18 @@ class Target:
     entry: dict[str, Any]
 
 
-def engram_command() -> str:
-    """``engram`` when that is this install's script on PATH, else the script's absolute path."""
+def engram_command(absolute: bool = False) -> str:
+    """``engram`` when that is this install's script on PATH, else the script's absolute path.
+
+    ``absolute`` always gives the path (when it exists): desktop apps do not see the shell's PATH.
+    """
     script = Path(sys.executable).parent / "engram"
-    found = shutil.which("engram")
-    if found and (not script.exists() or Path(found).resolve() == script.resolve()):
+    if not script.exists():
         return "engram"
-    return str(script) if script.exists() else "engram"
+    found = shutil.which("engram")
+    if not absolute and found and Path(found).resolve() == script.resolve():
+        return "engram"
+    return str(script)
 
 
 def _auth_header(key: str) -> dict[str, str]:
@@ -67,7 +72,8 @@ def config_path(client: str, home: Path | None = None, cwd: Path | None = None) 
 def entry_for(client: str, args: list[str], http: str | None, key: str | None) -> dict[str, Any]:
     """The server entry ``client`` expects: command form for stdio, url + headers for HTTP."""
     if http is None:
-        entry: dict[str, Any] = {"command": engram_command(), "args": ["mcp", *args]}
+        command = engram_command(absolute=client != "claude-code")
+        entry: dict[str, Any] = {"command": command, "args": ["mcp", *args]}
         return {"type": "stdio", **entry} if client in ("claude-code", "vscode") else entry
     if not key:
         raise ConfigError(
