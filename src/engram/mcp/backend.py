@@ -40,6 +40,23 @@ class Caller:
         ids.update({k: str(v) for k, v in given.items()})
         return ids
 
+    def read_scope(self, explicit: dict[str, str | None], filters: Any) -> dict[str, str]:
+        """The scope of a search or listing: the defaults are left out when the filters name a scope."""
+        self.check_filters(filters)
+        text = dumps(filters or {})
+        named = any(f'"{key}"' in text for key in SCOPE_FIELDS)
+        return self.scope(explicit, use_defaults=not named)
+
+    def explicit_scope(self, explicit: dict[str, str | None], tool: str) -> dict[str, str]:
+        """Only the ids the call names (destructive tools); none at all is refused."""
+        scope = self.scope(explicit, use_defaults=False)
+        if not scope:
+            raise ToolFailure(
+                f"{tool} needs an explicit scope: pass user_id, agent_id, app_id or run_id "
+                "(it never deletes every memory of the project)"
+            )
+        return scope
+
     def add_scope(self, explicit: dict[str, str | None]) -> dict[str, str]:
         """The scope of an add: :meth:`scope`, plus the ids recorded on writes (OpenMemory's client)."""
         return {**self.recorded, **self.scope(explicit)}

@@ -7,6 +7,7 @@ come back as tool errors carrying the API's message; the session never crashes.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, Literal
 
@@ -21,6 +22,7 @@ from engram.mcp.backend import Caller, MemoryBackend, ToolFailure, compact, dump
 ToolNames = Literal["mem0", "openmemory"]
 Resolver = Callable[[Context], Awaitable[tuple[MemoryBackend, Caller]]]
 Operation = Callable[[MemoryBackend, Caller], Awaitable[Any]]
+ToolOp = Callable[..., Awaitable[Any]]
 
 INSTRUCTIONS = (
     "Engram is the user's long-term memory. Before answering anything about the user (their "
@@ -76,6 +78,55 @@ def ids(user_id: str | None, agent_id: str | None, app_id: str | None, run_id: s
     return {"user_id": user_id, "agent_id": agent_id, "app_id": app_id, "run_id": run_id}
 
 
+class Registrar:
+    """``@tool(annotations, description)`` registers ``op(backend, caller, **arguments)`` as an MCP tool.
+
+    The tool's schema comes from the op's arguments after ``backend, caller``; the registered handler
+    takes the request context instead of those two and runs the op through :func:`run`.
+    """
+
+    def __init__(self, server: MCPServer, resolve: Resolver) -> None:
+        self.server = server
+        self.resolve = resolve
+
+    def __call__(self, annotations: ToolAnnotations, description: str) -> Callable[[ToolOp], ToolOp]:
+        def register(op: ToolOp) -> ToolOp:
+            self.server.add_tool(
+                self.handler(op),
+                name=op.__name__,
+                description=description,
+                annotations=annotations,
+                structured_output=False,
+            )
+            return op
+
+        return register
+
+    def handler(self, op: ToolOp) -> Callable[..., Awaitable[str]]:
+        signature = inspect.signature(op, eval_str=True)
+        params = list(signature.parameters.values())[2:]  # after backend, caller
+        resolve = self.resolve
+
+        async def handle(ctx: Context, **arguments: Any) -> str:
+            return await run(resolve, ctx, lambda backend, caller: op(backend, caller, **arguments))
+
+        context = inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Context)
+        handle.__signature__ = signature.replace(  # type: ignore[attr-defined]
+            parameters=[context, *params], return_annotation=str
+        )
+        handle.__annotations__ = {"ctx": Context, **{p.name: p.annotation for p in params}, "return": str}
+        handle.__name__ = handle.__qualname__ = op.__name__
+        return handle
+
+
+def results(items: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"results": [compact(item) for item in items]}
+
+
+def listing(found: dict[str, Any]) -> dict[str, Any]:
+    return {**results(found["results"]), "total": found["total"]}
+
+
 def build_server(resolve: Resolver, tool_names: ToolNames = "mem0") -> MCPServer:
     """An MCP server whose tools run on what ``resolve`` returns for each request."""
     server: MCPServer = MCPServer(
@@ -98,17 +149,19 @@ def build_server(resolve: Resolver, tool_names: ToolNames = "mem0") -> MCPServer
 
 
 def _register_write_tools(server: MCPServer, resolve: Resolver) -> None:
-    @server.tool(
-        description="Remember something durable about the user: a fact, preference, decision or plan they "
-        "shared, or anything they ask you to remember. Give `text` (one plain sentence) or `messages` (the "
-        "conversation turns, role/content). With infer=true (default) Engram extracts short facts and skips "
-        "ones it already knows; infer=false stores the text as given. Answers the stored memories with their "
-        "event (ADD, NONE for an existing duplicate).",
-        annotations=_WRITE,
-        structured_output=False,
+    tool = Registrar(server, resolve)
+
+    @tool(
+        _WRITE,
+        "Remember something durable about the user: a fact, preference, decision or plan they shared, or "
+        "anything they ask you to remember. Give `text` (one plain sentence) or `messages` (the conversation "
+        "turns, role/content). With infer=true (default) Engram extracts short facts and skips ones it "
+        "already knows; infer=false stores the text as given. Answers the stored memories with their event "
+        "(ADD, NONE for an existing duplicate).",
     )
     async def add_memory(
-        ctx: Context,
+        backend: MemoryBackend,
+        caller: Caller,
         text: Annotated[str | None, Field(description="What to remember, as a plain sentence.")] = None,
         messages: Annotated[
             list[dict[str, Any]] | None,
@@ -120,47 +173,42 @@ def _register_write_tools(server: MCPServer, resolve: Resolver) -> None:
         run_id: RunId = None,
         metadata: Metadata = None,
         infer: Annotated[bool, Field(description="Extract facts (true) or store as given (false).")] = True,
-    ) -> str:
-        async def go(backend: MemoryBackend, caller: Caller) -> Any:
-            content: Any = messages if messages else text
-            if not content:
-                raise ToolFailure("add_memory needs `text` or `messages`: what should be remembered?")
-            scope = caller.add_scope(ids(user_id, agent_id, app_id, run_id))
-            results = await backend.add(content, scope, metadata=metadata, infer=infer)
-            return {"results": [compact(r) for r in results]}
+    ) -> Any:
+        content: Any = messages if messages else text
+        if not content:
+            raise ToolFailure("add_memory needs `text` or `messages`: what should be remembered?")
+        scope = caller.add_scope(ids(user_id, agent_id, app_id, run_id))
+        return results(await backend.add(content, scope, metadata=metadata, infer=infer))
 
-        return await run(resolve, ctx, go)
-
-    @server.tool(
-        description="Change the text (and/or replace the metadata) of one memory, when the user corrects "
-        "something Engram remembered. Needs the exact memory_id.",
-        annotations=_WRITE,
-        structured_output=False,
+    @tool(
+        _WRITE,
+        "Change the text (and/or replace the metadata) of one memory, when the user corrects something "
+        "Engram remembered. Needs the exact memory_id.",
     )
     async def update_memory(
-        ctx: Context,
+        backend: MemoryBackend,
+        caller: Caller,
         memory_id: Id,
         text: Annotated[str | None, Field(description="The corrected memory text.")] = None,
         metadata: Metadata = None,
-    ) -> str:
-        async def go(backend: MemoryBackend, caller: Caller) -> Any:
-            await owned(backend, caller, memory_id)
-            return compact(await backend.update(memory_id, text, metadata))
-
-        return await run(resolve, ctx, go)
+    ) -> Any:
+        await owned(backend, caller, memory_id)
+        return compact(await backend.update(memory_id, text, metadata))
 
 
 def _register_read_tools(server: MCPServer, resolve: Resolver) -> None:
-    @server.tool(
-        description="Search the user's memories. Call it before answering anything about the user: their "
-        "preferences, plans, projects, people, past decisions. Answers the most relevant memories, best "
-        "first; score is relevance between 0 and 1 (above ~0.5 is a good match). An empty list means "
-        "Engram knows nothing about it.",
-        annotations=_READ,
-        structured_output=False,
+    tool = Registrar(server, resolve)
+
+    @tool(
+        _READ,
+        "Search the user's memories. Call it before answering anything about the user: their preferences, "
+        "plans, projects, people, past decisions. Answers the most relevant memories, best first; score is "
+        "relevance between 0 and 1 (above ~0.5 is a good match). An empty list means Engram knows nothing "
+        "about it.",
     )
     async def search_memories(
-        ctx: Context,
+        backend: MemoryBackend,
+        caller: Caller,
         query: Annotated[str, Field(description="What you are looking for, in natural language.")],
         filters: Filters = None,
         top_k: Annotated[
@@ -171,23 +219,18 @@ def _register_read_tools(server: MCPServer, resolve: Resolver) -> None:
         agent_id: AgentId = None,
         app_id: AppId = None,
         run_id: RunId = None,
-    ) -> str:
-        async def go(backend: MemoryBackend, caller: Caller) -> Any:
-            caller.check_filters(filters)
-            scope = caller.scope(ids(user_id, agent_id, app_id, run_id), use_defaults=not _scoped(filters))
-            found = await backend.search(query, scope, filters=filters, top_k=top_k or limit or 10)
-            return {"results": [compact(r) for r in found]}
+    ) -> Any:
+        scope = caller.read_scope(ids(user_id, agent_id, app_id, run_id), filters)
+        return results(await backend.search(query, scope, filters=filters, top_k=top_k or limit or 10))
 
-        return await run(resolve, ctx, go)
-
-    @server.tool(
-        description="List the user's memories, most recent first, without a query (page through with page "
-        "and page_size). Use search_memories to find something specific.",
-        annotations=_READ,
-        structured_output=False,
+    @tool(
+        _READ,
+        "List the user's memories, most recent first, without a query (page through with page and "
+        "page_size). Use search_memories to find something specific.",
     )
     async def get_memories(
-        ctx: Context,
+        backend: MemoryBackend,
+        caller: Caller,
         filters: Filters = None,
         page: Annotated[int, Field(description="1-based page number.", ge=1)] = 1,
         page_size: Annotated[int, Field(description="Memories per page (default 50).", ge=1, le=1000)] = 50,
@@ -195,118 +238,73 @@ def _register_read_tools(server: MCPServer, resolve: Resolver) -> None:
         agent_id: AgentId = None,
         app_id: AppId = None,
         run_id: RunId = None,
-    ) -> str:
-        async def go(backend: MemoryBackend, caller: Caller) -> Any:
-            caller.check_filters(filters)
-            scope = caller.scope(ids(user_id, agent_id, app_id, run_id), use_defaults=not _scoped(filters))
-            found = await backend.list_memories(
-                scope, filters=filters, top_k=page_size, offset=(page - 1) * page_size
-            )
-            results = [compact(r) for r in found["results"]]
-            return {"results": results, "total": found["total"], "page": page, "page_size": page_size}
+    ) -> Any:
+        scope = caller.read_scope(ids(user_id, agent_id, app_id, run_id), filters)
+        found = await backend.list_memories(
+            scope, filters=filters, top_k=page_size, offset=(page - 1) * page_size
+        )
+        return {**listing(found), "page": page, "page_size": page_size}
 
-        return await run(resolve, ctx, go)
+    @tool(_READ, "Fetch one memory by its exact memory_id.")
+    async def get_memory(backend: MemoryBackend, caller: Caller, memory_id: Id) -> Any:
+        return compact(await owned(backend, caller, memory_id))
 
-    @server.tool(
-        description="Fetch one memory by its exact memory_id.", annotations=_READ, structured_output=False
+    @tool(
+        _READ,
+        "How one memory came to be: its change history (ADD, UPDATE, SUPERSEDE, DELETE, oldest first) and "
+        "the conversation messages it was extracted from.",
     )
-    async def get_memory(ctx: Context, memory_id: Id) -> str:
-        async def go(backend: MemoryBackend, caller: Caller) -> Any:
-            return compact(await owned(backend, caller, memory_id))
+    async def memory_history(backend: MemoryBackend, caller: Caller, memory_id: Id) -> Any:
+        await owned(backend, caller, memory_id)
+        return await backend.history(memory_id)
 
-        return await run(resolve, ctx, go)
-
-    @server.tool(
-        description="How one memory came to be: its change history (ADD, UPDATE, SUPERSEDE, DELETE, oldest "
-        "first) and the conversation messages it was extracted from.",
-        annotations=_READ,
-        structured_output=False,
-    )
-    async def memory_history(ctx: Context, memory_id: Id) -> str:
-        async def go(backend: MemoryBackend, caller: Caller) -> Any:
-            await owned(backend, caller, memory_id)
-            return await backend.history(memory_id)
-
-        return await run(resolve, ctx, go)
-
-    @server.tool(
-        description="List the users, agents, apps and runs that have memories, with their memory counts.",
-        annotations=_READ,
-        structured_output=False,
-    )
-    async def list_entities(ctx: Context) -> str:
-        async def go(backend: MemoryBackend, caller: Caller) -> Any:
-            return {"results": await backend.entities(caller)}
-
-        return await run(resolve, ctx, go)
+    @tool(_READ, "List the users, agents, apps and runs that have memories, with their memory counts.")
+    async def list_entities(backend: MemoryBackend, caller: Caller) -> Any:
+        return {"results": await backend.entities(caller)}
 
 
 def _register_delete_tools(server: MCPServer, resolve: Resolver) -> None:
-    @server.tool(
-        description="Delete one memory by its exact memory_id, once the user has confirmed which one.",
-        annotations=_DESTROY,
-        structured_output=False,
-    )
-    async def delete_memory(ctx: Context, memory_id: Id) -> str:
-        async def go(backend: MemoryBackend, caller: Caller) -> Any:
-            await owned(backend, caller, memory_id)
-            await backend.delete(memory_id)
-            return {"message": "Memory deleted successfully!", "id": memory_id}
+    tool = Registrar(server, resolve)
 
-        return await run(resolve, ctx, go)
+    @tool(_DESTROY, "Delete one memory by its exact memory_id, once the user has confirmed which one.")
+    async def delete_memory(backend: MemoryBackend, caller: Caller, memory_id: Id) -> Any:
+        await owned(backend, caller, memory_id)
+        await backend.delete(memory_id)
+        return {"message": "Memory deleted successfully!", "id": memory_id}
 
-    @server.tool(
-        description="Delete every memory of one scope, only when the user explicitly asks for it. The scope "
-        "must be named explicitly (user_id, agent_id, app_id and/or run_id); without one the call is "
-        "refused, so a whole project is never wiped.",
-        annotations=_DESTROY,
-        structured_output=False,
+    @tool(
+        _DESTROY,
+        "Delete every memory of one scope, only when the user explicitly asks for it. The scope must be "
+        "named explicitly (user_id, agent_id, app_id and/or run_id); without one the call is refused, so a "
+        "whole project is never wiped.",
     )
     async def delete_all_memories(
-        ctx: Context,
+        backend: MemoryBackend,
+        caller: Caller,
         user_id: UserId = None,
         agent_id: AgentId = None,
         app_id: AppId = None,
         run_id: RunId = None,
-    ) -> str:
-        async def go(backend: MemoryBackend, caller: Caller) -> Any:
-            scope = caller.scope(ids(user_id, agent_id, app_id, run_id), use_defaults=False)
-            if not scope:
-                raise ToolFailure(
-                    "delete_all_memories needs an explicit scope: pass user_id, agent_id, app_id or run_id "
-                    "(it never deletes every memory of the project)"
-                )
-            return {"message": "Memories deleted successfully!", "deleted": await backend.delete_all(scope)}
+    ) -> Any:
+        scope = caller.explicit_scope(ids(user_id, agent_id, app_id, run_id), "delete_all_memories")
+        return {"message": "Memories deleted successfully!", "deleted": await backend.delete_all(scope)}
 
-        return await run(resolve, ctx, go)
-
-    @server.tool(
-        description="Delete users, agents, apps or runs and all their memories, only when the user "
-        "explicitly asks for it. Name at least one.",
-        annotations=_DESTROY,
-        structured_output=False,
+    @tool(
+        _DESTROY,
+        "Delete users, agents, apps or runs and all their memories, only when the user explicitly asks for "
+        "it. Name at least one.",
     )
     async def delete_entities(
-        ctx: Context,
+        backend: MemoryBackend,
+        caller: Caller,
         user_id: UserId = None,
         agent_id: AgentId = None,
         app_id: AppId = None,
         run_id: RunId = None,
-    ) -> str:
-        async def go(backend: MemoryBackend, caller: Caller) -> Any:
-            named = caller.scope(ids(user_id, agent_id, app_id, run_id), use_defaults=False)
-            if not named:
-                raise ToolFailure("delete_entities needs user_id, agent_id, app_id or run_id")
-            deleted = {key: await backend.delete_entity(key, name) for key, name in named.items()}
-            return {"message": "Entities deleted successfully!", "deleted": deleted}
-
-        return await run(resolve, ctx, go)
-
-
-def _scoped(filters: dict[str, Any] | None) -> bool:
-    """Whether the filters name a scope id themselves (then the defaults are not added)."""
-    text = dumps(filters or {})
-    return any(f'"{key}"' in text for key in ("user_id", "agent_id", "app_id", "run_id"))
+    ) -> Any:
+        named = caller.explicit_scope(ids(user_id, agent_id, app_id, run_id), "delete_entities")
+        deleted = {key: await backend.delete_entity(key, name) for key, name in named.items()}
+        return {"message": "Entities deleted successfully!", "deleted": deleted}
 
 
 def _register_resource_and_prompt(server: MCPServer, resolve: Resolver, tool_names: ToolNames) -> None:
@@ -322,8 +320,7 @@ def _register_resource_and_prompt(server: MCPServer, resolve: Resolver, tool_nam
     )
     async def user_memories(user_id: str, ctx: Context) -> str:
         async def go(backend: MemoryBackend, caller: Caller) -> Any:
-            found = await backend.list_memories(caller.scope({"user_id": user_id}), top_k=1000)
-            return {"results": [compact(r) for r in found["results"]], "total": found["total"]}
+            return listing(await backend.list_memories(caller.scope({"user_id": user_id}), top_k=1000))
 
         return await run(resolve, ctx, go)
 
