@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import shutil
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -22,40 +23,33 @@ pytestmark = [
 ]
 
 
-def answer_of(result: dict[str, object]) -> dict[str, object]:
+def answer_of(result: dict[str, Any]) -> dict[str, Any]:
     assert result.get("isError") is False, result
-    content = result["content"]
-    assert isinstance(content, list)
-    parsed: dict[str, object] = json.loads(content[0]["text"])
+    parsed: dict[str, Any] = json.loads(result["content"][0]["text"])
     return parsed
 
 
-def test_inspector_over_stdio(tmp_path: Path) -> None:
-    env = stdio_env(tmp_path)
-    server = ["--", ENGRAM, "mcp", "--config", str(fake_config(tmp_path)), "--user", "erin"]
-    tools = inspector(["--method", "tools/list", *server], env, tmp_path)
+def list_add_search(run: Callable[[list[str]], Any], text: str, query: str) -> dict[str, Any]:
+    """tools/list, then add_memory(text) and search_memories(query): the best hit, which is the add."""
+    tools = run(["--method", "tools/list"])
     assert {"add_memory", "search_memories"} <= {t["name"] for t in tools["tools"]}
-    added = inspector(
-        [
-            "--tool-arg",
-            "text=Erin rides a red bicycle",
-            "infer=false",
-            "--method",
-            "tools/call",
-            "--tool-name",
-            "add_memory",
-            *server,
-        ],
-        env,
-        tmp_path,
+    call = ["--method", "tools/call", "--tool-name"]  # after the variadic --tool-arg, which stops at "--"
+    added = answer_of(run(["--tool-arg", f"text={text}", "infer=false", *call, "add_memory"]))
+    found = answer_of(run(["--tool-arg", f"query={query}", *call, "search_memories"]))
+    hit: dict[str, Any] = found["results"][0]
+    assert hit["id"] == added["results"][0]["id"] and hit["memory"] == text
+    return hit
+
+
+def test_inspector_over_stdio(tmp_path: Path) -> None:
+    server = ["--", ENGRAM, "mcp", "--config", str(fake_config(tmp_path)), "--user", "erin"]
+    # The server command goes last, after "--" (its --config must not be read as the Inspector's).
+    hit = list_add_search(
+        lambda method: inspector([*method, *server], stdio_env(tmp_path), tmp_path),
+        "Erin rides a red bicycle",
+        "bicycle",
     )
-    memory_id = answer_of(added)["results"][0]["id"]  # type: ignore[index]
-    found = inspector(
-        ["--tool-arg", "query=bicycle", "--method", "tools/call", "--tool-name", "search_memories", *server],
-        env,
-        tmp_path,
-    )
-    assert answer_of(found)["results"][0]["id"] == memory_id  # type: ignore[index]
+    assert hit["user_id"] == "erin"
 
 
 @pytest.fixture(scope="module")
@@ -67,36 +61,11 @@ def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
 
 def test_inspector_over_http(srv: ServerProcess, tmp_path: Path) -> None:
     key = make_key(srv.state_path, "acme", "inspected")[0]
-    env = client_env(tmp_path)
-    target = [
-        srv.url + "/mcp",
-        "--transport",
-        "http",
-        "--header",
-        f"Authorization: Token {key}",
-        "X-Engram-User-Id: frank",
-    ]
-    tools = inspector([*target, "--method", "tools/list"], env, tmp_path)
-    assert {"add_memory", "search_memories"} <= {t["name"] for t in tools["tools"]}
-    added = inspector(
-        [
-            *target,
-            "--method",
-            "tools/call",
-            "--tool-name",
-            "add_memory",
-            "--tool-arg",
-            "text=Frank collects vinyl records",
-            "infer=false",
-        ],
-        env,
-        tmp_path,
+    target = [srv.url + "/mcp", "--transport", "http", "--header", f"Authorization: Token {key}"]
+    target.append("X-Engram-User-Id: frank")
+    hit = list_add_search(
+        lambda method: inspector([*target, *method], client_env(tmp_path), tmp_path),
+        "Frank collects vinyl records",
+        "vinyl",
     )
-    memory_id = answer_of(added)["results"][0]["id"]  # type: ignore[index]
-    found = inspector(
-        [*target, "--method", "tools/call", "--tool-name", "search_memories", "--tool-arg", "query=vinyl"],
-        env,
-        tmp_path,
-    )
-    hit = answer_of(found)["results"][0]  # type: ignore[index]
-    assert hit["id"] == memory_id and hit["user_id"] == "frank"
+    assert hit["user_id"] == "frank"

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from srvhelpers import _locked, _run, cache_dir
+from srvhelpers import npm_package
 
 # Checked with `npm view @modelcontextprotocol/inspector`: the 0.x line has the --cli mode used here.
 INSPECTOR_VERSION = "0.22.0"
@@ -74,26 +74,8 @@ async def call(session: Any, tool: str, args: dict[str, Any] | None = None) -> t
 
 def mcp_inspector() -> Path:
     """The `mcp-inspector` script of @modelcontextprotocol/inspector, installed into the test cache."""
-    target = cache_dir() / f"npm-mcp-inspector-{INSPECTOR_VERSION}"
-    marker = target / ".installed"
-    with _locked(cache_dir() / ".npm-mcp-inspector.lock"):
-        if not marker.exists():
-            target.mkdir(parents=True, exist_ok=True)
-            (target / "package.json").write_text('{"name": "engram-mcp-inspector", "private": true}\n')
-            _run(
-                [
-                    "npm",
-                    "install",
-                    "--no-audit",
-                    "--no-fund",
-                    "--loglevel=error",
-                    f"@modelcontextprotocol/inspector@{INSPECTOR_VERSION}",
-                ],
-                cwd=target,
-                timeout=900,
-            )
-            marker.write_text(INSPECTOR_VERSION)
-    return target / "node_modules" / ".bin" / "mcp-inspector"
+    project = npm_package("@modelcontextprotocol/inspector", INSPECTOR_VERSION, "mcp-inspector")
+    return project / "node_modules" / ".bin" / "mcp-inspector"
 
 
 def inspector(args: list[str], env: dict[str, str], cwd: Path) -> Any:

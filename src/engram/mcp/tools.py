@@ -272,29 +272,34 @@ def _register_delete_tools(server: MCPServer, resolve: Resolver) -> None:
         await backend.delete(memory_id)
         return {"message": "Memory deleted successfully!", "id": memory_id}
 
-    @tool(
+    tool(
         _DESTROY,
         "Delete every memory of one scope, only when the user explicitly asks for it. The scope must be "
         "named explicitly (user_id, agent_id, app_id and/or run_id); without one the call is refused, so a "
         "whole project is never wiped.",
-    )
-    async def delete_all_memories(
-        backend: MemoryBackend,
-        caller: Caller,
-        user_id: UserId = None,
-        agent_id: AgentId = None,
-        app_id: AppId = None,
-        run_id: RunId = None,
-    ) -> Any:
-        scope = caller.explicit_scope(ids(user_id, agent_id, app_id, run_id), "delete_all_memories")
-        return {"message": "Memories deleted successfully!", "deleted": await backend.delete_all(scope)}
-
-    @tool(
+    )(_explicit_scope_op("delete_all_memories", _delete_all))
+    tool(
         _DESTROY,
         "Delete users, agents, apps or runs and all their memories, only when the user explicitly asks for "
         "it. Name at least one.",
-    )
-    async def delete_entities(
+    )(_explicit_scope_op("delete_entities", _delete_entities))
+
+
+async def _delete_all(backend: MemoryBackend, scope: dict[str, str]) -> Any:
+    return {"message": "Memories deleted successfully!", "deleted": await backend.delete_all(scope)}
+
+
+async def _delete_entities(backend: MemoryBackend, scope: dict[str, str]) -> Any:
+    deleted = {key: await backend.delete_entity(key, name) for key, name in scope.items()}
+    return {"message": "Entities deleted successfully!", "deleted": deleted}
+
+
+def _explicit_scope_op(
+    name: str, action: Callable[[MemoryBackend, dict[str, str]], Awaitable[Any]]
+) -> ToolOp:
+    """A tool op whose arguments are the four scope ids, of which at least one must be given."""
+
+    async def op(
         backend: MemoryBackend,
         caller: Caller,
         user_id: UserId = None,
@@ -302,9 +307,10 @@ def _register_delete_tools(server: MCPServer, resolve: Resolver) -> None:
         app_id: AppId = None,
         run_id: RunId = None,
     ) -> Any:
-        named = caller.explicit_scope(ids(user_id, agent_id, app_id, run_id), "delete_entities")
-        deleted = {key: await backend.delete_entity(key, name) for key, name in named.items()}
-        return {"message": "Entities deleted successfully!", "deleted": deleted}
+        return await action(backend, caller.explicit_scope(ids(user_id, agent_id, app_id, run_id), name))
+
+    op.__name__ = op.__qualname__ = name
+    return op
 
 
 def _register_resource_and_prompt(server: MCPServer, resolve: Resolver, tool_names: ToolNames) -> None:
