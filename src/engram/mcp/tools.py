@@ -15,6 +15,7 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import ToolAnnotations
 from pydantic import Field
+from pydantic import ValidationError as PydanticValidationError
 
 from engram.errors import EngramError
 from engram.mcp.backend import Caller, MemoryBackend, ToolFailure, compact, dumps
@@ -127,9 +128,26 @@ def listing(found: dict[str, Any]) -> dict[str, Any]:
     return {**results(found["results"]), "total": found["total"]}
 
 
+class EngramMCPServer(MCPServer):
+    """MCPServer whose argument errors read like the REST API's: ``field: problem``."""
+
+    async def call_tool(self, name: str, arguments: dict[str, Any], context: Any = None) -> Any:
+        try:
+            return await super().call_tool(name, arguments, context)
+        except ToolError as e:
+            cause = e.__cause__
+            if not isinstance(cause, PydanticValidationError):
+                raise
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in err['loc']) or 'arguments'}: {err['msg']}"
+                for err in cause.errors()
+            )
+            raise ToolError(f"Invalid arguments for {name}: {problems}") from cause
+
+
 def build_server(resolve: Resolver, tool_names: ToolNames = "mem0") -> MCPServer:
     """An MCP server whose tools run on what ``resolve`` returns for each request."""
-    server: MCPServer = MCPServer(
+    server: MCPServer = EngramMCPServer(
         "engram",
         instructions=INSTRUCTIONS,
         version="0.1.0",
