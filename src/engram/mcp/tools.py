@@ -161,6 +161,7 @@ def build_server(resolve: Resolver, tool_names: ToolNames = "mem0") -> MCPServer
     else:
         _register_write_tools(server, resolve)
         _register_read_tools(server, resolve)
+        _register_lookup_tools(server, resolve)
         _register_delete_tools(server, resolve)
     _register_resource_and_prompt(server, resolve, tool_names)
     return server
@@ -262,6 +263,10 @@ def _register_read_tools(server: MCPServer, resolve: Resolver) -> None:
             scope, filters=filters, top_k=page_size, offset=(page - 1) * page_size
         )
         return {**listing(found), "page": page, "page_size": page_size}
+
+
+def _register_lookup_tools(server: MCPServer, resolve: Resolver) -> None:
+    tool = Registrar(server, resolve)
 
     @tool(_READ, "Fetch one memory by its exact memory_id.")
     async def get_memory(backend: MemoryBackend, caller: Caller, memory_id: Id) -> Any:
