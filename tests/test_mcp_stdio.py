@@ -195,3 +195,17 @@ async def test_the_printed_claude_code_command_works(tmp_path: Path) -> None:
         err, found = await call(s, "search_memories", {"query": "which pets cause allergies?"})
         assert not err and found["results"][0]["id"] == added["results"][0]["id"]
         assert found["results"][0]["user_id"]  # the OS user (or ENGRAM_USER_ID)
+
+
+def test_a_bad_config_is_named_on_stderr(tmp_path: Path) -> None:
+    config = tmp_path / "bad.json"
+    config.write_text('{"embedder": {"provider": "nope"}}')
+    proc = subprocess.run(
+        [ENGRAM, "mcp", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        env=stdio_env(tmp_path),
+        timeout=60,
+    )
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert "Unknown embedder provider 'nope'" in " ".join(proc.stderr.split())

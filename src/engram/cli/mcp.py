@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from engram.errors import EngramError
+
 mcp_app = typer.Typer(
     help="Engram as an MCP server for Claude Code, Cursor, Claude Desktop, VS Code and any MCP client.",
     invoke_without_command=True,
@@ -51,7 +53,13 @@ def mcp_command(
     configure_logging(log_level.upper())
     ids = {"user_id": default_user(user), "agent_id": agent, "app_id": app, "run_id": run}
     caller = Caller({k: v for k, v in ids.items() if v}, allow_any_user=allow_any_user)
-    asyncio.run(serve_stdio(caller, tool_names=tool_names, config=load_config(config)))  # type: ignore[arg-type]
+    from engram.memory import AsyncMemory
+
+    try:
+        memory = AsyncMemory(load_config(config))  # no I/O yet: the store opens on the first tool call
+    except EngramError as e:  # on stderr: stdout is the protocol's
+        raise typer.BadParameter(e.message, param_hint="--config") from e
+    asyncio.run(serve_stdio(caller, memory, tool_names=tool_names))  # type: ignore[arg-type]
 
 
 @mcp_app.command("config")

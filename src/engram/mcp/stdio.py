@@ -46,11 +46,8 @@ def load_config(path: Path | None) -> dict[str, Any] | None:
     return data
 
 
-async def serve_stdio(
-    caller: Caller, *, tool_names: ToolNames = "mem0", config: dict[str, Any] | None = None
-) -> None:
-    """Serve until stdin closes. The store opens on the first tool call, never before the handshake."""
-    memory = AsyncMemory(config)
+async def serve_stdio(caller: Caller, memory: AsyncMemory, *, tool_names: ToolNames = "mem0") -> None:
+    """Serve until stdin closes, then close ``memory``."""
     backend = MemoryBackend(memory)
 
     async def resolve(_: Context) -> tuple[MemoryBackend, Caller]:
