@@ -8,7 +8,7 @@ from mcp.server.mcpserver import MCPServer
 from pydantic import Field
 
 from engram.mcp.backend import Caller, MemoryBackend, ToolFailure
-from engram.mcp.tools import _DESTROY, _READ, _WRITE, Registrar, Resolver, listing, owned, results
+from engram.mcp.tools import DESTROY, READ, WRITE, Registrar, Resolver, listing, owned, results
 
 
 def register_openmemory_tools(server: MCPServer, resolve: Resolver) -> None:
@@ -16,7 +16,7 @@ def register_openmemory_tools(server: MCPServer, resolve: Resolver) -> None:
     tool = Registrar(server, resolve)
 
     @tool(
-        _WRITE,
+        WRITE,
         "Add a new memory. Call it whenever the user shares something about themselves (a preference, "
         "fact, decision or plan) or asks you to remember something.",
     )
@@ -26,7 +26,7 @@ def register_openmemory_tools(server: MCPServer, resolve: Resolver) -> None:
         return results(await backend.add(text, caller.add_scope({})))
 
     @tool(
-        _READ,
+        READ,
         "Search through stored memories. Call it every time the user asks anything that could depend on "
         "them; score is relevance between 0 and 1.",
     )
@@ -35,11 +35,11 @@ def register_openmemory_tools(server: MCPServer, resolve: Resolver) -> None:
     ) -> Any:
         return results(await backend.search(query, caller.scope({}), top_k=10))
 
-    @tool(_READ, "List all memories of the user, most recent first.")
+    @tool(READ, "List all memories of the user, most recent first.")
     async def list_memories(backend: MemoryBackend, caller: Caller) -> Any:
         return listing(await backend.list_memories(caller.scope({}), top_k=1000))
 
-    @tool(_DESTROY, "Delete specific memories by their ids.")
+    @tool(DESTROY, "Delete specific memories by their ids.")
     async def delete_memories(
         backend: MemoryBackend,
         caller: Caller,
@@ -51,7 +51,7 @@ def register_openmemory_tools(server: MCPServer, resolve: Resolver) -> None:
             await backend.delete(memory_id)
         return {"message": f"Successfully deleted {len(memory_ids)} memories"}
 
-    @tool(_DESTROY, "Delete all memories of the current user, only when the user explicitly asks for it.")
+    @tool(DESTROY, "Delete all memories of the current user, only when the user explicitly asks for it.")
     async def delete_all_memories(backend: MemoryBackend, caller: Caller) -> Any:
         user_id = caller.defaults.get("user_id")
         if not user_id:

@@ -51,9 +51,9 @@ Metadata = Annotated[
     dict[str, Any] | None, Field(description="Optional JSON metadata stored with the memory.")
 ]
 
-_READ = ToolAnnotations(readOnlyHint=True, openWorldHint=False)
-_WRITE = ToolAnnotations(readOnlyHint=False, destructiveHint=False, openWorldHint=False)
-_DESTROY = ToolAnnotations(readOnlyHint=False, destructiveHint=True, openWorldHint=False)
+READ = ToolAnnotations(readOnlyHint=True, openWorldHint=False)
+WRITE = ToolAnnotations(readOnlyHint=False, destructiveHint=False, openWorldHint=False)
+DESTROY = ToolAnnotations(readOnlyHint=False, destructiveHint=True, openWorldHint=False)
 
 
 async def run(resolve: Resolver, ctx: Context, operation: Operation) -> str:
@@ -171,7 +171,7 @@ def _register_write_tools(server: MCPServer, resolve: Resolver) -> None:
     tool = Registrar(server, resolve)
 
     @tool(
-        _WRITE,
+        WRITE,
         "Remember something durable about the user: a fact, preference, decision or plan they shared, or "
         "anything they ask you to remember. Give `text` (one plain sentence) or `messages` (the conversation "
         "turns, role/content). With infer=true (default) Engram extracts short facts and skips ones it "
@@ -200,7 +200,7 @@ def _register_write_tools(server: MCPServer, resolve: Resolver) -> None:
         return results(await backend.add(content, scope, metadata=metadata, infer=infer))
 
     @tool(
-        _WRITE,
+        WRITE,
         "Change the text (and/or replace the metadata) of one memory, when the user corrects something "
         "Engram remembered. Needs the exact memory_id.",
     )
@@ -219,7 +219,7 @@ def _register_read_tools(server: MCPServer, resolve: Resolver) -> None:
     tool = Registrar(server, resolve)
 
     @tool(
-        _READ,
+        READ,
         "Search the user's memories. Call it before answering anything about the user: their preferences, "
         "plans, projects, people, past decisions. Answers the most relevant memories, best first; score is "
         "relevance between 0 and 1 (above ~0.5 is a good match). An empty list means Engram knows nothing "
@@ -243,7 +243,7 @@ def _register_read_tools(server: MCPServer, resolve: Resolver) -> None:
         return results(await backend.search(query, scope, filters=filters, top_k=top_k or limit or 10))
 
     @tool(
-        _READ,
+        READ,
         "List the user's memories, most recent first, without a query (page through with page and "
         "page_size). Use search_memories to find something specific.",
     )
@@ -268,12 +268,12 @@ def _register_read_tools(server: MCPServer, resolve: Resolver) -> None:
 def _register_lookup_tools(server: MCPServer, resolve: Resolver) -> None:
     tool = Registrar(server, resolve)
 
-    @tool(_READ, "Fetch one memory by its exact memory_id.")
+    @tool(READ, "Fetch one memory by its exact memory_id.")
     async def get_memory(backend: MemoryBackend, caller: Caller, memory_id: Id) -> Any:
         return compact(await owned(backend, caller, memory_id))
 
     @tool(
-        _READ,
+        READ,
         "How one memory came to be: its change history (ADD, UPDATE, SUPERSEDE, DELETE, oldest first) and "
         "the conversation messages it was extracted from.",
     )
@@ -281,7 +281,7 @@ def _register_lookup_tools(server: MCPServer, resolve: Resolver) -> None:
         await owned(backend, caller, memory_id)
         return await backend.history(memory_id)
 
-    @tool(_READ, "List the users, agents, apps and runs that have memories, with their memory counts.")
+    @tool(READ, "List the users, agents, apps and runs that have memories, with their memory counts.")
     async def list_entities(backend: MemoryBackend, caller: Caller) -> Any:
         return {"results": await backend.entities(caller)}
 
@@ -289,20 +289,20 @@ def _register_lookup_tools(server: MCPServer, resolve: Resolver) -> None:
 def _register_delete_tools(server: MCPServer, resolve: Resolver) -> None:
     tool = Registrar(server, resolve)
 
-    @tool(_DESTROY, "Delete one memory by its exact memory_id, once the user has confirmed which one.")
+    @tool(DESTROY, "Delete one memory by its exact memory_id, once the user has confirmed which one.")
     async def delete_memory(backend: MemoryBackend, caller: Caller, memory_id: Id) -> Any:
         await owned(backend, caller, memory_id)
         await backend.delete(memory_id)
         return {"message": "Memory deleted successfully!", "id": memory_id}
 
     tool(
-        _DESTROY,
+        DESTROY,
         "Delete every memory of one scope, only when the user explicitly asks for it. The scope must be "
         "named explicitly (user_id, agent_id, app_id and/or run_id); without one the call is refused, so a "
         "whole project is never wiped.",
     )(_explicit_scope_op("delete_all_memories", _delete_all))
     tool(
-        _DESTROY,
+        DESTROY,
         "Delete users, agents, apps or runs and all their memories, only when the user explicitly asks for "
         "it. Name at least one.",
     )(_explicit_scope_op("delete_entities", _delete_entities))
