@@ -21,15 +21,16 @@ from starlette.requests import Request
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from engram.errors import status_of
 from engram.mcp.backend import Caller, MemoryBackend, ToolFailure
 from engram.mcp.tools import ToolNames, build_server
 from engram.server.auth import require_write
 from engram.server.errors import ApiError, error_response
-from engram.server.routes_memories import delete_scope
+from engram.server.routes.helpers import delete_scope
 from engram.service import KeyContext
 
 if TYPE_CHECKING:
-    from engram.server.app import Server
+    from engram.server.deps import Server
 
 USER_HEADER = "x-engram-user-id"
 _STATE_KEY = "engram_mcp"
@@ -56,7 +57,7 @@ class ProjectBackend(MemoryBackend):
         with _api_errors():
             require_write(self.ctx)
         args = {k: v for k, v in {"messages": messages, **scope, **kwargs}.items() if v is not None}
-        worker = self.server.request_worker_id
+        worker = self.server.runner_id
         enqueued = await self.server.state.enqueue(
             self.ctx.project.id,
             "ADD",
@@ -77,7 +78,7 @@ class ProjectBackend(MemoryBackend):
         with _api_errors():
             require_write(self.ctx)
         result = await super().update(memory_id, text, metadata)
-        await self.server.runner.fire(self.ctx.project.id, [("UPDATE", {**result, "event": "UPDATE"})])
+        await self.server.webhooks.fire(self.ctx.project.id, [("UPDATE", {**result, "event": "UPDATE"})])
         return result
 
     async def delete(self, memory_id: str) -> None:
@@ -85,7 +86,7 @@ class ProjectBackend(MemoryBackend):
             require_write(self.ctx)
         item = await self.get(memory_id)
         await super().delete(memory_id)
-        await self.server.runner.fire(self.ctx.project.id, [("DELETE", {**item, "event": "DELETE"})])
+        await self.server.webhooks.fire(self.ctx.project.id, [("DELETE", {**item, "event": "DELETE"})])
 
     async def delete_all(self, scope: dict[str, Any]) -> int:
         with _api_errors():
@@ -144,7 +145,7 @@ class McpEndpoint:
         try:
             key_ctx = await self.server.auth(request)
         except ApiError as e:
-            await error_response(e.status, e.code, e.message, e.details, e.headers)(scope, receive, send)
+            await error_response(status_of(e), e.code, e.message, e.details, e.headers)(scope, receive, send)
             return
         params = scope.get("path_params") or {}
         names: ToolNames = "openmemory" if "client_name" in params else "mem0"
