@@ -84,14 +84,14 @@ def mem0_python(version: str) -> Path:
     return python
 
 
-def mem0_npm() -> Path:
-    """A node project dir (in the test cache) with the npm ``mem0ai`` client installed."""
-    target = cache_dir() / f"npm-mem0ai-{MEM0_NPM_VERSION}"
+def npm_package(package: str, version: str, name: str) -> Path:
+    """A node project dir (in the test cache, ``name``) with ``package@version`` installed from npm."""
+    target = cache_dir() / f"npm-{name}-{version}"
     marker = target / ".installed"
-    with _locked(cache_dir() / ".npm-mem0.lock"):
+    with _locked(cache_dir() / f".npm-{name}.lock"):
         if not marker.exists():
             target.mkdir(parents=True, exist_ok=True)
-            (target / "package.json").write_text('{"name": "engram-mem0-driver", "private": true}\n')
+            (target / "package.json").write_text(f'{{"name": "engram-{name}-driver", "private": true}}\n')
             _run(
                 [
                     "npm",
@@ -100,13 +100,18 @@ def mem0_npm() -> Path:
                     "--no-fund",
                     "--legacy-peer-deps",
                     "--loglevel=error",
-                    f"mem0ai@{MEM0_NPM_VERSION}",
+                    f"{package}@{version}",
                 ],
                 cwd=target,
                 timeout=900,
             )
-            marker.write_text(MEM0_NPM_VERSION)
+            marker.write_text(version)
     return target
+
+
+def mem0_npm() -> Path:
+    """A node project dir (in the test cache) with the npm ``mem0ai`` client installed."""
+    return npm_package("mem0ai", MEM0_NPM_VERSION, "mem0ai")
 
 
 def client_env(tmp: Path) -> dict[str, str]:
@@ -208,3 +213,63 @@ def make_key(
             await state.close()
 
     return asyncio.run(go())
+
+
+def start_on_state(home: Path, backend: str, pg_url: str | None = None, **settings: Any) -> ServerProcess:
+    """A server whose state is SQLite (``server.db`` in ``home``) or PostgreSQL (a fresh schema)."""
+    if backend == "postgres":
+        assert pg_url is not None
+        schema = f"t_{os.urandom(6).hex()}"
+        settings = {
+            **settings,
+            "state_backend": "postgres",
+            "state_config": {"url": pg_url, "schema_name": schema},
+        }
+    return ServerProcess(home, **settings).start(timeout=60)
+
+
+def make_key_on(srv: ServerProcess, org: str, project: str) -> tuple[str, str, str]:
+    """(key, org_id, project_id) in the server's own state, whichever backend it uses."""
+    if srv.settings.get("state_backend") != "postgres":
+        return make_key(srv.state_path, org, project)
+    from engram.stores.postgres.service import PostgresServiceState
+
+    async def go() -> tuple[str, str, str]:
+        state = PostgresServiceState(**srv.settings["state_config"])
+        await state.open()
+        try:
+            o = await state.ensure_org(org)
+            p = await state.ensure_project(o.id, project)
+            return await state.create_key(p.id), o.id, p.id
+        finally:
+            await state.close()
+
+    return asyncio.run(go())
+
+
+def drop_state_schema(srv: ServerProcess, pg_url: str | None) -> None:
+    """Drop a PostgreSQL server's state schema (nothing for SQLite state)."""
+    if srv.settings.get("state_backend") == "postgres" and pg_url:
+        import psycopg
+
+        with psycopg.connect(pg_url, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{srv.settings["state_config"]["schema_name"]}" CASCADE')
+
+
+def stored_counts(srv: ServerProcess, key: str) -> tuple[int, int, int]:
+    """(memories, messages, add events) as stored: what a refused request must leave unchanged."""
+    import sqlite3
+
+    db = srv.home / "engram.db"
+    memories = messages = 0
+    if db.exists():
+        with contextlib.closing(sqlite3.connect(db)) as conn:
+            memories = conn.execute("SELECT count(*) FROM memories WHERE deleted_at IS NULL").fetchone()[0]
+            messages = conn.execute("SELECT count(*) FROM messages").fetchone()[0]
+    events = httpx.get(
+        srv.url + "/v1/events/",
+        params={"page_size": 1},
+        headers={"Authorization": f"Token {key}"},
+        timeout=30,
+    ).json()["count"]
+    return memories, messages, int(events)

@@ -14,7 +14,7 @@ from engram.errors import MissingDependencyError
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
-    from engram.server.app import Server
+    from engram.server.deps import Server
 
 
 def mount_dashboard(app: FastAPI, server: Server, *, local: bool = False) -> None:

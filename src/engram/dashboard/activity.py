@@ -8,7 +8,7 @@ from datetime import UTC, date, datetime, timedelta
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from engram.server.worker import namespace_for
+from engram.server.jobs import namespace_for
 
 SEARCH_PATHS = frozenset({"/v2/memories/search/", "/v3/memories/search/"})
 KEEP_DAYS = 60

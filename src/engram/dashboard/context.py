@@ -25,11 +25,11 @@ from engram.dashboard.security import (
     new_session,
 )
 from engram.memory import AsyncMemory
-from engram.server.worker import namespace_for
+from engram.server.jobs import namespace_for
 from engram.service import KeyContext
 
 if TYPE_CHECKING:
-    from engram.server.app import Server
+    from engram.server.deps import Server
 
 HERE = Path(__file__).parent
 FLASH_COOKIE = "engram_flash"

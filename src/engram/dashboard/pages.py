@@ -20,7 +20,8 @@ from engram.dashboard.data import (
 )
 from engram.dashboard.security import COOKIE_NAME, new_session
 from engram.errors import EngramError
-from engram.server.routes_memories import delete_scope, event_view
+from engram.server.routes.events import event_view
+from engram.server.routes.helpers import delete_scope
 from engram.service import ENTITY_TYPES, hash_api_key
 
 EVENT_STATUSES = ("PENDING", "RUNNING", "SUCCEEDED", "FAILED")

@@ -182,7 +182,7 @@ async def _superseded_by_this(viewer: Viewer, item: dict[str, Any]) -> list[dict
 async def _fire(dash: Dashboard, viewer: Viewer, event: str, items: list[dict[str, Any]]) -> None:
     """Tell the project's webhooks, as the REST API does for the same change."""
     if viewer.project_id is not None and items:
-        await dash.server.runner.fire(viewer.project_id, [(event, {**i, "event": event}) for i in items])
+        await dash.server.webhooks.fire(viewer.project_id, [(event, {**i, "event": event}) for i in items])
 
 
 async def _delete(dash: Dashboard, viewer: Viewer, ids: list[str]) -> int:

@@ -13,8 +13,8 @@ from starlette.datastructures import UploadFile
 
 from engram.dashboard.context import Dashboard, Look, Viewer, dashboard_of, redirect
 from engram.errors import EngramError
-from engram.server.routes_admin import WebhookBody, WebhookPatch
-from engram.server.worker import iso
+from engram.server.isotime import iso
+from engram.server.routes.webhooks import WebhookBody, WebhookPatch
 from engram.service import WEBHOOK_EVENT_TYPES
 from engram.types import SCOPE_FIELDS
 

@@ -1,12 +1,10 @@
-"""The FastAPI application: ``create_app(settings)`` wires the engine, the state and the workers."""
+"""The FastAPI application: ``create_app(settings)`` wires the engine, the state and the job runner."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from fastapi import FastAPI
@@ -14,11 +12,13 @@ from fastapi import FastAPI
 from engram import registry
 from engram.config import MemoryConfig
 from engram.memory import AsyncMemory
-from engram.server.auth import Auth, BodySizeLimit, RateLimiter
+from engram.server.auth import Auth, RateLimiter
+from engram.server.deps import Server
+from engram.server.edge import Edge
 from engram.server.errors import install_error_handlers
+from engram.server.jobs import JobRunner
 from engram.server.settings import ServerSettings
-from engram.server.worker import Runner, namespace_for, new_worker_id
-from engram.service import KeyContext, ServiceState
+from engram.service import ServiceState
 
 logger = logging.getLogger("engram.server")
 
@@ -42,21 +42,6 @@ def build_state(settings: ServerSettings) -> ServiceState:
     return state
 
 
-@dataclass
-class Server:
-    """What the routes share."""
-
-    settings: ServerSettings
-    state: ServiceState
-    engine: AsyncMemory
-    runner: Runner
-    auth: Auth
-    request_worker_id: str = field(default_factory=new_worker_id)
-
-    def memory(self, ctx: KeyContext) -> AsyncMemory:
-        return self.engine.namespace_view(namespace_for(ctx.project.id))
-
-
 def create_app(
     settings: ServerSettings | None = None,
     *,
@@ -69,31 +54,26 @@ def create_app(
     ``dashboard`` mounts the web dashboard at ``/``: signed in with an API key (``server``), or in
     ``local`` mode over the library's own namespace without a key (``engram ui``).
     """
-    from engram.server.routes_admin import admin_router
-    from engram.server.routes_memories import memories_router
+    from engram.mcp import http_endpoint
 
     settings = settings or ServerSettings.from_env()
     state = state or build_state(settings)
     engine = engine or build_engine(settings)
-    runner = Runner(engine, state, settings)
+    runner = JobRunner(engine, state, settings)
     server = Server(
         settings, state, engine, runner, Auth(state, RateLimiter(), settings.rate_limit_per_minute)
     )
+    mcp = http_endpoint(server)  # streamable HTTP MCP at /mcp (None without the mcp extra)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await state.open()
-        stop = asyncio.Event()
-        tasks = [asyncio.create_task(runner.run_forever(stop)) for _ in range(settings.worker_tasks)]
+        runner.start(settings.worker_tasks)
         try:
-            yield
+            async with mcp.running() if mcp else contextlib.nullcontext():
+                yield
         finally:
-            stop.set()
-            runner.wake.set()
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            await runner.aclose()
+            await runner.stop()
             await engine.close()
             await state.close()
 
@@ -105,13 +85,8 @@ def create_app(
     )
     app.state.server = server
     install_error_handlers(app)
-    app.include_router(memories_router(server))
-    app.include_router(admin_router(server))
-    if dashboard != "off":
-        from engram.dashboard import mount_dashboard
-
-        mount_dashboard(app, server, local=dashboard == "local")
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    _mount(app, server, mcp, dashboard)
+    app.add_middleware(Edge, max_bytes=settings.max_body_bytes)
     origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]
     if origins:
         from fastapi.middleware.cors import CORSMiddleware
@@ -121,9 +96,23 @@ def create_app(
             allow_origins=origins,
             allow_methods=["*"],
             allow_headers=["*"],
-            expose_headers=["Retry-After"],
+            expose_headers=["Retry-After", "X-Request-ID"],
         )
     return app
+
+
+def _mount(app: FastAPI, server: Server, mcp: Any, dashboard: Literal["server", "local", "off"]) -> None:
+    """The REST routers, the MCP endpoint (when the extra is installed) and the dashboard."""
+    from engram.server.routes import ROUTERS
+
+    for router in ROUTERS:
+        app.include_router(router)
+    if mcp:
+        mcp.mount(app)
+    if dashboard != "off":
+        from engram.dashboard import mount_dashboard
+
+        mount_dashboard(app, server, local=dashboard == "local")
 
 
 def app_from_env() -> FastAPI:
