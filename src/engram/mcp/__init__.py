@@ -4,7 +4,7 @@
 - ``engram serve`` also serves streamable HTTP at ``/mcp`` with the REST API's keys (``engram.mcp.http``);
 - ``engram mcp config <client>`` prints or writes a client's configuration (``engram.mcp.clients``).
 
-Needs the ``mcp`` extra (``pip install "engram[mcp]"``); nothing here is imported by the core.
+Needs the ``mcp`` extra (``pip install "engram-recall[mcp]"``); nothing here is imported by the core.
 """
 
 from __future__ import annotations
