@@ -41,6 +41,12 @@ class RetrievalConfig(BaseModel):
     session_gap_minutes: float = Field(
         30.0, ge=0, description="memories of a scope observed this close together form one session"
     )
+    context_min_memories: int = Field(
+        100, ge=0, description="neighbour and session context only in scopes of at least this many memories"
+    )
+    keyword_z_cap: float = Field(
+        2.0, gt=0, description="a BM25 z-score counts at most this much (one lone keyword match cannot swamp)"
+    )
     rerank_candidates: int = Field(50, ge=1, le=1000)
 
 
@@ -73,6 +79,9 @@ class MemoryConfig(BaseModel):
     inference: InferenceConfig = Field(default_factory=InferenceConfig)
     llm_from_env: bool = Field(
         True, description="use OPENAI_API_KEY / ANTHROPIC_API_KEY when no llm is configured"
+    )
+    max_message_chars: int = Field(
+        1_000_000, ge=1, description="longest message add accepts (runs of whitespace count as one)"
     )
     version: str | None = Field(None, description="accepted for mem0 compatibility; ignored")
 

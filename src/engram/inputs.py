@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 import warnings
 from datetime import UTC, date, datetime
 from typing import Any
@@ -14,8 +15,14 @@ from engram.types import SCOPE_FIELDS, Message, Scope
 
 logger = logging.getLogger("engram")
 MAX_ID_LENGTH = 256
-MAX_MESSAGE_CHARS = 100_000
+MAX_MESSAGE_CHARS = 1_000_000  # default of MemoryConfig.max_message_chars
+_WHITESPACE_RUN = re.compile(r"\s{2,}")
 MAX_METADATA_BYTES = 64_000
+
+
+def message_chars(text: str) -> int:
+    """Length of ``text`` with every run of whitespace counted as one character."""
+    return len(_WHITESPACE_RUN.sub(" ", text))
 
 
 def check_text(value: str, field: str) -> str:
@@ -74,7 +81,7 @@ def require_scope(scope: Scope) -> Scope:
     return scope_from(required=True, **scope.as_dict())
 
 
-def parse_messages(messages: Any) -> list[Message]:
+def parse_messages(messages: Any, max_chars: int = MAX_MESSAGE_CHARS) -> list[Message]:
     """A str, one {"role", "content", "name"?} dict, or a list of them."""
     if isinstance(messages, str):
         items: list[Any] = [{"role": "user", "content": messages}]
@@ -99,9 +106,11 @@ def parse_messages(messages: Any) -> list[Message]:
             raise ValidationError(f"{where}.role must be a non-empty string", field=f"{where}.role")
         if not isinstance(content, str):
             raise ValidationError(f"{where}.content must be a string", field=f"{where}.content")
-        if len(content) > MAX_MESSAGE_CHARS:
+        if len(content) > max_chars and message_chars(content) > max_chars:
             raise ValidationError(
-                f"{where}.content is longer than {MAX_MESSAGE_CHARS} characters", field=f"{where}.content"
+                f"{where}.content is longer than max_message_chars ({max_chars:,} characters, runs of "
+                "whitespace counted as one)",
+                field=f"{where}.content",
             )
         if name is not None and (not isinstance(name, str) or not name.strip()):
             raise ValidationError(f"{where}.name must be a non-empty string", field=f"{where}.name")

@@ -180,7 +180,7 @@ class AsyncMemory:
         are not stored twice: they come back with event ``NONE`` and the existing id.
         """
         scope = scope_from(required=True, user_id=user_id, agent_id=agent_id, app_id=app_id, run_id=run_id)
-        parsed = parse_messages(messages)
+        parsed = parse_messages(messages, self._b.config.max_message_chars)
         meta = clean_metadata(metadata)
         observed_at = parse_timestamp(timestamp) or utcnow()
         expires_at = parse_expiration(expiration_date)

@@ -77,7 +77,9 @@ async def hybrid_search(
     if neighbours and use_vector:
         for mid, vec in (await store.vectors_for(request.namespace, list(neighbours))).items():
             cosine[mid] = float(np.dot(vec, query_vector))
-    fused, parts = contextual_scores(pool, cosine, bm25, contexts, request.query, config)
+    # without filters the vector side brings the whole scope when it is smaller than ``n``
+    scope_size = len(found.vector) if use_vector and len(found.vector) < n else None
+    fused, parts = contextual_scores(pool, cosine, bm25, contexts, request.query, config, scope_size)
     ranked = sorted(fused, key=lambda mid: (-fused[mid], mid))
     if reranker is not None:
         ranked, fused = await _rerank(store, request, reranker, ranked[: config.rerank_candidates], fused)

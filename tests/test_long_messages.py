@@ -1,0 +1,37 @@
+"""Long messages: the configurable limit, whitespace that does not count, a real 349k-character add."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from engram import AsyncMemory
+from engram.embedders.fake import FakeEmbedder
+from engram.errors import ValidationError
+from engram.interfaces import Store
+
+
+async def test_a_349k_character_message_is_stored_and_found(amem: AsyncMemory) -> None:
+    block = "## Notes\n\nThe deployment uses blue green switching.\n\n```python\nprint('ok')\n```\n\n"
+    text = (block * (349_000 // len(block) + 1))[:349_000] + " The pager rota is kept by Ingrid."
+    added = await amem.add([{"role": "assistant", "content": text}], user_id="u", infer=False)
+    assert [r["event"] for r in added["results"]] == ["ADD"]
+    found = await amem.search("who keeps the pager rota?", user_id="u", top_k=1)
+    assert found["results"][0]["memory"] == text
+
+
+async def test_the_limit_is_a_setting_and_its_error_names_it(
+    store_factory: Callable[[], Store], embedder: FakeEmbedder
+) -> None:
+    engine = AsyncMemory({"max_message_chars": 100}, store=store_factory(), embedder=embedder)
+    try:
+        padded = "word " + " " * 500 + "\n\n\t" * 100 + "end"  # whitespace runs count as one character
+        await engine.add(padded, user_id="u", infer=False)
+        with pytest.raises(ValidationError) as info:
+            await engine.add("y" * 101, user_id="u", infer=False)
+        assert info.value.field == "messages[0].content"
+        assert "max_message_chars (100 characters" in str(info.value)
+        assert [r["memory"] for r in (await engine.get_all(user_id="u"))["results"]] == [padded]
+    finally:
+        await engine.close()
