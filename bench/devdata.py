@@ -30,8 +30,10 @@ _START = datetime(2023, 1, 1, 9, 0)
 def _months(rng: random.Random, n: int) -> list[datetime]:
     """``n`` distinct months of 2023-2024, each with a random day and hour."""
     picks = rng.sample(range(24), n)
-    return [datetime(2023 + m // 12, m % 12 + 1, rng.randint(1, 27), rng.randint(8, 20), rng.randint(0, 59))
-            for m in picks]
+    return [
+        datetime(2023 + m // 12, m % 12 + 1, rng.randint(1, 27), rng.randint(8, 20), rng.randint(0, 59))
+        for m in picks
+    ]
 
 
 def _size(rng: random.Random) -> int:
@@ -39,9 +41,16 @@ def _size(rng: random.Random) -> int:
     return rng.randint(3, 6) if r < 0.3 else rng.randint(7, 20) if r < 0.7 else rng.randint(21, 60)
 
 
-def _question(rng: random.Random, frame: dict[str, Any], kind: str, gold: str, present: set[str]) -> dict[str, Any]:
+def _question(
+    rng: random.Random, frame: dict[str, Any], kind: str, gold: str, present: set[str]
+) -> dict[str, Any]:
     siblings = {f["key"] for f in FRAMES if f["family"] == frame["family"]} - {frame["key"]}
-    return {"q": rng.choice(frame[kind]), "gold": [gold], "type": kind, "distractor": bool(siblings & present)}
+    return {
+        "q": rng.choice(frame[kind]),
+        "gold": [gold],
+        "type": kind,
+        "distractor": bool(siblings & present),
+    }
 
 
 def _temporal(rng: random.Random, when: datetime, gold: str) -> dict[str, Any]:
@@ -88,7 +97,9 @@ def facts_scope(rng: random.Random, sid: str) -> dict[str, Any]:
 def turns_scope(rng: random.Random, sid: str) -> dict[str, Any]:
     size = _size(rng)
     frames, n_events = _plan(rng, size, 5)
-    sessions: list[tuple[str, Any]] = [("frame", f) for f in frames] + [("event", e) for e in rng.sample(EVENTS, n_events)]
+    sessions: list[tuple[str, Any]] = [("frame", f) for f in frames] + [
+        ("event", e) for e in rng.sample(EVENTS, n_events)
+    ]
     n_fill = max(0, (size - 4 * len(frames) - 2 * n_events) // 2)
     sessions += [("filler", c) for c in rng.sample(FILLER_CHAT, min(len(FILLER_CHAT), n_fill))]
     rng.shuffle(sessions)
@@ -97,7 +108,8 @@ def turns_scope(rng: random.Random, sid: str) -> dict[str, Any]:
     questions: list[dict[str, Any]] = []
     keys = {f["key"] for f in frames}
     for (kind, item), when in zip(sessions, dates, strict=True):
-        def say(role: str, text: str) -> str:
+
+        def say(role: str, text: str, when: datetime = when) -> str:
             tag = f"{sid}:t{len(mems)}"
             stamp = when + timedelta(minutes=len(mems))
             mems.append({"tag": tag, "role": role, "text": text, "ts": stamp.isoformat()})
@@ -129,21 +141,43 @@ def longchat_scope(rng: random.Random, sid: str) -> dict[str, Any]:
     questions: list[dict[str, Any]] = []
     for i in range(rng.randint(3, 4)):
         ask = rng.choice(L.DOMAINS[domain]["ask"])
-        mems.append({"tag": f"{sid}:t{len(mems)}", "role": "user", "text": ask,
-                     "ts": (when + timedelta(minutes=2 * len(mems))).isoformat()})
+        mems.append(
+            {
+                "tag": f"{sid}:t{len(mems)}",
+                "role": "user",
+                "text": ask,
+                "ts": (when + timedelta(minutes=2 * len(mems))).isoformat(),
+            }
+        )
         long = i < 3
-        chars = (rng.randint(5_000, 12_000) if rng.random() < 0.8 else rng.randint(12_000, 50_000)) if long \
+        chars = (
+            (rng.randint(5_000, 12_000) if rng.random() < 0.8 else rng.randint(12_000, 50_000))
+            if long
             else rng.randint(600, 2_000)
+        )
         planted = [details.pop() for _ in range(rng.randint(1, 3) if long else 0)]
         sentences = [d["t"].format(x=rng.choice(d["x"])) for d in planted]
         text = L.long_answer(rng, domain, chars, sentences)
         tag = f"{sid}:t{len(mems)}"
-        mems.append({"tag": tag, "role": "assistant", "text": text,
-                     "ts": (when + timedelta(minutes=2 * len(mems))).isoformat()})
+        mems.append(
+            {
+                "tag": tag,
+                "role": "assistant",
+                "text": text,
+                "ts": (when + timedelta(minutes=2 * len(mems))).isoformat(),
+            }
+        )
         for d in planted:
             kind = "keyword" if rng.random() < 0.5 else "paraphrase"
-            questions.append({"q": d[kind], "gold": [tag], "type": kind, "distractor": False,
-                              "length": "5-12k" if len(text) < 12_000 else "12-50k"})
+            questions.append(
+                {
+                    "q": d[kind],
+                    "gold": [tag],
+                    "type": kind,
+                    "distractor": False,
+                    "length": "5-12k" if len(text) < 12_000 else "12-50k",
+                }
+            )
     return {"id": sid, "kind": "longchat", "memories": mems, "questions": questions}
 
 
@@ -174,7 +208,8 @@ def main(argv: list[str]) -> int:
         path.write_text(json.dumps(data, ensure_ascii=False, separators=(",", ":")) + "\n", "utf-8")
         n_q = sum(len(s["questions"]) for s in data["scopes"])
         n_m = sum(len(s["memories"]) for s in data["scopes"])
-        print(f"{path}: {len(data['scopes'])} scopes, {n_m} memories, {n_q} questions, {path.stat().st_size} bytes")
+        size = path.stat().st_size
+        print(f"{path}: {len(data['scopes'])} scopes, {n_m} memories, {n_q} questions, {size} bytes")
     return 0
 
 

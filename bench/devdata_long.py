@@ -1,3 +1,5 @@
+# ruff: noqa: E501
+# fmt: off
 """Long assistant answers (markdown, code, 5-50k characters) with details planted in their middle.
 
 Written for Engram's benchmarks. Filler is built from per-domain sentence templates and code snippets;

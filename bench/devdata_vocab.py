@@ -1,3 +1,5 @@
+# ruff: noqa: E501
+# fmt: off
 """Vocabulary of the development sets (written for Engram's benchmarks; see bench/devdata.py).
 
 Each frame is one kind of personal fact, in two forms: an extracted fact (``facts``) and a short chat

@@ -25,7 +25,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from bench.common import RESULTS, BenchError, Runner, engram_runner, md_table, mem0_runner, write_results
+from bench.common import BenchError, Runner, engram_runner, md_table, mem0_runner, write_results
 from bench.devdata import load
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
@@ -43,15 +43,28 @@ def locomo_scopes(limit: int | None = None) -> list[Item]:
     out = []
     for conv in load_locomo()[:limit]:
         memories = [
-            {"tag": t.dia_id, "role": "user", "name": t.speaker, "text": t.content, "ts": session_timestamp(t.date)}
+            {
+                "tag": t.dia_id,
+                "role": "user",
+                "name": t.speaker,
+                "text": t.content,
+                "ts": session_timestamp(t.date),
+            }
             for t in conv.turns
         ]
         questions = [
             {"q": q.question, "gold": q.evidence, "type": f"cat{q.category}", "distractor": False}
             for q in conv.questions
         ]
-        out.append({"id": conv.sample_id, "split": "report", "kind": "locomo", "memories": memories,
-                    "questions": questions})
+        out.append(
+            {
+                "id": conv.sample_id,
+                "split": "report",
+                "kind": "locomo",
+                "memories": memories,
+                "questions": questions,
+            }
+        )
     return out
 
 
@@ -77,15 +90,24 @@ def score(found: list[list[str]], gold: list[str]) -> dict[str, float]:
     def recall(k: int) -> float:
         return len(wanted & {t for tags in found[:k] for t in tags}) / len(wanted)
 
-    return {"hit@1": hit[1], "hit@3": hit[3], "mrr": 0.0 if first is None else 1.0 / (first + 1),
-            "r@5": recall(5), "r@10": recall(10)}
+    return {
+        "hit@1": hit[1],
+        "hit@3": hit[3],
+        "mrr": 0.0 if first is None else 1.0 / (first + 1),
+        "r@5": recall(5),
+        "r@10": recall(10),
+    }
 
 
-def run_scope(runner: Runner, engines: list[str], set_name: str, scope: Item) -> dict[str, list[dict[str, float]]]:
+def run_scope(
+    runner: Runner, engines: list[str], set_name: str, scope: Item
+) -> dict[str, list[dict[str, float]]]:
     user = f"{set_name}-{scope['id']}"
     items = [
         {
-            "messages": [{"role": m["role"], "content": m["text"], **({"name": m["name"]} if m.get("name") else {})}],
+            "messages": [
+                {"role": m["role"], "content": m["text"], **({"name": m["name"]} if m.get("name") else {})}
+            ],
             "user_id": user,
             "timestamp": m.get("ts"),
             "tags": [m["tag"]],
@@ -121,7 +143,9 @@ def run_system(
 ) -> dict[str, dict[str, dict[str, dict[str, float]]]]:
     """engine -> set -> slice -> metrics."""
     runner = make()
-    rows: dict[str, dict[str, list[tuple[list[str], dict[str, float]]]]] = defaultdict(lambda: defaultdict(list))
+    rows: dict[str, dict[str, list[tuple[list[str], dict[str, float]]]]] = defaultdict(
+        lambda: defaultdict(list)
+    )
     try:
         with tempfile.TemporaryDirectory(prefix="bench-retrieval-") as home:
             names = sorted(runner.call("init", home=home, engines=engines)["engines"])
@@ -163,7 +187,7 @@ def write_docs(markdown: str, command: str) -> None:
     text = DOCS.read_text("utf-8")
     block = f"{BEGIN}\nCommand: `{command}` ({datetime.now():%Y-%m-%d}).\n\n{markdown}{END}"
     if BEGIN in text and END in text:
-        text = text[: text.index(BEGIN)] + block + text[text.index(END) + len(END):]
+        text = text[: text.index(BEGIN)] + block + text[text.index(END) + len(END) :]
     else:
         text = text.rstrip("\n") + "\n\n## Retrieval on every set (issue #10)\n\n" + block + "\n"
     DOCS.write_text(text, "utf-8")

@@ -30,7 +30,7 @@ async def test_seed_example_ranks_the_sci_fi_turn_first(
     try:
         await engine.add(MOVIE_CHAT, user_id="alice", infer=False)
         found = await engine.search("which movie genre does she love?", user_id="alice", top_k=4)
-        assert [r["memory"] for r in found["results"]][0] == SCI_FI
+        assert found["results"][0]["memory"] == SCI_FI
     finally:
         await engine.close()
 
@@ -39,9 +39,7 @@ async def test_seed_example_in_a_large_scope_of_turns(
     store_factory: Callable[[], Store], minilm: MiniLMEmbedder
 ) -> None:
     """With context on (a scope big enough to have sessions), the turn still beats its neighbours."""
-    engine = AsyncMemory(
-        {"retrieval": {"context_min_memories": 0}}, store=store_factory(), embedder=minilm
-    )
+    engine = AsyncMemory({"retrieval": {"context_min_memories": 0}}, store=store_factory(), embedder=minilm)
     try:
         start = datetime(2024, 5, 1, 20, 0, tzinfo=UTC)
         for i, message in enumerate(MOVIE_CHAT):

@@ -48,6 +48,12 @@ class RetrievalConfig(BaseModel):
         2.0, gt=0, description="a BM25 z-score counts at most this much (one lone keyword match cannot swamp)"
     )
     rerank_candidates: int = Field(50, ge=1, le=1000)
+    chunk_chars: int = Field(
+        1000, ge=0, description="longer texts are embedded in chunks of about this size (0: never)"
+    )
+    question_penalty: float = Field(
+        0.0, ge=0, description="taken off the raw score of memories that are questions (end with '?')"
+    )
 
 
 class InferenceConfig(BaseModel):

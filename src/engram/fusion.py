@@ -108,7 +108,9 @@ def contextual_scores(
     return scores, parts
 
 
-def _members(pool: list[str], contexts: Mapping[str, MemoryContext], cosine: Mapping[str, float]) -> list[str]:
+def _members(
+    pool: list[str], contexts: Mapping[str, MemoryContext], cosine: Mapping[str, float]
+) -> list[str]:
     """The pool plus the neighbours whose cosine is known (they take part in the normalisation)."""
     members = list(pool)
     for mid in pool:

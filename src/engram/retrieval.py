@@ -81,6 +81,8 @@ async def hybrid_search(
     scope_size = len(found.vector) if use_vector and len(found.vector) < n else None
     fused, parts = contextual_scores(pool, cosine, bm25, contexts, request.query, config, scope_size)
     ranked = sorted(fused, key=lambda mid: (-fused[mid], mid))
+    if config.question_penalty > 0:
+        ranked = await _question_penalty(store, request, ranked, fused, config)
     if reranker is not None:
         ranked, fused = await _rerank(store, request, reranker, ranked[: config.rerank_candidates], fused)
     if request.threshold is not None:
@@ -103,6 +105,20 @@ async def hybrid_search(
             }
         hits.append(Hit(record, fused[mid], explain))
     return hits
+
+
+async def _question_penalty(
+    store: Store, request: SearchRequest, ranked: list[str], fused: dict[str, float], config: RetrievalConfig
+) -> list[str]:
+    """Among the leading results, memories that ask rather than tell (their text ends with "?") lose
+    ``question_penalty`` in logit space: a question shares the topic's words but holds no answer."""
+    head = ranked[: max(request.top_k, config.rerank_candidates)]
+    for record in await store.get_many(request.namespace, head):
+        if record.text.rstrip().endswith("?"):
+            s = min(max(fused[record.id], 1e-9), 1 - 1e-9)
+            raw = math.log(s / (1 - s)) - config.question_penalty
+            fused[record.id] = round(1.0 / (1.0 + math.exp(-raw)), 6)
+    return sorted(head, key=lambda mid: (-fused[mid], mid)) + ranked[len(head) :]
 
 
 async def _rerank(
