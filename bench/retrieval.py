@@ -21,6 +21,7 @@ import sys
 import tempfile
 from collections import defaultdict
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -166,7 +167,7 @@ def pick(set_name: str, quick: bool) -> list[Item]:
     if set_name == "locomo":
         return locomo_scopes(1 if quick else None)
     scopes: list[Item] = load(set_name)["scopes"]
-    return scopes[:8] if quick else scopes
+    return scopes[:6] if quick else scopes
 
 
 def table(results: dict[str, Any], systems: list[str]) -> str:
@@ -195,7 +196,7 @@ def write_docs(markdown: str, command: str) -> None:
 
 def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.retrieval")
-    ap.add_argument("--quick", action="store_true", help="8 scopes per own set, one LoCoMo conversation")
+    ap.add_argument("--quick", action="store_true", help="6 scopes per own set, one LoCoMo conversation")
     ap.add_argument("--sets", default="everyday,longchat,locomo")
     ap.add_argument("--systems", default="engram,mem0")
     ap.add_argument("--engines", default=None, help="JSON: extra Engram engines {name: {retrieval: {...}}}")
@@ -206,10 +207,11 @@ def main(argv: list[str]) -> int:
     engines: dict[str, Any] = {"engram": {}, **(json.loads(args.engines) if args.engines else {})}
     results: dict[str, Any] = {}
     systems = args.systems.split(",")
-    if "engram" in systems:
-        results.update(run_system(engram_runner, engines, sets))
-    if "mem0" in systems:
-        results.update(run_system(mem0_runner, {"mem0": {}}, sets))
+    jobs = {"engram": (engram_runner, engines), "mem0": (mem0_runner, {"mem0": {}})}
+    with ThreadPoolExecutor(max_workers=2) as pool:  # the two systems run side by side
+        futures = [pool.submit(run_system, *jobs[s], sets) for s in systems]
+        for future in futures:
+            results.update(future.result())
     for system, by_set in results.items():
         for set_name, by_slice in by_set.items():
             if not by_slice.get("all", {}).get("n"):
