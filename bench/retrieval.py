@@ -222,7 +222,7 @@ def main(argv: list[str]) -> int:
     name = "retrieval-quick" if args.quick else "retrieval"
     write_results(name, {"top_k": TOP_K, "results": results}, markdown, args.out)
     print(markdown)
-    if not args.quick and not args.no_docs and args.engines is None:
+    if not args.quick and not args.no_docs:
         write_docs(markdown, "python -m bench.retrieval")
     return 0
 

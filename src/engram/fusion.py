@@ -123,13 +123,13 @@ def _members(
 def _base(
     members: list[str], cosine: Mapping[str, float], bm25: Mapping[str, float], config: RetrievalConfig
 ) -> np.ndarray:
-    """Weighted z-scores of cosine (clipped at 0) and BM25 (capped at ``keyword_z_cap``)."""
+    """Weighted z-scores of cosine (clipped at 0) and BM25."""
     wv, wk = config.vector_weight, config.keyword_weight
     total = (wv + wk) or 1.0
     cos = np.array([max(cosine.get(m, 0.0), 0.0) for m in members], dtype=np.float64)
     kw = np.array([bm25.get(m, 0.0) for m in members], dtype=np.float64)
     zero = np.zeros(len(members), dtype=np.float64)
-    kz = np.minimum(_z(kw), config.keyword_z_cap) if wk else zero
+    kz = _z(kw) if wk else zero
     out: np.ndarray = 0.5 * (wv * (_z(cos) if wv else zero) + wk * kz) / total
     return out
 
