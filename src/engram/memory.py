@@ -214,18 +214,8 @@ class AsyncMemory:
         ``infer=False`` stores each non-system message as given. Exact duplicates in the same scope
         are not stored twice: they come back with event ``NONE`` and the existing id.
         """
-        plan = self._plan_add(
-            messages=messages,
-            user_id=user_id,
-            agent_id=agent_id,
-            app_id=app_id,
-            run_id=run_id,
-            metadata=metadata,
-            infer=infer,
-            timestamp=timestamp,
-            expiration_date=expiration_date,
-            prompt=prompt,
-        )
+        scope_ids = (user_id, agent_id, app_id, run_id)
+        plan = self._plan_add(messages, *scope_ids, metadata, infer, timestamp, expiration_date, prompt)
         await self._ready()
         if plan.infer:
             return await self._add_inferred(
@@ -264,7 +254,6 @@ class AsyncMemory:
 
     def _plan_add(
         self,
-        *,
         messages: Any,
         user_id: str | None,
         agent_id: str | None,
