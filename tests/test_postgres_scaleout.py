@@ -36,7 +36,7 @@ def _task(n: int) -> tuple[str, str]:
 
 def _make_key(url: str, schema: str) -> str:
     async def go() -> str:
-        state = PostgresServiceState(url, schema)
+        state = PostgresServiceState(url=url, schema_name=schema)
         await state.open()
         try:
             org = await state.ensure_org("org")

@@ -93,8 +93,7 @@ def contextual_scores(
     parts: dict[str, dict[str, Any]] = {}
     for m in pool:
         session_bonus = config.session_weight * max(session_best.get(m, 0.0), 0.0)
-        ctx = contexts.get(m)
-        date_bonus = config.date_weight if ctx is not None and _date_match(ctx, months, years) else 0.0
+        date_bonus = config.date_weight if _on_asked_date(contexts.get(m), months, years) else 0.0
         raw = smoothed[m] + session_bonus + date_bonus
         scores[m] = round(1.0 / (1.0 + math.exp(-raw)), 6)
         parts[m] = {
@@ -159,13 +158,6 @@ def _smoothed(
     return min(total, max(ceiling, own))
 
 
-def _date_match(ctx: MemoryContext, months: set[int], years: set[int]) -> bool:
-    if not (months or years):
-        return False
-    seen = datetime.fromtimestamp(ctx.observed_ts, UTC)
-    return (not months or seen.month in months) and (not years or seen.year in years)
-
-
 def _session_best(
     members: list[str], smoothed: Mapping[str, float], contexts: Mapping[str, MemoryContext], gap_s: float
 ) -> dict[str, float]:
@@ -189,3 +181,11 @@ def _close(group: list[str], smoothed: Mapping[str, float], best: dict[str, floa
         top = max(smoothed[m] for m in group)
         for m in group:
             best[m] = top
+
+
+def _on_asked_date(ctx: MemoryContext | None, months: set[int], years: set[int]) -> bool:
+    """Whether a memory was observed in the months and years the query names (if it names any)."""
+    if not (months or years) or ctx is None:
+        return False
+    seen = datetime.fromtimestamp(ctx.observed_ts, UTC)
+    return (not months or seen.month in months) and (not years or seen.year in years)

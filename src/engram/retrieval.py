@@ -9,6 +9,7 @@ memory takes in part of its conversational neighbours' scores, a session bonus a
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,7 +19,7 @@ from engram.config import RetrievalConfig
 from engram.filters import FilterNode
 from engram.fusion import contextual_scores
 from engram.interfaces import Reranker, Store
-from engram.types import MemoryRecord, Scope, Vector, Visibility
+from engram.types import MemoryContext, MemoryRecord, Scope, Vector, Visibility
 
 
 @dataclass(slots=True)
@@ -71,12 +72,8 @@ async def hybrid_search(
     pool = list(cosine.keys() | bm25.keys())
     gap_s = config.session_gap_minutes * 60
     contexts = await store.memory_context(request.namespace, request.scope, pool, gap_s)
-    neighbours = {
-        n for c in contexts.values() for n in (c.prev_id, c.next_id) if n is not None and n not in cosine
-    }
-    if neighbours and use_vector:
-        for mid, vec in (await store.vectors_for(request.namespace, list(neighbours))).items():
-            cosine[mid] = float(np.dot(vec, query_vector))
+    if use_vector:
+        await _neighbour_cosines(store, request.namespace, contexts, cosine, query_vector)
     # without filters the vector side brings the whole scope when it is smaller than ``n``
     scope_size = len(found.vector) if use_vector and len(found.vector) < n else None
     fused, parts = contextual_scores(pool, cosine, bm25, contexts, request.query, config, scope_size)
@@ -105,6 +102,22 @@ async def hybrid_search(
             }
         hits.append(Hit(record, fused[mid], explain))
     return hits
+
+
+async def _neighbour_cosines(
+    store: Store,
+    namespace: str,
+    contexts: Mapping[str, MemoryContext],
+    cosine: dict[str, float],
+    query_vector: Vector,
+) -> None:
+    """Add to ``cosine`` the query's cosine with each context neighbour not scored yet."""
+    neighbours = {
+        n for c in contexts.values() for n in (c.prev_id, c.next_id) if n is not None and n not in cosine
+    }
+    if neighbours:
+        for mid, vec in (await store.vectors_for(namespace, list(neighbours))).items():
+            cosine[mid] = float(np.dot(vec, query_vector))
 
 
 async def _question_penalty(

@@ -1,9 +1,10 @@
 """Server state behind ``engram serve``: organizations, projects, API keys, durable jobs, webhooks.
 
 Memories themselves are never kept here: the server stores them through :class:`engram.AsyncMemory`.
-:class:`ServiceState` is the interface a backend implements (SQLite ships in
-:mod:`engram.stores.sqlite.service`); everything is async so that a network database fits the same
-seam. Times are UTC epoch seconds (``float``) in the records and ISO 8601 in the HTTP API.
+:class:`ServiceState` is the interface a backend implements (the SQL one, for SQLite and PostgreSQL,
+is :mod:`engram.stores.sql.service`; backends register under ``engram.service_states``); everything
+is async so that a network database fits the same seam. Times are UTC epoch seconds (``float``) in the
+records and ISO 8601 in the HTTP API.
 """
 
 from __future__ import annotations
