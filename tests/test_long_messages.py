@@ -37,7 +37,8 @@ async def test_the_limit_is_a_setting_and_its_error_names_it(
         with pytest.raises(ValidationError) as info:
             await engine.add("y" * 101, user_id="u", infer=False)
         assert info.value.field == "messages[0].content"
-        assert "max_message_chars (100 characters" in str(info.value)
+        assert "longer than 100 characters (limit max_message_chars = 100)" in str(info.value)
+        assert engine.limits.max_message_chars == 100  # the shorthand sets limits.max_message_chars
         assert [r["memory"] for r in (await engine.get_all(user_id="u"))["results"]] == [padded]
     finally:
         await engine.close()
