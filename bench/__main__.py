@@ -6,6 +6,7 @@
     python -m bench locomo [...]   # same as python -m bench.locomo
     python -m bench speed [...]    # same as python -m bench.speed
     python -m bench fusion [...]   # same as python -m bench.fusion_study
+    python -m bench retrieval [...]  # same as python -m bench.retrieval (own sets + LoCoMo, vs mem0)
     python -m bench mem0-env       # only create the mem0 2.2.1 virtual environment
 
 Exits non-zero when any benchmark reports a problem (crash, empty result, broken metric).
@@ -33,6 +34,10 @@ def main(argv: list[str]) -> int:
         from bench import fusion_study
 
         return fusion_study.main(rest)
+    if command == "retrieval":
+        from bench import retrieval
+
+        return retrieval.main(rest)
     if command == "mem0-env":
         from bench.mem0_env import ensure_env
 

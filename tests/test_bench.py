@@ -235,3 +235,29 @@ def test_speed_runs_engram_on_postgres_beside_sqlite(tmp_path: Path, pg_url: str
     assert scale["load_memories_per_s"] > 0
     assert scale["store_only"]["p95_ms"] > 0 and scale["disk_bytes"] > 0
     assert "search_p50_store_only_1000_postgres_over_sqlite" in result["ratios"]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_retrieval_quick_runs_on_the_own_sets(tmp_path: Path) -> None:
+    systems = "engram,mem0" if WITH_MEM0 else "engram"
+    proc = _run("bench.retrieval", "--sets", "everyday,longchat", "--systems", systems, tmp=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads((tmp_path / "retrieval-quick.json").read_text())
+    for system in systems.split(","):
+        for set_name in ("everyday", "longchat"):
+            metrics = result["results"][system][set_name]
+            assert metrics["all"]["n"] == metrics["tune"]["n"] + metrics["report"]["n"] > 10
+            assert 0 <= metrics["all"]["hit@1"] <= metrics["all"]["hit@3"] <= metrics["all"]["r@10"] <= 1
+    assert "| everyday | all |" in (tmp_path / "retrieval-quick.md").read_text()
+
+
+def test_development_sets_are_small_and_well_formed() -> None:
+    from bench.devdata import DATA, SETS, load
+
+    assert sum((DATA / f"{name}.json").stat().st_size for name in SETS) <= 1_000_000
+    for name in SETS:
+        for scope in load(name)["scopes"]:
+            tags = {m["tag"] for m in scope["memories"]}
+            assert scope["split"] in ("tune", "report")
+            assert all(set(q["gold"]) <= tags for q in scope["questions"])

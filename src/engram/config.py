@@ -38,12 +38,21 @@ class RetrievalConfig(BaseModel):
         0.2, ge=0, le=1, description="bonus: this times the best score of the memory's session"
     )
     date_weight: float = Field(
-        0.3, ge=0, le=1, description="bonus when the query names the month/year the memory was observed in"
+        1.0, ge=0, le=2, description="bonus when the query names the month/year the memory was observed in"
     )
     session_gap_minutes: float = Field(
         30.0, ge=0, description="memories of a scope observed this close together form one session"
     )
+    context_min_memories: int = Field(
+        100, ge=0, description="neighbour and session context only in scopes of at least this many memories"
+    )
+    question_penalty: float = Field(
+        1.0, ge=0, description="taken off the raw score of memories that are questions (end with '?')"
+    )
     rerank_candidates: int = Field(50, ge=1, le=1000)
+    chunk_chars: int = Field(
+        1000, ge=0, description="longer texts are embedded in chunks of about this size (0: never)"
+    )
 
 
 class InferenceConfig(BaseModel):

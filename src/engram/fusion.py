@@ -46,6 +46,8 @@ _MONTHS = [
 ]
 _MONTH_RE = re.compile(r"\b(" + "|".join(_MONTHS) + r")\b", re.IGNORECASE)
 _YEAR_RE = re.compile(r"\b(19\d\d|20\d\d)\b")
+# how far below a better-matching neighbour an inheriting memory stays (visible after rounding)
+_BELOW = 0.01
 
 
 def date_cues(query: str) -> tuple[set[int], set[int]]:
@@ -67,45 +69,30 @@ def contextual_scores(
     contexts: Mapping[str, MemoryContext],
     query: str,
     config: RetrievalConfig,
+    scope_size: int | None = None,
 ) -> tuple[dict[str, float], dict[str, dict[str, Any]]]:
     """Final scores of the ``pool`` memories (in (0, 1)) and, per memory, the parts that made them.
 
     ``cosine`` must cover the pool and the neighbours named in ``contexts``; ``bm25`` covers the
-    keyword candidates (a memory without a keyword score scores 0 there).
+    keyword candidates (a memory without a keyword score scores 0 there). Neighbour and session
+    context apply only when ``scope_size`` (None: unknown, large) reaches ``context_min_memories``.
     """
     if not pool:
         return {}, {}
-    members = list(dict.fromkeys(pool))
-    for mid in pool:
-        ctx = contexts.get(mid)
-        if ctx is not None:
-            members += [n for n in (ctx.prev_id, ctx.next_id) if n is not None and n in cosine]
-    members = list(dict.fromkeys(members))
+    with_context = scope_size is None or scope_size >= config.context_min_memories
+    members = _members(pool, contexts, cosine) if with_context else list(dict.fromkeys(pool))
     index = {mid: i for i, mid in enumerate(members)}
-    wv, wk = config.vector_weight, config.keyword_weight
-    total = (wv + wk) or 1.0
-    cos = np.array([max(cosine.get(m, 0.0), 0.0) for m in members], dtype=np.float64)
-    kw = np.array([bm25.get(m, 0.0) for m in members], dtype=np.float64)
-    zero = np.zeros(len(members), dtype=np.float64)
-    base: np.ndarray = 0.5 * (wv * (_z(cos) if wv else zero) + wk * (_z(kw) if wk else zero)) / total
-
-    def neighbour(mid: str, which: str) -> float:
-        ctx = contexts.get(mid)
-        other = getattr(ctx, which) if ctx is not None else None
-        return float(base[index[other]]) if other is not None and other in index else 0.0
-
-    smoothed = {
-        m: float(base[index[m]])
-        + config.context_prev * neighbour(m, "prev_id")
-        + config.context_next * neighbour(m, "next_id")
-        for m in members
-    }
-    session_best = _session_best(members, smoothed, contexts, config.session_gap_minutes * 60)
+    base = _base(members, cosine, bm25, config)
+    if with_context:
+        smoothed = {m: _smoothed(m, base, index, contexts, config) for m in members}
+        session_best = _session_best(members, smoothed, contexts, config.session_gap_minutes * 60)
+    else:
+        smoothed, session_best = {m: float(base[index[m]]) for m in members}, {}
     months, years = date_cues(query)
     scores: dict[str, float] = {}
     parts: dict[str, dict[str, Any]] = {}
     for m in pool:
-        session_bonus = config.session_weight * session_best.get(m, 0.0)
+        session_bonus = config.session_weight * max(session_best.get(m, 0.0), 0.0)
         date_bonus = config.date_weight if _on_asked_date(contexts.get(m), months, years) else 0.0
         raw = smoothed[m] + session_bonus + date_bonus
         scores[m] = round(1.0 / (1.0 + math.exp(-raw)), 6)
@@ -115,8 +102,60 @@ def contextual_scores(
             "session_bonus": round(session_bonus, 6),
             "date_bonus": date_bonus,
             "raw": round(raw, 6),
+            "context": with_context,
         }
     return scores, parts
+
+
+def _members(
+    pool: list[str], contexts: Mapping[str, MemoryContext], cosine: Mapping[str, float]
+) -> list[str]:
+    """The pool plus the neighbours whose cosine is known (they take part in the normalisation)."""
+    members = list(pool)
+    for mid in pool:
+        ctx = contexts.get(mid)
+        if ctx is not None:
+            members += [n for n in (ctx.prev_id, ctx.next_id) if n is not None and n in cosine]
+    return list(dict.fromkeys(members))
+
+
+def _base(
+    members: list[str], cosine: Mapping[str, float], bm25: Mapping[str, float], config: RetrievalConfig
+) -> np.ndarray:
+    """Weighted z-scores of cosine (clipped at 0) and BM25."""
+    wv, wk = config.vector_weight, config.keyword_weight
+    total = (wv + wk) or 1.0
+    cos = np.array([max(cosine.get(m, 0.0), 0.0) for m in members], dtype=np.float64)
+    kw = np.array([bm25.get(m, 0.0) for m in members], dtype=np.float64)
+    zero = np.zeros(len(members), dtype=np.float64)
+    kz = _z(kw) if wk else zero
+    out: np.ndarray = 0.5 * (wv * (_z(cos) if wv else zero) + wk * kz) / total
+    return out
+
+
+def _smoothed(
+    mid: str,
+    base: np.ndarray,
+    index: Mapping[str, int],
+    contexts: Mapping[str, MemoryContext],
+    config: RetrievalConfig,
+) -> float:
+    """``mid``'s score plus shares of its neighbours' (positive) scores, never reaching the score of a
+    better-matching neighbour it inherited from: context helps the answer, it does not bury it."""
+    own = float(base[index[mid]])
+    ctx = contexts.get(mid)
+    if ctx is None:
+        return own
+    total, ceiling = own, math.inf
+    for other, share in ((ctx.prev_id, config.context_prev), (ctx.next_id, config.context_next)):
+        if other is None or other not in index or share <= 0:
+            continue
+        theirs = float(base[index[other]])
+        if theirs > 0:
+            total += share * theirs
+        if theirs > own:
+            ceiling = min(ceiling, theirs - _BELOW)
+    return min(total, max(ceiling, own))
 
 
 def _session_best(

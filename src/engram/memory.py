@@ -11,6 +11,7 @@ from typing import Any
 from pydantic import ValidationError as PydanticValidationError
 
 from engram import registry
+from engram.chunking import embed_documents
 from engram.config import MemoryConfig, ProviderSpec
 from engram.errors import ConfigError, NotFoundError, ValidationError
 from engram.filters import split_scope
@@ -86,6 +87,40 @@ def _build(kind: registry.Kind, spec: ProviderSpec | None, default: ProviderSpec
     if chosen is None:
         return None
     return registry.create(kind, chosen.provider, chosen.config, base)
+
+
+_ADD_ORDER = (
+    "messages",
+    "user_id",
+    "agent_id",
+    "app_id",
+    "run_id",
+    "metadata",
+    "infer",
+    "timestamp",
+    "expiration_date",
+    "prompt",
+)
+_ADD_ARGS = frozenset(_ADD_ORDER)
+_ADD_DEFAULTS: dict[str, Any] = {"infer": True}
+
+
+@dataclass(slots=True)
+class _AddPlan:
+    """One add's validated arguments."""
+
+    scope: Scope
+    stored: list[StoredMessage]
+    meta: dict[str, Any]
+    expires_at: Any
+    observed_at: Any
+    prompt: str | None
+    infer: bool
+
+    @property
+    def kept(self) -> list[StoredMessage]:
+        """The messages ``infer=False`` stores as memories (not system, not blank)."""
+        return [m for m in self.stored if m.role != "system" and m.content.strip()]
 
 
 class AsyncMemory:
@@ -215,39 +250,101 @@ class AsyncMemory:
         ``infer=False`` stores each non-system message as given. Exact duplicates in the same scope
         are not stored twice: they come back with event ``NONE`` and the existing id.
         """
+        scope_ids = (user_id, agent_id, app_id, run_id)
+        plan = self._plan_add(messages, *scope_ids, metadata, infer, timestamp, expiration_date, prompt)
+        await self._ready()
+        if plan.infer:
+            return await self._add_inferred(
+                plan.scope, plan.stored, plan.meta, plan.expires_at, plan.observed_at, plan.prompt
+            )
+        return await self._write_raw(plan, (await self._embed_raw([plan]))[0])
+
+    async def add_many(self, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Several ``add`` calls (each item holds ``add``'s arguments), one result per item, in order.
+
+        Every item is validated before anything is written; the messages of all ``infer=False``
+        items are embedded in one model call. Each item is still its own transaction.
+        """
+        if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+            raise ValidationError("items must be a list of dicts of add() arguments", field="items")
+        plans = []
+        for n, item in enumerate(items):
+            unknown = set(item) - _ADD_ARGS
+            if unknown:
+                raise ValidationError(f"items[{n}] has unknown keys: {sorted(unknown)}", field=f"items[{n}]")
+            args: dict[str, Any] = {k: item.get(k, _ADD_DEFAULTS.get(k)) for k in _ADD_ORDER}
+            plans.append(self._plan_add(**args))
+        await self._ready()
+        raw = [p for p in plans if not p.infer]
+        vectors = await self._embed_raw(raw)
+        by_plan = {id(p): vectors[i] for i, p in enumerate(raw)}
+        out = []
+        for p in plans:
+            if p.infer:
+                out.append(
+                    await self._add_inferred(p.scope, p.stored, p.meta, p.expires_at, p.observed_at, p.prompt)
+                )
+            else:
+                out.append(await self._write_raw(p, by_plan[id(p)]))
+        return out
+
+    def _plan_add(
+        self,
+        messages: Any,
+        user_id: str | None,
+        agent_id: str | None,
+        app_id: str | None,
+        run_id: str | None,
+        metadata: dict[str, Any] | None,
+        infer: bool,
+        timestamp: int | float | str | None,
+        expiration_date: str | None,
+        prompt: str | None,
+    ) -> _AddPlan:
+        """Validate one add's arguments (raises before anything is written)."""
         parsed, meta = self.check_add(messages, metadata, prompt, infer, user_id, agent_id, app_id, run_id)
         scope = scope_from(required=True, user_id=user_id, agent_id=agent_id, app_id=app_id, run_id=run_id)
         observed_at = parse_timestamp(timestamp) or utcnow()
         expires_at = parse_expiration(expiration_date)
-        await self._ready()
         now = utcnow()
         stored = [
             StoredMessage(str(uuid.uuid4()), scope, m.role, m.content, m.name, observed_at, now)
             for m in parsed
         ]
-        if infer:
-            return await self._add_inferred(scope, stored, meta, expires_at, observed_at, prompt)
-        keep = [m for m in stored if m.role != "system" and m.content.strip()]
-        vectors = await self._b.embedder.embed([m.content for m in keep]) if keep else None
+        return _AddPlan(scope, stored, meta, expires_at, observed_at, prompt, infer)
+
+    async def _embed_raw(self, plans: list[_AddPlan]) -> list[Any]:
+        """Per plan, the vectors of its kept messages; all plans' texts in one embedding call."""
+        texts = [m.content for p in plans for m in p.kept]
+        if not texts:
+            return [None for _ in plans]
+        vectors = await embed_documents(self._b.embedder, texts, self._b.config.retrieval.chunk_chars)
+        out: list[Any] = []
+        at = 0
+        for p in plans:
+            out.append(vectors[at : at + len(p.kept)])
+            at += len(p.kept)
+        return out
+
+    async def _write_raw(self, plan: _AddPlan, vectors: Any) -> dict[str, Any]:
         memories = [
             NewMemory(
                 id=str(uuid.uuid4()),
                 text=m.content,
                 hash=text_hash(m.content),
-                scope=scope,
+                scope=plan.scope,
                 vector=vectors[i],
                 actor_id=m.name,
                 role=m.role,
-                metadata=meta,
-                observed_at=observed_at,
-                expires_at=expires_at,
+                metadata=plan.meta,
+                observed_at=plan.observed_at,
+                expires_at=plan.expires_at,
                 source_message_ids=[m.id],
                 raw=True,
             )
-            for i, m in enumerate(keep)
-            if vectors is not None
+            for i, m in enumerate(plan.kept)
         ]
-        outcomes = await self._b.store.add(self.namespace, stored, memories)
+        outcomes = await self._b.store.add(self.namespace, plan.stored, memories)
         by_id = {mem.id: mem for mem in memories}
         return {"results": [_outcome_item(o, by_id.get(o.id)) for o in outcomes]}
 

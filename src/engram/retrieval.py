@@ -9,6 +9,7 @@ memory takes in part of its conversational neighbours' scores, a session bonus a
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,7 +19,7 @@ from engram.config import RetrievalConfig
 from engram.filters import FilterNode
 from engram.fusion import contextual_scores
 from engram.interfaces import Reranker, Store
-from engram.types import MemoryRecord, Scope, Vector, Visibility
+from engram.types import MemoryContext, MemoryRecord, Scope, Vector, Visibility
 
 
 @dataclass(slots=True)
@@ -71,14 +72,14 @@ async def hybrid_search(
     pool = list(cosine.keys() | bm25.keys())
     gap_s = config.session_gap_minutes * 60
     contexts = await store.memory_context(request.namespace, request.scope, pool, gap_s)
-    neighbours = {
-        n for c in contexts.values() for n in (c.prev_id, c.next_id) if n is not None and n not in cosine
-    }
-    if neighbours and use_vector:
-        for mid, vec in (await store.vectors_for(request.namespace, list(neighbours))).items():
-            cosine[mid] = float(np.dot(vec, query_vector))
-    fused, parts = contextual_scores(pool, cosine, bm25, contexts, request.query, config)
+    if use_vector:
+        await _neighbour_cosines(store, request.namespace, contexts, cosine, query_vector)
+    # without filters the vector side brings the whole scope when it is smaller than ``n``
+    scope_size = len(found.vector) if use_vector and len(found.vector) < n else None
+    fused, parts = contextual_scores(pool, cosine, bm25, contexts, request.query, config, scope_size)
     ranked = sorted(fused, key=lambda mid: (-fused[mid], mid))
+    if config.question_penalty > 0:
+        ranked = await _question_penalty(store, request, ranked, fused, config)
     if reranker is not None:
         ranked, fused = await _rerank(store, request, reranker, ranked[: config.rerank_candidates], fused)
     if request.threshold is not None:
@@ -101,6 +102,36 @@ async def hybrid_search(
             }
         hits.append(Hit(record, fused[mid], explain))
     return hits
+
+
+async def _neighbour_cosines(
+    store: Store,
+    namespace: str,
+    contexts: Mapping[str, MemoryContext],
+    cosine: dict[str, float],
+    query_vector: Vector,
+) -> None:
+    """Add to ``cosine`` the query's cosine with each context neighbour not scored yet."""
+    neighbours = {
+        n for c in contexts.values() for n in (c.prev_id, c.next_id) if n is not None and n not in cosine
+    }
+    if neighbours:
+        for mid, vec in (await store.vectors_for(namespace, list(neighbours))).items():
+            cosine[mid] = float(np.dot(vec, query_vector))
+
+
+async def _question_penalty(
+    store: Store, request: SearchRequest, ranked: list[str], fused: dict[str, float], config: RetrievalConfig
+) -> list[str]:
+    """Among the leading results, memories that ask rather than tell (their text ends with "?") lose
+    ``question_penalty`` in logit space: a question shares the topic's words but holds no answer."""
+    head = ranked[: max(request.top_k, config.rerank_candidates)]
+    for record in await store.get_many(request.namespace, head):
+        if record.text.rstrip().endswith("?"):
+            s = min(max(fused[record.id], 1e-9), 1 - 1e-9)
+            raw = math.log(s / (1 - s)) - config.question_penalty
+            fused[record.id] = round(1.0 / (1.0 + math.exp(-raw)), 6)
+    return sorted(head, key=lambda mid: (-fused[mid], mid)) + ranked[len(head) :]
 
 
 async def _rerank(

@@ -112,6 +112,7 @@ class Memory:
         return self._engine
 
     add = blocking(AsyncMemory.add)
+    add_many = blocking(AsyncMemory.add_many)
     search = blocking(AsyncMemory.search)
     get = blocking(AsyncMemory.get)
     get_all = blocking(AsyncMemory.get_all)
