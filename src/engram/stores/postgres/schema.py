@@ -149,10 +149,17 @@ def _m003_sources_by_message(s: str) -> list[str]:
     return [f"CREATE INDEX memory_sources_by_message ON {s}.memory_sources (message_id)"]
 
 
+def _m004_entities_profiles(s: str) -> list[str]:
+    from engram.stores.postgres.derived import migration_004
+
+    return migration_004(s)
+
+
 MIGRATIONS: list[tuple[int, str, Statements]] = [
     (1, "initial", _m001_initial),
     (2, "unicode case folding for icontains", _m002_fold),
     (3, "index source links by message", _m003_sources_by_message),
+    (4, "entity links and profiles", _m004_entities_profiles),
 ]
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from engram.filters import And, Cond, FilterNode, Not, Or
 
-_COLUMNS = {"user_id", "agent_id", "app_id", "run_id", "actor_id", "role"}
+_COLUMNS = {"id", "user_id", "agent_id", "app_id", "run_id", "actor_id", "role"}  # id: entity filter
 _DATE_COLUMNS = {
     "created_at": "m.created_at",
     "observed_at": "m.observed_at",

@@ -12,6 +12,7 @@ from typing import Any
 from engram.errors import EmbedderMismatchError, MissingDependencyError
 from engram.interfaces import Store
 from engram.stores.postgres.candidates import CandidateSearch
+from engram.stores.postgres.derived import DerivedTables
 from engram.stores.postgres.rows import PostgresSettings
 from engram.stores.postgres.schema import HNSW_INDEX, MIGRATION_LOCK_KEY, hnsw_index_sql, migrate
 from engram.stores.postgres.writes import MemoryWrites
@@ -20,7 +21,7 @@ from engram.types import EmbedderInfo
 _HNSW_MAX_DIM = 2000  # pgvector indexes vectors of up to 2,000 dimensions
 
 
-class PostgresStore(MemoryWrites, CandidateSearch, Store):
+class PostgresStore(DerivedTables, MemoryWrites, CandidateSearch, Store):
     """The shared store for many servers and workers: one PostgreSQL database with pgvector."""
 
     Settings = PostgresSettings

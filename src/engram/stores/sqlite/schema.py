@@ -98,8 +98,15 @@ def _m001_initial(conn: sqlite3.Connection) -> None:
     )
 
 
+def _m002_entities_profiles(conn: sqlite3.Connection) -> None:
+    from engram.stores.sqlite.derived import MIGRATION_002
+
+    _run_script(conn, MIGRATION_002)
+
+
 MIGRATIONS: list[Migration] = [
     (1, "initial", _m001_initial),
+    (2, "entity links and profiles", _m002_entities_profiles),
 ]
 
 

@@ -16,6 +16,7 @@ from pydantic import Field
 from engram.config import default_home
 from engram.errors import ConflictError, EmbedderMismatchError, StoreError
 from engram.interfaces import BackendSettings, Store
+from engram.stores.sqlite.derived import DerivedTables
 from engram.stores.sqlite.reads import MemoryReads
 from engram.stores.sqlite.schema import migrate
 from engram.stores.sqlite.search import CandidateSearch
@@ -39,7 +40,7 @@ class SQLiteSettings(BackendSettings):
     cache_vectors: int = Field(2_000_000, ge=0, description="vectors kept in the in-process search cache")
 
 
-class SQLiteStore(MemoryWrites, MemoryReads, CandidateSearch, Store):
+class SQLiteStore(DerivedTables, MemoryWrites, MemoryReads, CandidateSearch, Store):
     """Memories, vectors (float32 blobs), an FTS5 index, history and messages in one SQLite file."""
 
     Settings = SQLiteSettings
