@@ -60,7 +60,8 @@ _A_PET = re.compile(rf"\b(?:a|an|the)\s+{_ADJ}(?P<rel>{_PETS})\s+(?:called|named
 _BARE_KIN = re.compile(rf"\b{_OWNER}\s+{_ADJ}(?P<rel>{_RELATIONS}|{_PETS})\b")
 _ORG = re.compile(
     rf"\b(?:work(?:s|ed|ing)?|job|intern(?:s|ed|ing)?|employed|hired|joined|join|joining|studie?s|"
-    rf"studying|studied|enrolled|volunteers?|volunteering)\s+(?:(?:as\s+an?\s+[a-z ]+?\s+)?(?:at|for|with|by)\s+)?"
+    rf"studying|studied|enrolled|volunteers?|volunteering)\s+"
+    rf"(?:(?:as\s+an?\s+[a-z ]+?\s+)?(?:at|for|with|by)\s+)?"
     rf"(?P<name>{_CAPS})"
 )
 _ORG_SUFFIX = re.compile(
@@ -229,7 +230,8 @@ def mentions_from_json(raw: Any) -> list[EntityMention] | None:
             out.append(EntityMention(item.strip(), "other"))
         elif isinstance(item, dict) and isinstance(item.get("name"), str) and item["name"].strip():
             type_ = str(item.get("type") or "other").lower()
-            aliases = item.get("aliases") if isinstance(item.get("aliases"), list) else []
+            listed = item.get("aliases")
+            aliases: list[Any] = listed if isinstance(listed, list) else []
             date = item.get("date") if isinstance(item.get("date"), str) else None
             clean_aliases = tuple(str(a).strip().lower() for a in aliases if str(a).strip())
             out.append(EntityMention(item["name"].strip(), _known_type(type_), clean_aliases, date))
@@ -259,7 +261,7 @@ class Entity:
     def id(self) -> str:
         return entity_id(self.name)
 
-    def keys(self) -> set[str]:
+    def names(self) -> set[str]:
         return {norm(self.name), *(norm(a) for a in self.aliases)}
 
     def to_item(self) -> dict[str, Any]:
@@ -309,7 +311,7 @@ def find_entity(entities: list[Entity], value: str) -> Entity | None:
     """The entity named (or aliased) ``value``; ``"my daughter"`` finds Maya."""
     key = norm(value)
     for entity in entities:
-        if key in entity.keys() or entity.id == value:
+        if key in entity.names() or entity.id == value:
             return entity
     return None
 
@@ -346,7 +348,7 @@ def _matching_ids(node: Cond, entities: list[Entity]) -> list[str]:
         chosen = entities
     elif node.op in ("contains", "icontains"):
         needle = str(node.value).casefold()
-        chosen = [e for e in entities if any(needle in k for k in e.keys())]
+        chosen = [e for e in entities if any(needle in k for k in e.names())]
     else:
         values = node.value if isinstance(node.value, list) else [node.value]
         chosen = [e for v in values if (e := find_entity(entities, str(v))) is not None]

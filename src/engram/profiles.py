@@ -28,7 +28,7 @@ DEFAULT_SCHEMA: dict[str, Any] = {
         "preferences": {"type": "array", "items": {"type": "string"},
                         "description": "Likes, dislikes, tastes and favourite things"},
         "constraints": {"type": "array", "items": {"type": "string"},
-                        "description": "Diet, allergies, health, accessibility, budget and other limits to respect"},
+                        "description": "Diet, allergies, health, budget and other limits to respect"},
         "relationships": {"type": "array", "items": {"type": "string"},
                           "description": "Family, friends, colleagues and pets, with their names"},
         "goals": {"type": "array", "items": {"type": "string"},
@@ -50,16 +50,17 @@ _RULES: list[tuple[str, re.Pattern[str]]] = [
     (
         "recent_plans",
         re.compile(
-            r"\b(?:plan\w*|going to|will|tonight|tomorrow|next (?:week|month|year|weekend)|this (?:week|weekend)|"
-            r"trip|flight|flying|appointment|scheduled?|booked|upcoming|on \d{4}-\d{2}-\d{2}|soon|reservation)\b",
+            r"\b(?:plan\w*|going to|will|tonight|tomorrow|next (?:week|month|year|weekend)|"
+            r"this (?:week|weekend)|trip|flight|flying|appointment|scheduled?|booked|upcoming|"
+            r"on \d{4}-\d{2}-\d{2}|soon|reservation)\b",
             re.I,
         ),
     ),
     (
         "goals",
         re.compile(
-            r"\b(?:goals?|wants? to (?:become|be|learn|get|run|lose|build|start)|hopes? to|dreams? of|aims? to|"
-            r"aspires?|learning|training for|saving (?:up )?for|trying to|working towards?)\b",
+            r"\b(?:goals?|wants? to (?:become|be|learn|get|run|lose|build|start)|hopes? to|dreams? of|"
+            r"aims? to|aspires?|learning|training for|saving (?:up )?for|trying to|working towards?)\b",
             re.I,
         ),
     ),

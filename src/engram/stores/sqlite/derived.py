@@ -64,8 +64,8 @@ class DerivedTables:
         rows = [link_row(namespace, link) for link in links]
         if rows:
             sql = (
-                "INSERT OR IGNORE INTO memory_entities (namespace, memory_id, norm, name, type, aliases, date) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)"
+                "INSERT OR IGNORE INTO memory_entities "
+                "(namespace, memory_id, norm, name, type, aliases, date) VALUES (?, ?, ?, ?, ?, ?, ?)"
             )
             await self._run(self._in_transaction, [(sql, rows)])
 
@@ -86,8 +86,9 @@ class DerivedTables:
 
     async def put_profile(self, namespace: str, profile: StoredProfile) -> None:
         sql = (
-            "INSERT INTO profiles (namespace, user_id, body) VALUES (?, ?, ?) ON CONFLICT (namespace, user_id) "
-            "DO UPDATE SET body = excluded.body, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
+            "INSERT INTO profiles (namespace, user_id, body) VALUES (?, ?, ?) "
+            "ON CONFLICT (namespace, user_id) DO UPDATE SET body = excluded.body, "
+            "updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
         )
         await self._run(self._in_transaction, [(sql, (namespace, profile.user_id, json.dumps(profile.body)))])
 
