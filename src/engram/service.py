@@ -15,10 +15,24 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 JobStatus = Literal["PENDING", "RUNNING", "SUCCEEDED", "FAILED"]
-JobKind = Literal["ADD", "WEBHOOK"]
+JobKind = Literal["ADD", "WEBHOOK", "PROFILE"]
 ENTITY_TYPES: tuple[str, ...] = ("user", "agent", "app", "run")
 WEBHOOK_EVENT_TYPES: tuple[str, ...] = ("memory_add", "memory_update", "memory_delete")
 KEY_PREFIX = "eg-"
+PROJECT_TABLES: tuple[str, ...] = ("api_keys", "jobs", "entities", "webhooks", "feedback", "exports")
+
+
+def delete_project_statements(prefix: str, mark: str) -> list[str]:
+    """What deleting a project runs, in order; each statement takes the project id once.
+
+    ``prefix``: the schema with its dot (or ""); ``mark``: the driver's placeholder.
+    """
+    return [
+        f"DELETE FROM {prefix}webhook_deliveries WHERE webhook_id IN "
+        f"(SELECT id FROM {prefix}webhooks WHERE project_id = {mark})",
+        *(f"DELETE FROM {prefix}{table} WHERE project_id = {mark}" for table in PROJECT_TABLES),
+        f"DELETE FROM {prefix}projects WHERE id = {mark}",
+    ]
 
 
 def new_api_key() -> str:
@@ -161,6 +175,13 @@ class ServiceState(ABC):
 
     @abstractmethod
     async def list_projects(self) -> list[tuple[Organization, Project]]: ...
+
+    async def delete_project(self, project_id: str) -> bool:
+        """Delete a project with its keys, jobs, webhooks, entities, feedback and exports (one
+        transaction); False when it did not exist. Its memories are the engine's to delete."""
+        from engram.errors import ConfigError
+
+        raise ConfigError(f"{type(self).__name__} cannot delete projects")
 
     @abstractmethod
     async def set_rate_limit(self, project_id: str, per_minute: int | None) -> None: ...

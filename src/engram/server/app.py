@@ -74,6 +74,8 @@ def create_app(
     """Build the server app. ``engine`` and ``state`` default to what ``settings`` describe."""
     from engram.server.routes_admin import admin_router
     from engram.server.routes_memories import memories_router
+    from engram.server.routes_profiles import profiles_router
+    from engram.server.routes_projects import projects_router
 
     settings = settings or ServerSettings.from_env()
     state = state or build_state(settings)
@@ -108,6 +110,8 @@ def create_app(
     )
     app.state.server = server
     install_error_handlers(app)
+    app.include_router(projects_router(server))  # before memories: /v1/memories/events/ is not an id
+    app.include_router(profiles_router(server))
     app.include_router(memories_router(server))
     app.include_router(admin_router(server))
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)

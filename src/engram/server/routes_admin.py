@@ -159,7 +159,7 @@ def admin_router(server: "Server") -> APIRouter:
             "org_id": ctx.org.id,
             "custom_instructions": None,
             "custom_categories": [],
-            **settings,
+            **{k: v for k, v in settings.items() if not k.startswith("_")},  # "_x": server-internal
         }
         wanted = [f for item in fields or [] for f in item.split(",") if f]
         return {k: v for k, v in view.items() if k in wanted} if wanted else view
@@ -215,6 +215,7 @@ def admin_router(server: "Server") -> APIRouter:
         nxt, prev = page_links(request, page, page_size, len(rows))
         return {"count": len(rows), "next": nxt, "previous": prev, "results": rows[start : start + page_size]}
 
+    @router.delete("/v1/entities/{entity_type}/{entity_name}/", tags=["entities"])  # npm deleteUser
     @router.delete("/v2/entities/{entity_type}/{entity_name}/", tags=["entities"])
     async def delete_entity(
         ctx: Ctx,

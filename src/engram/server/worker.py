@@ -67,7 +67,9 @@ class Runner:
         self._http: Any = None
 
     # -- loops ---------------------------------------------------------------------------------
-    async def run_forever(self, stop: asyncio.Event, kinds: tuple[JobKind, ...] = ("ADD", "WEBHOOK")) -> None:
+    async def run_forever(
+        self, stop: asyncio.Event, kinds: tuple[JobKind, ...] = ("ADD", "WEBHOOK", "PROFILE")
+    ) -> None:
         worker_id = new_worker_id()
         while not stop.is_set():
             try:
@@ -104,6 +106,8 @@ class Runner:
     async def process(self, job: Job, worker_id: str) -> None:
         if job.kind == "ADD":
             await self._run_add(job, worker_id)
+        elif job.kind == "PROFILE":
+            await self._run_profiles(job, worker_id)
         else:
             await self._deliver(job, worker_id)
 
@@ -144,6 +148,21 @@ class Runner:
             scope = {k: kwargs[k] for k in ("user_id", "agent_id", "app_id", "run_id") if kwargs.get(k)}
             await self.state.touch_entities(job.project_id, scope)
             await self.fire(job.project_id, [(r.get("event", ""), r) for r in results])
+
+    async def _run_profiles(self, job: Job, worker_id: str) -> None:
+        from engram.server.profile_jobs import run_profile_job
+
+        beat = asyncio.create_task(self._heartbeat(job.id, worker_id))
+        try:
+            view = self.engine.namespace_view(namespace_for(job.project_id))
+            results = await run_profile_job(view, self.state, job)
+        except Exception as e:  # a store outage: retried like an add
+            retry_at = time.time() + 1.0 if job.attempts < self.settings.job_max_attempts else None
+            await self.state.fail(job.id, worker_id, f"{type(e).__name__}: {e}", retry_at=retry_at)
+            return
+        finally:
+            beat.cancel()
+        await self.state.complete(job.id, worker_id, results)
 
     async def _project_instructions(self, project_id: str, kwargs: dict[str, Any]) -> str | None:
         """The project's custom instructions (its agent ones for agent-only scopes), if any."""

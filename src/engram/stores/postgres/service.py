@@ -36,6 +36,7 @@ from engram.service import (
     new_api_key,
 )
 from engram.stores.postgres.schema import MIGRATION_LOCK_KEY, check_schema_name
+from engram.stores.postgres.service_admin import PostgresProjectAdmin
 
 _NOW = "extract(epoch FROM clock_timestamp())::float8"
 _ENTITY_FIELDS = {"user_id": "user", "agent_id": "agent", "app_id": "app", "run_id": "run"}
@@ -118,7 +119,7 @@ def _project(r: dict[str, Any]) -> Project:
     return Project(r["id"], r["org_id"], r["name"], r["created_at"], r["rate_limit_per_minute"])
 
 
-class PostgresServiceState(ServiceState):
+class PostgresServiceState(PostgresProjectAdmin, ServiceState):
     """Server state in PostgreSQL (the same database and schema as :class:`PostgresStore` by default).
 
     Configure with ``ENGRAM_SERVER_STATE_BACKEND=postgres`` and ``ENGRAM_SERVER_STATE_CONFIG=

@@ -21,6 +21,7 @@ from engram.service import (
     hash_api_key,
     new_api_key,
 )
+from engram.stores.sqlite.service_admin import SQLiteProjectAdmin
 from engram.stores.sqlite.service_jobs import SQLiteJobQueue
 from engram.stores.sqlite.service_project_data import SQLiteProjectData
 
@@ -92,7 +93,7 @@ def _key(row: sqlite3.Row) -> ApiKey:
     )
 
 
-class SQLiteServiceState(SQLiteJobQueue, SQLiteProjectData, ServiceState):
+class SQLiteServiceState(SQLiteProjectAdmin, SQLiteJobQueue, SQLiteProjectData, ServiceState):
     """Server state in one SQLite file; safe to share between processes on one machine."""
 
     async def open(self) -> None:
