@@ -25,7 +25,7 @@ _RELATIONS = (
     "best friend|daughter|son|wife|husband|partner|boyfriend|girlfriend|fianc[ée]e?|mother|mom|mum|"
     "father|dad|sister|brother|friend|boss|colleague|co-?worker|manager|grandmother|grandma|granny|"
     "grandfather|grandpa|aunt|uncle|cousin|niece|nephew|roommate|flatmate|neighbou?r|teacher|doctor|"
-    "dentist|therapist|coach|kid|child|baby|stepson|stepdaughter|twin|classmate|mentor|landlord"
+    "therapist|coach|kid|child|baby|stepson|stepdaughter|twin|classmate|mentor|landlord"
 )
 _PETS = (
     "dog|cat|puppy|kitten|hamster|parrot|rabbit|bunny|horse|pony|goldfish|fish|bird|turtle|tortoise|"
@@ -340,7 +340,7 @@ def resolve_entity_filter(node: FilterNode, entities: list[Entity]) -> FilterNod
     ids = _matching_ids(node, entities)
     negate = node.op in ("ne", "nin")
     # an impossible id keeps "in" well-formed when nothing matches
-    return Cond(Field("column", "id"), "nin" if negate else "in", ids or ["\x00none"], node.path)
+    return Cond(Field("column", "id"), "nin" if negate else "in", ids or ["-"], node.path)
 
 
 def _matching_ids(node: Cond, entities: list[Entity]) -> list[str]:

@@ -140,7 +140,7 @@ def section_of(text: str, schema: dict[str, Any]) -> str | None:
     lowered = text.lower()
     for name, spec in schema["properties"].items():
         words = set(_WORDS.findall(f"{name.replace('_', ' ')} {spec.get('description', '')}".lower()))
-        if any(word in lowered for word in words):
+        if any(word[: max(4, len(word) - 3)] in lowered for word in words):  # "allergies" ~ "allergic"
             return str(name)
     return None
 
