@@ -9,9 +9,9 @@ import pytest
 
 from engram import AsyncMemory
 from engram.cli import SEED_CONVERSATION
+from engram.derived import EntityLink, EntityMention
 from engram.embedders.fake import FakeEmbedder
 from engram.entities import extract_entities, group_entities
-from engram.derived import EntityLink, EntityMention
 from engram.errors import ValidationError
 from engram.llms.scripted import ScriptedLLM
 
@@ -26,7 +26,10 @@ ENTITY_CASES: list[tuple[str, set[tuple[str, str, tuple[str, ...]]]]] = [
     ),
     ("Sam is my best friend from school.", {("Sam", "person", ("best friend",))}),
     ("I just bought a new MacBook Pro for work.", {("MacBook Pro", "product", ())}),
-    ("Grabbed coffee with Priya at Harbor Street Cafe.", {("Priya", "person", ()), ("Harbor Street Cafe", "place", ())}),
+    (
+        "Grabbed coffee with Priya at Harbor Street Cafe.",
+        {("Priya", "person", ()), ("Harbor Street Cafe", "place", ())},
+    ),
     ("Maya's recital is on March 14.", {("Maya's recital", "event", ()), ("Maya", "person", ())}),
     ("I'm flying to New York next month for a conference.", {("New York", "place", ())}),
     ("I'm not a big fan of thriller movies, but I love sci-fi.", set()),
@@ -117,7 +120,14 @@ async def test_profile_sections_staleness_and_refresh(amem: AsyncMemory) -> None
     await amem.add(DIARY, user_id="tomas")
     profile = await amem.profile("tomas")
     sections = profile["profile"]
-    assert set(sections) == {"identity", "preferences", "constraints", "relationships", "goals", "recent_plans"}
+    assert set(sections) == {
+        "identity",
+        "preferences",
+        "constraints",
+        "relationships",
+        "goals",
+        "recent_plans",
+    }
     assert any("vegetarian" in s for s in sections["constraints"])
     assert any("shellfish" in s for s in sections["constraints"])
     assert any("Pieter" in s for s in sections["relationships"])
@@ -154,7 +164,9 @@ async def test_summary_lists_its_sources(amem: AsyncMemory) -> None:
     await amem.add(DIARY, user_id="tomas")
     summary = await amem.summary(filters={"user_id": "tomas"})
     listed = await amem.get_all(user_id="tomas")
-    assert summary["memory_ids"] == [r["id"] for r in listed["results"]] and summary["count"] == listed["total"]
+    assert (
+        summary["memory_ids"] == [r["id"] for r in listed["results"]] and summary["count"] == listed["total"]
+    )
     assert summary["summarizer"] == "offline"
     assert "Constraints: " in summary["summary"] and "vegetarian" in summary["summary"]
     only_pieter = await amem.summary(filters={"user_id": "tomas", "entity": "Pieter"})

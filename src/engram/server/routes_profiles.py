@@ -1,7 +1,5 @@
 """Profiles (mem0's /v2 profile endpoints), summaries and the named entities of a scope."""
 
-from __future__ import annotations
-
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Path
@@ -62,7 +60,7 @@ def _profile_answer(entity_id: str, status: str, view: dict[str, Any] | None) ->
     }
 
 
-def profiles_router(server: Server) -> APIRouter:
+def profiles_router(server: "Server") -> APIRouter:
     router = APIRouter(tags=["profiles"])
     Ctx = Annotated[KeyContext, Depends(server.auth)]
     IdemHeader = Annotated[str | None, Header()]

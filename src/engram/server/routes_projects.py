@@ -1,7 +1,5 @@
 """Project create/delete and members (mem0's ``client.project``), memory events and stats."""
 
-from __future__ import annotations
-
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -32,7 +30,7 @@ class MemberBody(BaseModel):
     role: Literal["READER", "OWNER"] = "READER"
 
 
-def projects_router(server: Server) -> APIRouter:
+def projects_router(server: "Server") -> APIRouter:
     router = APIRouter()
     Ctx = Annotated[KeyContext, Depends(server.auth)]
     base = "/api/v1/orgs/organizations/{org_id}/projects"
