@@ -85,11 +85,13 @@ _PRODUCT = re.compile(
     rf"likes?|enjoys?|prefers?)\s+(?:a\s+|an\s+|the\s+|my\s+|his\s+|her\s+|their\s+|our\s+)?(?:new\s+|old\s+)?"
     rf"(?P<name>{_CAPS})"
 )
-_EVENT = re.compile(
-    rf"\b(?:(?P<owner>{_NAME})'s\s+|{_OWNER}\s+)?(?P<event>{_EVENTS})\b[^.;!?]{{0,40}}?"
-    rf"\b(?:on|is|in|at|this|next|for)?\s*(?P<date>{_DATE})\b",
-    re.IGNORECASE,
+_EVENT = re.compile(rf"\b(?P<event>{_EVENTS})\b", re.IGNORECASE)
+_EVENT_OWNER = re.compile(rf"(?P<owner>{_NAME})'s\s+$")
+_EVENT_DATE = re.compile(
+    rf"[^.;!?]{{0,40}}?\b(?:on|is|in|at|this|next|for)?\s*(?P<date>{_DATE})\b", re.IGNORECASE
 )
+_UPPER = re.compile(r"[A-Z]")
+_HAS_KIN = re.compile(rf"\b(?:{_RELATIONS}|{_PETS})\b", re.IGNORECASE)
 _CAPS_RUN = re.compile(rf"(?<![\w'])(?P<name>{_CAPS})(?P<poss>'s)?")
 _PERSON_BEFORE = re.compile(
     r"\b(?:with|met|meet|meeting|call(?:ed)?|told|tell|asked|ask|invited|invite|texted|emailed|"
@@ -155,6 +157,10 @@ class _Found:
     def known(self, name: str) -> bool:
         return norm(name) in self.by_key
 
+    def without(self, exclude: tuple[str, ...]) -> list[EntityMention]:
+        skip = {norm(x) for x in exclude if x}
+        return [m for key, m in self.by_key.items() if key not in skip]
+
 
 def _relation_type(rel: str) -> str:
     return "pet" if re.fullmatch(_PETS, rel.lower()) else "person"
@@ -164,12 +170,11 @@ def extract_entities(text: str, *, exclude: tuple[str, ...] = ()) -> list[Entity
     """The named entities one text mentions, in the order found (``exclude``: names to skip)."""
     found = _Found()
     text = text.replace("’", "'")
-    _kinship(text, found)
-    for match in _EVENT.finditer(text):
-        event = match.group("event").lower()
-        owner = match.group("owner")
-        name = f"{owner}'s {event}" if owner and owner.lower() not in _STOP else event
-        found.add(name, "event", (), match.group("date"))
+    if _HAS_KIN.search(text):
+        _kinship(text, found)
+    _events(text, found)
+    if _UPPER.search(text, 1) is None:  # nothing capitalised past the first letter: no names
+        return found.without(exclude)
     for pattern, type_ in ((_ORG, "organization"), (_PLACE, "place"), (_PRODUCT, "product")):
         for match in pattern.finditer(text):
             name = _clean_name(match.group("name"))
@@ -177,8 +182,20 @@ def extract_entities(text: str, *, exclude: tuple[str, ...] = ()) -> list[Entity
                 kind = "organization" if _ORG_SUFFIX.search(name) else type_
                 found.add(name, kind)
     _capitalised(text, found)
-    skip = {norm(x) for x in exclude if x}
-    return [m for key, m in found.by_key.items() if key not in skip]
+    return found.without(exclude)
+
+
+def _events(text: str, found: _Found) -> None:
+    """Events with a date: "Maya's recital is on March 14", "my appointment on 2026-05-02"."""
+    for match in _EVENT.finditer(text):
+        dated = _EVENT_DATE.match(text, match.end())
+        if dated is None:
+            continue
+        event = match.group("event").lower()
+        owner_match = _EVENT_OWNER.search(text, max(0, match.start() - 40), match.start())
+        owner = owner_match.group("owner") if owner_match else None
+        name = f"{owner}'s {event}" if owner and owner.lower() not in _STOP else event
+        found.add(name, "event", (), dated.group("date"))
 
 
 def _kinship(text: str, found: _Found) -> None:
