@@ -17,37 +17,11 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent / "server"))
 from srvhelpers import ServerProcess, client_env, make_key, mem0_python
 
+from tests._pg import make_key as make_pg_key
+from tests._pg import server_settings
+
 pytestmark = pytest.mark.slow
 DRIVERS = Path(__file__).parent / "server"
-
-
-def _pg_settings(url: str, schema: str) -> dict[str, Any]:
-    return {
-        "state_backend": "postgres",
-        "state_config": {"url": url, "schema_name": schema},
-        "memory_config": {
-            "store": {"provider": "postgres", "config": {"url": url, "schema_name": schema}},
-            "embedder": {"provider": "fake"},
-            "llm_from_env": False,
-        },
-    }
-
-
-def _pg_key(url: str, schema: str, project: str) -> str:
-    import asyncio
-
-    from engram.stores.postgres.service import PostgresServiceState
-
-    async def go() -> str:
-        state = PostgresServiceState(url, schema)
-        await state.open()
-        try:
-            org = await state.ensure_org("acme")
-            return await state.create_key((await state.ensure_project(org.id, project)).id)
-        finally:
-            await state.close()
-
-    return asyncio.run(go())
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -58,8 +32,8 @@ def platform(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[S
         yield server, make_key(server.state_path, "acme", "platform")[0]
     else:
         url, schema = request.getfixturevalue("pg_url"), request.getfixturevalue("pg_schema")
-        server = ServerProcess(tmp_path / "srv", **_pg_settings(url, schema)).start(timeout=60)
-        yield server, _pg_key(url, schema, "platform")
+        server = ServerProcess(tmp_path / "srv", **server_settings(url, schema)).start(timeout=60)
+        yield server, make_pg_key(url, schema, "acme", "platform")
     server.stop()
 
 

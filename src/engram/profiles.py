@@ -20,23 +20,24 @@ from engram.errors import ValidationError
 from engram.interfaces import LLM
 from engram.types import MemoryRecord
 
-DEFAULT_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "identity": {"type": "array", "items": {"type": "string"},
-                     "description": "Who the user is: name, age, home, work, studies, languages"},
-        "preferences": {"type": "array", "items": {"type": "string"},
-                        "description": "Likes, dislikes, tastes and favourite things"},
-        "constraints": {"type": "array", "items": {"type": "string"},
-                        "description": "Diet, allergies, health, budget and other limits to respect"},
-        "relationships": {"type": "array", "items": {"type": "string"},
-                          "description": "Family, friends, colleagues and pets, with their names"},
-        "goals": {"type": "array", "items": {"type": "string"},
-                  "description": "Longer-term goals, ambitions and things the user is learning"},
-        "recent_plans": {"type": "array", "items": {"type": "string"},
-                         "description": "Upcoming plans, trips, appointments and events"},
-    },
-}  # fmt: skip
+
+def _sections(**descriptions: str) -> dict[str, Any]:
+    """A profile schema: one array-of-strings property per section, described."""
+    properties = {
+        name: {"type": "array", "items": {"type": "string"}, "description": text}
+        for name, text in descriptions.items()
+    }
+    return {"type": "object", "properties": properties}
+
+
+DEFAULT_SCHEMA: dict[str, Any] = _sections(
+    identity="Who the user is: name, age, home, work, studies, languages",
+    preferences="Likes, dislikes, tastes and favourite things",
+    constraints="Diet, allergies, health, budget and other limits to respect",
+    relationships="Family, friends, colleagues and pets, with their names",
+    goals="Longer-term goals, ambitions and things the user is learning",
+    recent_plans="Upcoming plans, trips, appointments and events",
+)
 _RULES: list[tuple[str, re.Pattern[str]]] = [
     (
         "constraints",

@@ -110,7 +110,7 @@ def create_app(
     )
     app.state.server = server
     install_error_handlers(app)
-    app.include_router(projects_router(server))  # before memories: /v1/memories/events/ is not an id
+    app.include_router(projects_router(server))
     app.include_router(profiles_router(server))
     app.include_router(memories_router(server))
     app.include_router(admin_router(server))

@@ -245,6 +245,7 @@ def memories_router(server: "Server") -> APIRouter:
             raise not_found("event", event_id)
         return event_view(job)
 
+    @router.get("/v1/memories/events/", tags=["events"])  # before /v1/memories/{id}/: not an id
     @router.get("/v1/events/", tags=["events"])
     async def list_events(
         request: Request,

@@ -1,13 +1,12 @@
-"""Project create/delete and members (mem0's ``client.project``), memory events and stats."""
+"""Project create/delete and members (mem0's ``client.project``) and project stats."""
 
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from engram.server.auth import require_write
 from engram.server.errors import ApiError, not_found
-from engram.server.routes_memories import event_view, page_links
 from engram.server.worker import iso
 from engram.service import ENTITY_TYPES, KeyContext
 
@@ -116,20 +115,6 @@ def projects_router(server: "Server") -> APIRouter:
             raise not_found("member", email)
         await save(ctx, [m for m in people if m["email"] != email])
         return {"message": "Member removed successfully", "email": email}
-
-    @router.get("/v1/memories/events/", tags=["events"], summary="Memory add events, newest first")
-    async def memory_events(
-        request: Request,
-        ctx: Ctx,
-        page: Annotated[int, Query(ge=1)] = 1,
-        page_size: Annotated[int, Query(ge=1, le=1000)] = 50,
-        status: Annotated[str | None, Query(pattern="^(PENDING|RUNNING|SUCCEEDED|FAILED)$")] = None,
-    ) -> dict[str, Any]:
-        jobs, total = await server.state.list_jobs(
-            ctx.project.id, kind="ADD", status=status, limit=page_size, offset=(page - 1) * page_size
-        )
-        nxt, prev = page_links(request, page, page_size, total)
-        return {"count": total, "next": nxt, "previous": prev, "results": [event_view(j) for j in jobs]}
 
     @router.get("/v1/stats/", tags=["stats"], summary="Counts of memories, entities and events")
     async def stats(ctx: Ctx) -> dict[str, Any]:

@@ -23,6 +23,3 @@ class PostgresProjectAdmin:
                 cur = await conn.execute(sql, (project_id,))
                 count = cur.rowcount
         return count > 0
-
-
-
