@@ -130,6 +130,9 @@ def quickstart() -> None:
         query = "What kind of movies does alice like?"
         found = memory.search(query, user_id="alice", app_id="engram-quickstart", top_k=5)
         console.print(_table(f"Search: {query}", found["results"], ["score", "memory"]))
+        profile = memory.refresh_profile("alice")["profile"]
+        rows = [{"section": name, "memory": text} for name, items in profile.items() for text in items]
+        console.print(_table("Profile of alice", rows, ["section", "memory"]))
     if not found["results"]:
         console.print("[red]The search found nothing.[/red]")
         raise typer.Exit(1)
