@@ -235,3 +235,12 @@ async def test_llm_profile_failure_falls_back_to_offline(store_factory: Any) -> 
         assert profile["profile"]["preferences"] == ["I love sci-fi movies."]
     finally:
         await engine.close()
+
+
+async def test_update_relinks_the_new_text(amem: AsyncMemory) -> None:
+    added = await amem.add("My cat Miso sleeps all day.", user_id="ivo", infer=False)
+    await amem.update(added["results"][0]["id"], text="My dog Pepper sleeps all day.")
+    assert [(e["name"], e["type"]) for e in (await amem.entities(user_id="ivo"))["results"]] == [
+        ("Pepper", "pet")
+    ]
+    assert (await amem.get_all(filters={"user_id": "ivo", "entity": "Miso"}))["total"] == 0

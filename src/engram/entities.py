@@ -14,11 +14,13 @@ import calendar
 import hashlib
 import re
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from engram.derived import EntityLink, EntityMention
 from engram.filters import And, Cond, Field, FilterNode, Not, Or
+from engram.types import WriteOutcome, text_hash
 
 ENTITY_FILTER_KEY = "entity"
 _RELATIONS = (
@@ -235,6 +237,21 @@ def _capitalised(text: str, found: _Found) -> None:
                 found.add(name, "person")
             else:
                 found.add(name, "other")
+
+
+def links_for(
+    outcomes: Sequence[WriteOutcome], hints: dict[str, list[EntityMention]], *, exclude: tuple[str, ...]
+) -> list[EntityLink]:
+    """The links of stored (ADD), matched (NONE) or rewritten (UPDATE) memories: the extractor's
+    entities for a fact when it gave them (by the fact's text hash), else the rules'."""
+    links: list[EntityLink] = []
+    for outcome in outcomes:
+        if outcome.event not in ("ADD", "NONE", "UPDATE") or not outcome.text:
+            continue
+        key = text_hash(outcome.text)
+        mentions = hints[key] if key in hints else extract_entities(outcome.text, exclude=exclude)
+        links.extend(EntityLink(outcome.id, mention) for mention in mentions)
+    return links
 
 
 def mentions_from_json(raw: Any) -> list[EntityMention] | None:

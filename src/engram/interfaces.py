@@ -272,8 +272,11 @@ class Store(ABC):
     def _no_derived(self) -> ConfigError:
         return ConfigError(f"The {type(self).__name__} store does not keep entities or profiles")
 
-    async def link_entities(self, namespace: str, links: Sequence[EntityLink]) -> None:
-        """Record which named entities memories mention (one transaction; repeats are ignored)."""
+    async def link_entities(
+        self, namespace: str, links: Sequence[EntityLink], *, replace: Sequence[str] = ()
+    ) -> None:
+        """Record which named entities memories mention (one transaction; repeats are ignored),
+        first dropping every link of the memories in ``replace`` (their text changed)."""
         raise self._no_derived()
 
     async def entity_links(self, namespace: str, scope: Scope, visibility: Visibility) -> list[EntityLink]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -12,8 +13,8 @@ from pydantic import ValidationError as PydanticValidationError
 
 from engram import registry
 from engram.config import MemoryConfig, ProviderSpec
-from engram.derived import EntityLink, EntityMention, StoredProfile
-from engram.entities import extract_entities, group_entities, has_entity_filter, resolve_entity_filter
+from engram.derived import EntityMention, StoredProfile
+from engram.entities import group_entities, has_entity_filter, links_for, resolve_entity_filter
 from engram.errors import ConfigError, NotFoundError, ValidationError
 from engram.filters import split_scope
 from engram.inputs import (
@@ -292,19 +293,17 @@ class AsyncMemory:
         return self._b.extractor
 
     async def _link_entities(
-        self, scope: Scope, outcomes: list[WriteOutcome], hints: dict[str, list[EntityMention]]
+        self,
+        scope: Scope,
+        outcomes: list[WriteOutcome],
+        hints: dict[str, list[EntityMention]],
+        replace: Sequence[str] = (),
     ) -> None:
         """Record the named entities of stored (or matched) memories: the extractor's, else the rules'."""
         if not self._b.store.keeps_derived:
             return
-        own = tuple(v for v in scope.as_dict().values() if v)
-        links = [
-            EntityLink(o.id, mention)
-            for o in outcomes
-            if o.event in ("ADD", "NONE") and o.text
-            for mention in _mentions(o.text, hints, own)
-        ]
-        await self._b.store.link_entities(self.namespace, links)
+        links = links_for(outcomes, hints, exclude=tuple(v for v in scope.as_dict().values() if v))
+        await self._b.store.link_entities(self.namespace, links, replace=replace)
 
     # -- search and reads ------------------------------------------------------------------------
     async def search(
@@ -442,6 +441,9 @@ class AsyncMemory:
             vector=vector,
             metadata=meta,
         )
+        if text is not None:
+            changed = WriteOutcome(record.id, record.text, "UPDATE")
+            await self._link_entities(record.scope, [changed], {}, replace=[record.id])
         return {"message": "Memory updated successfully!", **record.to_item()}
 
     async def delete(self, memory_id: str) -> dict[str, Any]:
@@ -583,12 +585,6 @@ class AsyncMemory:
         await self._b.store.reset(None if self._is_root else self.namespace)
         if self._b.store.keeps_derived:
             await self._b.store.forget_derived(None if self._is_root else self.namespace)
-
-
-def _mentions(text: str, hints: dict[str, list[EntityMention]], own: tuple[str, ...]) -> list[EntityMention]:
-    """The extractor's entities for a fact when it gave them, else the deterministic rules'."""
-    key = text_hash(text)
-    return hints[key] if key in hints else extract_entities(text, exclude=own)
 
 
 def _outcome_item(outcome: WriteOutcome, memory: NewMemory | None) -> dict[str, Any]:

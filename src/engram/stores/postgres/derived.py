@@ -41,9 +41,11 @@ class DerivedTables(PostgresConnection):
 
     keeps_derived = True
 
-    async def link_entities(self, namespace: str, links: Sequence[EntityLink]) -> None:
+    async def link_entities(
+        self, namespace: str, links: Sequence[EntityLink], *, replace: Sequence[str] = ()
+    ) -> None:
         rows = [link_row(namespace, link) for link in links]
-        if not rows:
+        if not rows and not replace:
             return
         sql = (
             f"INSERT INTO {self._s}.memory_entities (namespace, memory_id, norm, name, type, aliases, date) "
@@ -51,8 +53,15 @@ class DerivedTables(PostgresConnection):
         )
 
         async def write(conn: Any) -> None:
-            async with conn.cursor() as cur:
-                await cur.executemany(sql, rows)
+            if replace:
+                await conn.execute(
+                    f"DELETE FROM {self._s}.memory_entities "
+                    "WHERE namespace = %s AND memory_id = ANY(%s::text[])",
+                    (namespace, list(replace)),
+                )
+            if rows:
+                async with conn.cursor() as cur:
+                    await cur.executemany(sql, rows)
 
         await self._write(namespace, write)
 

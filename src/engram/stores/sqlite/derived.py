@@ -60,14 +60,22 @@ class DerivedTables:
             conn.execute("ROLLBACK")
             raise
 
-    async def link_entities(self, namespace: str, links: Sequence[EntityLink]) -> None:
+    async def link_entities(
+        self, namespace: str, links: Sequence[EntityLink], *, replace: Sequence[str] = ()
+    ) -> None:
         rows = [link_row(namespace, link) for link in links]
+        statements: list[tuple[str, Any]] = [
+            ("DELETE FROM memory_entities WHERE namespace = ? AND memory_id = ?", (namespace, memory_id))
+            for memory_id in replace
+        ]
         if rows:
             sql = (
                 "INSERT OR IGNORE INTO memory_entities "
                 "(namespace, memory_id, norm, name, type, aliases, date) VALUES (?, ?, ?, ?, ?, ?, ?)"
             )
-            await self._run(self._in_transaction, [(sql, rows)])
+            statements.append((sql, rows))
+        if statements:
+            await self._run(self._in_transaction, statements)
 
     async def entity_links(self, namespace: str, scope: Scope, visibility: Visibility) -> list[EntityLink]:
         where, params = where_clause(namespace, scope, None, visibility)
