@@ -29,7 +29,7 @@ async def profile_settings(state: ServiceState, project_id: str) -> dict[str, An
     user = stored.get("user") or {}
     return {
         "enabled": bool(stored.get("enabled", True)),
-        "capabilities": {"generate": True, "sample": True, "llm": False, "offline": True},
+        "capabilities": {"generate": True, "sample": True, "schema": True, "custom_instructions": True},
         "entities": {
             "user": {"schema": user.get("schema"), "custom_instructions": user.get("custom_instructions")}
         },
