@@ -75,6 +75,7 @@ def test_every_mem0_client_method_answers_2xx(platform: tuple[ServerProcess, str
     }
     assert out["sample"] == {"entity_ids": ["alice"], "job": "succeeded"}
     assert out["members"] == [{"email": "ana@example.com", "role": "OWNER"}]
+    assert out["stats"] == {"total_memories": 4, "total_users": 1, "total_events": 2} and out["events"] == 2
     assert out["project"] == {"custom_instructions": "Durable facts only."}
     assert out["created_project"] == "second-alice" and out["after_reset"] == []
     time.sleep(2.2)  # the server caches key lookups for 2 s

@@ -90,6 +90,9 @@ out["created_project"] = call(client.project, "create", f"second-{user}", descri
     "name"
 ]
 
+stats = client.client.get("/v1/stats/").json()  # no client method: plain HTTP
+out["stats"] = {k: stats[k] for k in ("total_memories", "total_users", "total_events")}
+out["events"] = client.client.get("/v1/memories/events/").json()["count"]
 call(client, "delete", memory_id)
 out["after_delete"] = client.get_all(filters={"user_id": user})["count"]
 call(client, "delete_all", user_id=user)
