@@ -218,6 +218,16 @@ class AsyncMemory:
         ]
         if infer:
             return await self._add_inferred(scope, stored, meta, expires_at, observed_at, prompt)
+        return await self._add_raw(scope, stored, meta, expires_at, observed_at)
+
+    async def _add_raw(
+        self,
+        scope: Scope,
+        stored: list[StoredMessage],
+        meta: dict[str, Any],
+        expires_at: Any,
+        observed_at: Any,
+    ) -> dict[str, Any]:
         keep = [m for m in stored if m.role != "system" and m.content.strip()]
         vectors = await self._b.embedder.embed([m.content for m in keep]) if keep else None
         memories = [
@@ -503,9 +513,7 @@ class AsyncMemory:
         run_id: str | None = None,
         filters: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """Named entities (people, pets, places, organisations, products, events) of a scope's
-        memories, most mentioned first: ``{"results": [{"id", "name", "type", "aliases",
-        "mentions", "memory_ids"}]}``."""
+        """Named entities of a scope's memories, most mentioned first (see docs/api.md)."""
         scope, _ = self._scope_and_filters(filters, user_id, agent_id, app_id, run_id)
         await self._ready()
         links = await self._b.store.entity_links(self.namespace, scope, Visibility())
@@ -513,17 +521,14 @@ class AsyncMemory:
 
     async def _user_records(self, user_id: str) -> list[MemoryRecord]:
         check_text(user_id, "user_id")
-        scope = scope_from(required=True, user_id=user_id)
+        scope, limit = scope_from(required=True, user_id=user_id), MAX_PROFILE_MEMORIES * 20
         await self._ready()
-        page = await self._b.store.list_memories(
-            self.namespace, scope, None, Visibility(), limit=MAX_PROFILE_MEMORIES * 20
-        )
+        page = await self._b.store.list_memories(self.namespace, scope, None, Visibility(), limit=limit)
         return page.records
 
     async def profile(self, user_id: str, *, build: bool = True) -> dict[str, Any]:
-        """A user's profile: ``{"user_id", "status", "profile": {section: [...]}, "stale",
-        "memory_ids", ...}``. Built on first use (``build=False``: status ``missing`` instead);
-        ``stale`` turns true when the user's memories change: :meth:`refresh_profile` rebuilds it."""
+        """A user's profile, built on first use (``build=False``: status ``missing`` instead);
+        ``stale`` turns true when the user's memories change (:meth:`refresh_profile` rebuilds)."""
         records = await self._user_records(user_id)
         stored = await self._b.store.get_profile(self.namespace, user_id)
         if not records:
@@ -539,8 +544,7 @@ class AsyncMemory:
     async def refresh_profile(
         self, user_id: str, *, schema: dict[str, Any] | None = None, instructions: str | None = None
     ) -> dict[str, Any]:
-        """Build a user's profile now from their current memories (with the LLM when one is
-        configured, else offline) and store it. ``schema``: a JSON Schema of sections."""
+        """Build and store a user's profile now (LLM when configured, else offline)."""
         chosen = check_schema(schema) if schema is not None else None
         records = await self._user_records(user_id)
         if not records:
@@ -563,21 +567,20 @@ class AsyncMemory:
         app_id: str | None = None,
         run_id: str | None = None,
     ) -> dict[str, Any]:
-        """A readable summary of the memories matching a filter: ``{"summary", "memory_ids",
-        "count", "summarizer"}`` (``memory_ids``: what it was built from, newest first)."""
+        """A readable summary of the memories matching a filter, with the ids it was built from."""
         found = await self.get_all(
             filters=filters, top_k=top_k, user_id=user_id, agent_id=agent_id, app_id=app_id, run_id=run_id
         )
         ids = [item["id"] for item in found["results"]]
-        records = await self._b.store.get_many(self.namespace, ids)
-        text, summarizer = await summarize(records, self._llm()) if records else ("", "none")
+        texts = [item["memory"] for item in found["results"]]
+        text, summarizer = await summarize(texts, self._llm()) if texts else ("", "none")
         return {"summary": text, "memory_ids": ids, "count": len(ids), "summarizer": summarizer}
 
     async def stats(self) -> dict[str, Any]:
         """How many current memories this namespace holds (every scope)."""
         await self._ready()
-        page = await self._b.store.list_memories(self.namespace, Scope(), None, Visibility(), limit=1)
-        return {"total_memories": page.total}
+        everything = await self._b.store.list_memories(self.namespace, Scope(), None, Visibility(), limit=1)
+        return {"total_memories": everything.total}
 
     async def reset(self) -> None:
         """Empty this namespace; on the root instance, empty the whole store."""

@@ -146,13 +146,13 @@ def section_of(text: str, schema: dict[str, Any]) -> str | None:
     return None
 
 
-def group_offline(records: Sequence[MemoryRecord], schema: dict[str, Any]) -> dict[str, list[str]]:
+def group_offline(texts: Sequence[str], schema: dict[str, Any]) -> dict[str, list[str]]:
     """Every memory (newest first) in the section its wording points to; unplaced ones are left out."""
     profile: dict[str, list[str]] = {name: [] for name in schema["properties"]}
-    for record in records:
-        section = section_of(record.text, schema)
-        if section is not None and record.text not in profile[section]:
-            profile[section].append(record.text)
+    for text in texts:
+        section = section_of(text, schema)
+        if section is not None and text not in profile[section]:
+            profile[section].append(text)
     return profile
 
 
@@ -197,7 +197,7 @@ async def build_profile(
     used = list(records)[:MAX_PROFILE_MEMORIES]
     notes: list[str] = []
     builder = "offline"
-    profile = group_offline(used, chosen)
+    profile = group_offline([r.text for r in used], chosen)
     if llm is not None:
         try:
             profile = await group_with_llm(llm, used, chosen, instructions)
@@ -226,10 +226,10 @@ def render_summary(grouped: dict[str, list[str]], leftovers: Sequence[str]) -> s
     )
 
 
-async def summarize(records: Sequence[MemoryRecord], llm: LLM | None) -> tuple[str, str]:
-    """(summary text, what wrote it) for memories, newest first."""
+async def summarize(texts: Sequence[str], llm: LLM | None) -> tuple[str, str]:
+    """(summary text, what wrote it) for memory texts, newest first."""
     if llm is not None:
-        lines = "\n".join(f"- {r.text}" for r in records[:MAX_PROFILE_MEMORIES])
+        lines = "\n".join(f"- {t}" for t in texts[:MAX_PROFILE_MEMORIES])
         prompt = (
             "Summarise these memories of an AI assistant in one short, readable paragraph. Use only what "
             f"they say.\n\nMemories (newest first):\n{lines}\n\nAnswer with the paragraph only."
@@ -237,9 +237,9 @@ async def summarize(records: Sequence[MemoryRecord], llm: LLM | None) -> tuple[s
         text = (await llm.complete([{"role": "user", "content": prompt}], temperature=0)).strip()
         if text:
             return text, llm.name
-    grouped = group_offline(records, DEFAULT_SCHEMA)
+    grouped = group_offline(texts, DEFAULT_SCHEMA)
     placed = {t for items in grouped.values() for t in items}
-    leftovers = list(dict.fromkeys(r.text for r in records if r.text not in placed))
+    leftovers = list(dict.fromkeys(t for t in texts if t not in placed))
     return render_summary(grouped, leftovers), "offline"
 
 
