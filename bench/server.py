@@ -87,7 +87,7 @@ def _pct(values: list[float], q: float) -> float:
 async def _make_key(state_path: Path) -> str:
     from engram.stores.sqlite.service import SQLiteServiceState
 
-    state = SQLiteServiceState(state_path)
+    state = SQLiteServiceState(path=state_path)
     await state.open()
     try:
         org = await state.ensure_org("bench")

@@ -412,7 +412,7 @@ def make_key(url: str, schema: str, org: str = "org", project: str = "proj") -> 
     from engram.stores.postgres.service import PostgresServiceState
 
     async def go() -> str:
-        state = PostgresServiceState(url, schema)
+        state = PostgresServiceState(url=url, schema_name=schema)
         await state.open()
         try:
             org_row = await state.ensure_org(org)

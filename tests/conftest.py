@@ -12,6 +12,7 @@ import pytest
 from engram import AsyncMemory, Memory
 from engram.embedders.fake import FakeEmbedder
 from engram.interfaces import Store
+from engram.service import ServiceState
 from engram.stores.sqlite import SQLiteStore
 
 pytest_plugins = ["tests._pg"]
@@ -44,6 +45,20 @@ def store_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[]
         return lambda: SQLiteStore(path=path)
     factory: Callable[[], Store] = request.getfixturevalue("postgres_store_factory")
     return factory
+
+
+@pytest.fixture(params=STORE_BACKENDS)
+def state_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], ServiceState]:
+    """Builds fresh, unopened server states of one backend (all sharing one database per test)."""
+    if request.param == "sqlite":
+        from engram.stores.sqlite.service import SQLiteServiceState
+
+        path = tmp_path / "server.db"
+        return lambda: SQLiteServiceState(path=path)
+    from engram.stores.postgres.service import PostgresServiceState
+
+    url, schema = request.getfixturevalue("pg_url"), request.getfixturevalue("pg_schema")
+    return lambda: PostgresServiceState(url=url, schema_name=schema, max_pool_size=4)
 
 
 @pytest.fixture

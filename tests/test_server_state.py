@@ -1,33 +1,36 @@
-"""The SQLite server state: keys, the durable job queue's claim/lease/complete rules, webhooks."""
+"""The server state, on every backend (SQLite and PostgreSQL): keys, the durable job queue's
+claim/lease/complete rules under concurrency, idempotency, webhooks, entities, exports, settings."""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
 
-from engram.errors import ConflictError
-from engram.service import hash_api_key
+from engram.errors import ConfigError, ConflictError
+from engram.service import ServiceState, hash_api_key
 from engram.stores.sqlite.service import SQLiteServiceState
 
 
 @pytest.fixture
-async def state(tmp_path: Path) -> AsyncIterator[SQLiteServiceState]:
-    s = SQLiteServiceState(tmp_path / "server.db")
+async def state(state_factory: Callable[[], ServiceState]) -> AsyncIterator[ServiceState]:
+    s = state_factory()
     await s.open()
     yield s
     await s.close()
 
 
-async def _project(state: SQLiteServiceState, name: str = "p") -> str:
+async def _project(state: ServiceState, name: str = "p") -> str:
     org = await state.ensure_org("o")
     return (await state.ensure_project(org.id, name)).id
 
 
-async def test_keys_are_stored_hashed_and_revocable(state: SQLiteServiceState, tmp_path: Path) -> None:
+async def test_sqlite_keys_are_stored_hashed_and_revocable(tmp_path: Path) -> None:
+    state = SQLiteServiceState(path=tmp_path / "server.db")
+    await state.open()
     project = await _project(state)
     key = await state.create_key(project, name="ci")
     raw = (tmp_path / "server.db").read_bytes() + (
@@ -40,11 +43,12 @@ async def test_keys_are_stored_hashed_and_revocable(state: SQLiteServiceState, t
     assert await state.revoke_key(ctx.key.id)
     assert await state.lookup_key(hash_api_key(key)) is None
     assert not await state.revoke_key(ctx.key.id)
+    await state.close()
 
 
 async def test_migrations_are_recorded_and_reopen_is_idempotent(tmp_path: Path) -> None:
     for _ in range(2):
-        s = SQLiteServiceState(tmp_path / "s.db")
+        s = SQLiteServiceState(path=tmp_path / "s.db")
         await s.open()
         await s.close()
     import sqlite3
@@ -55,7 +59,21 @@ async def test_migrations_are_recorded_and_reopen_is_idempotent(tmp_path: Path) 
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
-async def test_claim_lease_and_exactly_once_completion(state: SQLiteServiceState) -> None:
+async def test_state_backends_are_registered_and_their_settings_checked(tmp_path: Path) -> None:
+    from engram import registry
+    from engram.server.app import build_state
+    from engram.server.settings import ServerSettings
+
+    assert {"sqlite", "postgres"} <= set(registry.available("service_state"))
+    state = build_state(ServerSettings(home=tmp_path))
+    assert isinstance(state, SQLiteServiceState) and state.path == tmp_path / "server.db"
+    with pytest.raises(ConfigError, match="busy_timeout_msx"):
+        build_state(ServerSettings(home=tmp_path, state_config={"busy_timeout_msx": 5}))
+    with pytest.raises(ConfigError, match="Known providers"):
+        build_state(ServerSettings(home=tmp_path, state_backend="nosuch"))
+
+
+async def test_claim_lease_and_exactly_once_completion(state: ServiceState) -> None:
     project = await _project(state)
     job = (await state.enqueue(project, "ADD", {"n": 1})).job
     assert job.status == "PENDING"
@@ -67,18 +85,21 @@ async def test_claim_lease_and_exactly_once_completion(state: SQLiteServiceState
     assert second is not None and second.id == job.id and second.attempts == 2
     assert not await state.heartbeat(job.id, "w1", 5)
     assert not await state.complete(job.id, "w1", [{"late": True}])  # the old claim is void
+    assert await state.heartbeat(job.id, "w2", 5)
     assert await state.complete(job.id, "w2", [{"ok": True}])
     assert not await state.complete(job.id, "w2", [{"twice": True}])
     done = await state.get_job(project, job.id)
     assert done is not None and done.status == "SUCCEEDED" and done.results == [{"ok": True}]
 
 
-async def test_concurrent_claims_never_share_a_job(state: SQLiteServiceState, tmp_path: Path) -> None:
-    """Four connections (as four processes would have) race for 20 jobs."""
+async def test_concurrent_claims_never_share_a_job(
+    state: ServiceState, state_factory: Callable[[], ServiceState]
+) -> None:
+    """Four connections (pools), as four processes would have, race for 60 jobs."""
     project = await _project(state)
-    for i in range(20):
+    for i in range(60):
         await state.enqueue(project, "ADD", {"i": i})
-    others = [SQLiteServiceState(tmp_path / "server.db") for _ in range(3)]
+    others = [state_factory() for _ in range(3)]
     for other in others:
         await other.open()
     states = [state, *others]
@@ -86,21 +107,20 @@ async def test_concurrent_claims_never_share_a_job(state: SQLiteServiceState, tm
         claims = await asyncio.gather(
             *(
                 states[i % 4].claim(f"w{i}", kinds=("ADD",), lease_seconds=30, max_attempts=3)
-                for i in range(30)
+                for i in range(90)
             )
         )
     finally:
         for other in others:
             await other.close()
     taken = [c.id for c in claims if c is not None]
-    assert len(taken) == 20 and len(set(taken)) == 20
+    assert len(taken) == 60 and len(set(taken)) == 60
 
 
-async def test_fail_retry_and_abandon(state: SQLiteServiceState) -> None:
+async def test_fail_retry_and_abandon(state: ServiceState) -> None:
     project = await _project(state)
     job = (await state.enqueue(project, "ADD", {})).job
-    claimed = await state.claim("w", kinds=("ADD",), lease_seconds=30, max_attempts=2)
-    assert claimed is not None
+    assert await state.claim("w", kinds=("ADD",), lease_seconds=30, max_attempts=2) is not None
     assert await state.fail(job.id, "w", "provider_error: boom", retry_at=time.time() + 0.2)
     assert await state.claim("w", kinds=("ADD",), lease_seconds=30, max_attempts=2) is None  # not due yet
     await asyncio.sleep(0.25)
@@ -112,7 +132,7 @@ async def test_fail_retry_and_abandon(state: SQLiteServiceState) -> None:
     assert final is not None and final.status == "FAILED" and "abandoned" in (final.error or "")
 
 
-async def test_idempotency_keys(state: SQLiteServiceState) -> None:
+async def test_idempotency_keys(state: ServiceState) -> None:
     project = await _project(state)
     other = await _project(state, "other")
     a = await state.enqueue(project, "ADD", {"x": 1}, idempotency_key="k", request_hash="h1")
@@ -124,9 +144,13 @@ async def test_idempotency_keys(state: SQLiteServiceState) -> None:
     assert c.created and c.job.id != a.job.id
     jobs, total = await state.list_jobs(project, kind="ADD", status=None, limit=10, offset=0)
     assert total == 1 and [j.id for j in jobs] == [a.job.id]
+    racing = await asyncio.gather(
+        *(state.enqueue(project, "ADD", {}, idempotency_key="r", request_hash="h") for _ in range(10))
+    )
+    assert sum(e.created for e in racing) == 1 and len({e.job.id for e in racing}) == 1
 
 
-async def test_claimed_at_insert_is_not_taken_by_others(state: SQLiteServiceState) -> None:
+async def test_claimed_at_insert_is_not_taken_by_others(state: ServiceState) -> None:
     project = await _project(state)
     job = (await state.enqueue(project, "ADD", {}, claim_as="request", lease_seconds=30)).job
     assert job.status == "RUNNING" and job.claimed_by == "request"
@@ -134,7 +158,7 @@ async def test_claimed_at_insert_is_not_taken_by_others(state: SQLiteServiceStat
     assert await state.complete(job.id, "request", [])
 
 
-async def test_webhooks_entities_exports_are_per_project(state: SQLiteServiceState) -> None:
+async def test_webhooks_entities_exports_settings_are_per_project(state: ServiceState) -> None:
     a, b = await _project(state, "a"), await _project(state, "b")
     hook = await state.create_webhook(a, "h", "http://127.0.0.1/x", ["memory_add"])
     assert hook.secret.startswith("whsec_")
@@ -143,13 +167,22 @@ async def test_webhooks_entities_exports_are_per_project(state: SQLiteServiceSta
     assert not await state.delete_webhook(b, hook.id)
     updated = await state.update_webhook(a, hook.id, {"event_types": ["memory_delete"], "is_active": False})
     assert updated is not None and updated.event_types == ["memory_delete"] and not updated.is_active
-    await state.touch_entities(a, {"user_id": "alice", "agent_id": "bot", "app_id": None})  # type: ignore[dict-item]
+    await state.touch_entities(a, {"user_id": "alice", "agent_id": "bot"})
+    await state.touch_entities(a, {"user_id": "alice"})
     assert {(e.type, e.name) for e in await state.list_entities(a)} == {("user", "alice"), ("agent", "bot")}
     assert await state.list_entities(b) == []
+    assert await state.delete_entity(a, "agent", "bot")
     export = await state.create_export(a, {"type": "object"}, {"user_id": "alice"}, {"memories": []})
     assert await state.get_export(b, export.id) is None
     latest = await state.get_export(a, None)
-    assert latest is not None and latest.id == export.id
+    assert latest is not None and latest.id == export.id and latest.result == {"memories": []}
+    assert await state.update_project_settings(a, {"custom_instructions": "x"}) == {
+        "custom_instructions": "x"
+    }
+    assert await state.update_project_settings(a, {"custom_instructions": None}) == {}
+    assert await state.get_project_settings(b) == {}
+    await state.set_rate_limit(a, 7)
+    assert {p.name: p.rate_limit_per_minute for _, p in await state.list_projects()} == {"a": 7, "b": None}
 
 
 async def test_unexpected_errors_answer_a_bare_json_500(

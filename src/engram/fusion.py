@@ -106,12 +106,7 @@ def contextual_scores(
     parts: dict[str, dict[str, Any]] = {}
     for m in pool:
         session_bonus = config.session_weight * session_best.get(m, 0.0)
-        date_bonus = 0.0
-        ctx = contexts.get(m)
-        if (months or years) and ctx is not None:
-            seen = datetime.fromtimestamp(ctx.observed_ts, UTC)
-            if (not months or seen.month in months) and (not years or seen.year in years):
-                date_bonus = config.date_weight
+        date_bonus = config.date_weight if _on_asked_date(contexts.get(m), months, years) else 0.0
         raw = smoothed[m] + session_bonus + date_bonus
         scores[m] = round(1.0 / (1.0 + math.exp(-raw)), 6)
         parts[m] = {
@@ -147,3 +142,11 @@ def _close(group: list[str], smoothed: Mapping[str, float], best: dict[str, floa
         top = max(smoothed[m] for m in group)
         for m in group:
             best[m] = top
+
+
+def _on_asked_date(ctx: MemoryContext | None, months: set[int], years: set[int]) -> bool:
+    """Whether a memory was observed in the months and years the query names (if it names any)."""
+    if not (months or years) or ctx is None:
+        return False
+    seen = datetime.fromtimestamp(ctx.observed_ts, UTC)
+    return (not months or seen.month in months) and (not years or seen.year in years)

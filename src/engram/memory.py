@@ -204,12 +204,7 @@ class AsyncMemory:
         meta = clean_metadata(metadata)
         observed_at = parse_timestamp(timestamp) or utcnow()
         expires_at = parse_expiration(expiration_date)
-        if prompt is not None and not isinstance(prompt, str):
-            raise ValidationError("prompt must be a string", field="prompt")
-        if prompt is not None:
-            check_text(prompt, "prompt")
-        if not isinstance(infer, bool):
-            raise ValidationError("infer must be true or false", field="infer")
+        _check_add_options(prompt, infer)
         await self._ready()
         now = utcnow()
         stored = [
@@ -598,3 +593,13 @@ def _outcome_item(outcome: WriteOutcome, memory: NewMemory | None) -> dict[str, 
     if outcome.existing_id and outcome.event == "NONE":
         item["existing_id"] = outcome.existing_id
     return item
+
+
+def _check_add_options(prompt: Any, infer: Any) -> None:
+    """``prompt`` is text (or None) and ``infer`` a boolean."""
+    if prompt is not None and not isinstance(prompt, str):
+        raise ValidationError("prompt must be a string", field="prompt")
+    if prompt is not None:
+        check_text(prompt, "prompt")
+    if not isinstance(infer, bool):
+        raise ValidationError("infer must be true or false", field="infer")

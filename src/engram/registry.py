@@ -1,6 +1,7 @@
 """One registry from backend names to classes, fed by entry points (built-ins included).
 
-Groups: ``engram.stores``, ``engram.embedders``, ``engram.llms``, ``engram.rerankers``. A third-party
+Groups: ``engram.stores``, ``engram.embedders``, ``engram.llms``, ``engram.rerankers``,
+``engram.service_states`` (the server's state). A third-party
 package registers a backend exactly as Engram's own are registered in ``pyproject.toml``;
 :func:`register` adds one at run time (handy in tests and notebooks).
 """
@@ -15,12 +16,13 @@ from pydantic import ValidationError as PydanticValidationError
 
 from engram.errors import ConfigError
 
-Kind = Literal["store", "embedder", "llm", "reranker"]
+Kind = Literal["store", "embedder", "llm", "reranker", "service_state"]
 GROUPS: dict[Kind, str] = {
     "store": "engram.stores",
     "embedder": "engram.embedders",
     "llm": "engram.llms",
     "reranker": "engram.rerankers",
+    "service_state": "engram.service_states",
 }
 _runtime: dict[Kind, dict[str, type]] = {kind: {} for kind in GROUPS}
 T = TypeVar("T")

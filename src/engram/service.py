@@ -1,9 +1,10 @@
 """Server state behind ``engram serve``: organizations, projects, API keys, durable jobs, webhooks.
 
 Memories themselves are never kept here: the server stores them through :class:`engram.AsyncMemory`.
-:class:`ServiceState` is the interface a backend implements (SQLite ships in
-:mod:`engram.stores.sqlite.service`); everything is async so that a network database fits the same
-seam. Times are UTC epoch seconds (``float``) in the records and ISO 8601 in the HTTP API.
+:class:`ServiceState` is the interface a backend implements (the SQL one, for SQLite and PostgreSQL,
+is :mod:`engram.stores.sql.service`; backends register under ``engram.service_states``); everything
+is async so that a network database fits the same seam. Times are UTC epoch seconds (``float``) in the
+records and ISO 8601 in the HTTP API.
 """
 
 from __future__ import annotations
@@ -19,20 +20,6 @@ JobKind = Literal["ADD", "WEBHOOK", "PROFILE"]
 ENTITY_TYPES: tuple[str, ...] = ("user", "agent", "app", "run")
 WEBHOOK_EVENT_TYPES: tuple[str, ...] = ("memory_add", "memory_update", "memory_delete")
 KEY_PREFIX = "eg-"
-PROJECT_TABLES: tuple[str, ...] = ("api_keys", "jobs", "entities", "webhooks", "feedback", "exports")
-
-
-def delete_project_statements(prefix: str, mark: str) -> list[str]:
-    """What deleting a project runs, in order; each statement takes the project id once.
-
-    ``prefix``: the schema with its dot (or ""); ``mark``: the driver's placeholder.
-    """
-    return [
-        f"DELETE FROM {prefix}webhook_deliveries WHERE webhook_id IN "
-        f"(SELECT id FROM {prefix}webhooks WHERE project_id = {mark})",
-        *(f"DELETE FROM {prefix}{table} WHERE project_id = {mark}" for table in PROJECT_TABLES),
-        f"DELETE FROM {prefix}projects WHERE id = {mark}",
-    ]
 
 
 def new_api_key() -> str:

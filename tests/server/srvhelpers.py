@@ -196,7 +196,7 @@ def make_key(
     from engram.stores.sqlite.service import SQLiteServiceState
 
     async def go() -> tuple[str, str, str]:
-        state = SQLiteServiceState(state_path)
+        state = SQLiteServiceState(path=state_path)
         await state.open()
         try:
             o = await state.ensure_org(org)

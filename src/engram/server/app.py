@@ -11,8 +11,8 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from engram import registry
 from engram.config import MemoryConfig
-from engram.errors import ConfigError
 from engram.memory import AsyncMemory
 from engram.server.auth import Auth, BodySizeLimit, RateLimiter
 from engram.server.errors import install_error_handlers
@@ -33,21 +33,13 @@ def build_engine(settings: ServerSettings) -> AsyncMemory:
 
 
 def build_state(settings: ServerSettings) -> ServiceState:
-    """The server-state backend: SQLite beside the memories, or one registered by entry point."""
+    """The server-state backend registered as ``state_backend`` (SQLite beside the memories by default)."""
+    config = dict(settings.state_config)
     if settings.state_backend == "sqlite":
-        from engram.stores.sqlite.service import SQLiteServiceState
-
-        return SQLiteServiceState(settings.resolved_state_path())
-    from importlib.metadata import entry_points
-
-    for ep in entry_points(group="engram.service_states", name=settings.state_backend):
-        instance = ep.load()(**settings.state_config)
-        if not isinstance(instance, ServiceState):
-            raise ConfigError(f"{settings.state_backend!r} does not implement ServiceState")
-        return instance
-    raise ConfigError(
-        f"Unknown server state backend {settings.state_backend!r}", details={"field": "state_backend"}
-    )
+        config.setdefault("path", str(settings.resolved_state_path()))
+    base: type = ServiceState  # (abstract: the registry checks instances against it)
+    state: ServiceState = registry.create("service_state", settings.state_backend, config, base)
+    return state
 
 
 @dataclass

@@ -1,4 +1,15 @@
-"""The candidate generators of the PostgreSQL store: vector, keyword (BM25) and scope context."""
+"""Candidate generation of the PostgreSQL store: vector (pgvector), keyword (BM25 over tsvector) and
+the scope's timeline neighbours.
+
+Vector: exact inner product inside the scope (``ORDER BY score DESC`` cannot use an index, so the
+scope's btree index narrows and every row is scored); scopes larger than ``exact_search_max_rows`` go
+through the HNSW index with pgvector's iterative scan so filters still yield ``limit`` rows.
+
+Keyword: texts are tokenized like the embedded store (:mod:`.tokens`); the GIN index finds the rows
+holding any query term and they are scored with BM25 (k1=1.2, b=0.75, idf floored at 1e-6: the
+formula of SQLite FTS5's ``bm25()``), with N, the average length and each term's document frequency
+taken over the scope (not deleted; the embedded store takes them over the whole file).
+"""
 
 from __future__ import annotations
 
@@ -8,132 +19,200 @@ from typing import Any
 
 import numpy as np
 
-from engram.filters import FilterNode
-from engram.keywords import query_terms
-from engram.stores.postgres import search, tokens
-from engram.stores.postgres.connection import PostgresConnection
-from engram.types import Candidate, MemoryContext, Scope, Vector, Visibility
+from engram.ranking import MAX_TERM_SHARE, informative_terms
+from engram.stores.postgres import tokens
+from engram.stores.postgres.reads import PostgresReads, full_where
+from engram.stores.postgres.sql_filters import compile_filter
+from engram.stores.sql.dialect import Neighbours, Query, scope_clauses, visibility_clauses
+from engram.types import Candidate, Scope, Vector
+
+K1 = 1.2
+B = 0.75
+_EPOCH = "extract(epoch FROM {}.observed_at)::float8"
 
 
-class CandidateSearch(PostgresConnection):
-    """Mixed into :class:`~engram.stores.postgres.PostgresStore`; SQL in :mod:`.search`."""
+def exact_vector_sql(schema: str, where: str) -> str:
+    """Params: query vector, *where params, limit. Scores every row of the scope."""
+    return (
+        f"SELECT m.id, -(m.embedding <#> %s) AS score FROM {schema}.memories m WHERE {where} "
+        "ORDER BY score DESC, m.seq LIMIT %s"
+    )
 
-    async def vector_candidates(
-        self,
-        namespace: str,
-        scope: Scope,
-        filters: FilterNode | None,
-        visibility: Visibility,
-        query_vector: Vector,
-        limit: int,
-    ) -> list[Candidate]:
-        self._check_dim(query_vector, "query_vector")
-        if limit <= 0:
-            return []
-        where, params = search.full_where(namespace, scope, filters, visibility, self._s)
-        q = np.asarray(query_vector, dtype=np.float32)
-        s = self._s
-        bound = self.settings.exact_search_max_rows
-        async with self._read_conn(namespace) as conn:
-            if not self._has_hnsw:
-                cur = await conn.execute(search.exact_vector_sql(s, where), [q, *params, limit])
-                return [Candidate(str(r[0]), float(r[1])) for r in await cur.fetchall()]
-            # One statement tells the scope's size and, when it is small enough, scores every row.
-            sized = search.sized_exact_vector_sql(s, where)
-            cur = await conn.execute(sized, [*params, bound + 1, q, *params, bound, limit])
-            rows = await cur.fetchall()
-            if int(rows[0][0]) <= bound:
-                return [Candidate(str(r[1]), float(r[2])) for r in rows if r[1] is not None]
-            hits = await self._hnsw_candidates(conn, where, params, q, limit)
+
+def sized_exact_vector_sql(schema: str, where: str) -> str:
+    """Params: *where params, bound + 1, query vector, *where params, bound, limit.
+
+    Rows of (scope size counted up to bound + 1, id, score): the exact top rows when the scope has
+    at most ``bound`` rows, else one row with no id (the caller then asks the index).
+    """
+    count = f"SELECT count(*) FROM (SELECT 1 FROM {schema}.memories m WHERE {where} LIMIT %s) t"
+    return (
+        f"WITH size AS ({count}) SELECT size.count, c.id, c.score FROM size "
+        f"LEFT JOIN LATERAL ({exact_vector_sql(schema, where + ' AND size.count <= %s')}) c ON true"
+    )
+
+
+def hnsw_vector_sql(schema: str, where: str) -> str:
+    """Params: query vector, *where params, query vector, limit. Ordered the way the index walks."""
+    return (
+        f"SELECT m.id, -(m.embedding <#> %s) AS score FROM {schema}.memories m WHERE {where} "
+        "ORDER BY m.embedding <#> %s LIMIT %s"
+    )
+
+
+def stats_and_term_counts_sql(
+    schema: str, namespace: str, scope: Scope, known: tuple[float, float] | None
+) -> tuple[str, list[Any]]:
+    """Params then: tsquery texts. One row: the scope's N and average document length (or the
+    ``known`` ones), and for each term the rows of the scope holding it, counted no further than
+    just past MAX_TERM_SHARE of N."""
+    clauses, params = scope_clauses(namespace, scope, "%s")
+    where = " AND ".join(clauses)
+    if known is None:
+        stats = (
+            "SELECT count(*)::float8 AS n, COALESCE(avg(m.doc_len), 0)::float8 AS avgdl "
+            f"FROM {schema}.memories m WHERE {where}"
+        )
+        stats_params = params
+    else:
+        stats, stats_params = "SELECT %s::float8 AS n, %s::float8 AS avgdl", [*known]
+    sql = (
+        f"WITH st AS ({stats}) SELECT st.n, st.avgdl, ARRAY(SELECT (SELECT count(*) FROM (SELECT 1 FROM "
+        f"{schema}.memories m WHERE {where} AND m.tsv @@ t.q::tsquery "
+        f"LIMIT floor(st.n * {MAX_TERM_SHARE})::bigint + 1) c) "
+        "FROM unnest(%s::text[]) WITH ORDINALITY AS t(q, i) ORDER BY t.i) FROM st"
+    )
+    return sql, [*stats_params, *params]
+
+
+def bm25_sql(
+    schema: str, q: Query, lexemes: Sequence[str], n_docs: float, avgdl: float
+) -> tuple[str, list[Any]]:
+    """Top ``limit`` rows of the scope by BM25 over ``lexemes`` (each one phrase, as in FTS5)."""
+    scope_where, scope_params = scope_clauses(q.namespace, q.scope, "%s")
+    ok_params: list[Any] = []
+    ok_clauses = visibility_clauses(q.visibility, "%s::date", ok_params, iso=False)
+    if q.filters is not None:
+        filter_sql, filter_params = compile_filter(q.filters, fold=f"{schema}.fold")
+        ok_clauses.append(filter_sql)
+        ok_params.extend(filter_params)
+    ok = " AND ".join(ok_clauses) or "true"
+    sql = f"""
+WITH lex AS (SELECT t.lexeme, t.i FROM unnest(%s::text[]) WITH ORDINALITY AS t(lexeme, i)),
+matched AS MATERIALIZED (
+    SELECT m.id, m.seq, m.tsv, m.doc_len, ({ok}) AS ok
+    FROM {schema}.memories m
+    WHERE {" AND ".join(scope_where)} AND m.tsv @@ %s::tsquery
+),
+tf AS (
+    SELECT mt.id, mt.seq, mt.doc_len, mt.ok, lex.i, cardinality(u.positions) AS tf
+    FROM matched mt CROSS JOIN LATERAL unnest(mt.tsv) AS u JOIN lex ON lex.lexeme = u.lexeme
+),
+df AS (SELECT i, count(DISTINCT id)::float8 AS df FROM tf GROUP BY i)
+SELECT tf.id, sum(
+    GREATEST(ln((GREATEST(%s::float8, df.df) - df.df + 0.5) / (df.df + 0.5)), 1e-6)
+    * (tf.tf * {K1 + 1}) / (tf.tf + {K1} * ({1 - B} + {B} * tf.doc_len / %s::float8))
+) AS score
+FROM tf JOIN df USING (i)
+WHERE tf.ok
+GROUP BY tf.id, tf.seq
+ORDER BY score DESC, tf.seq
+LIMIT %s"""
+    literal = tokens.tsquery_literal(lexemes)
+    return sql, [list(lexemes), *ok_params, *scope_params, literal, n_docs, max(avgdl, 1e-9), q.limit]
+
+
+def neighbours_sql(schema: str, namespace: str, scope: Scope) -> tuple[str, list[Any]]:
+    """Params then: memory ids. Each memory's observation time and its scope neighbours by seq."""
+    m_clauses, m_params = scope_clauses(namespace, scope, "%s", "m")
+    p_clauses, p_params = scope_clauses(namespace, scope, "%s", "p")
+    n_clauses, n_params = scope_clauses(namespace, scope, "%s", "n")
+    sql = (
+        f"SELECT m.id, {_EPOCH.format('m')}, p.id, {_EPOCH.format('p')}, n.id, {_EPOCH.format('n')} "
+        f"FROM {schema}.memories m "
+        f"LEFT JOIN LATERAL (SELECT p.id, p.observed_at FROM {schema}.memories p "
+        f"WHERE {' AND '.join(p_clauses)} AND p.seq < m.seq ORDER BY p.seq DESC LIMIT 1) p ON true "
+        f"LEFT JOIN LATERAL (SELECT n.id, n.observed_at FROM {schema}.memories n "
+        f"WHERE {' AND '.join(n_clauses)} AND n.seq > m.seq ORDER BY n.seq LIMIT 1) n ON true "
+        f"WHERE {' AND '.join(m_clauses)} AND m.id = ANY(%s::text[])"
+    )
+    return sql, [*p_params, *n_params, *m_params]
+
+
+class PostgresCandidates(PostgresReads):
+    async def vector_candidates(self, q: Query, query_vector: Vector) -> list[Candidate]:
+        where, params = full_where(q, self.s)
+        vector = np.asarray(query_vector, dtype=np.float32)
+        if not self.store._has_hnsw:
+            cur = await self.conn.execute(exact_vector_sql(self.s, where), [vector, *params, q.limit])
+            return [Candidate(str(r[0]), float(r[1])) for r in await cur.fetchall()]
+        # One statement tells the scope's size and, when it is small enough, scores every row.
+        bound = self.store.settings.exact_search_max_rows
+        sized = sized_exact_vector_sql(self.s, where)
+        cur = await self.conn.execute(sized, [*params, bound + 1, vector, *params, bound, q.limit])
+        rows = await cur.fetchall()
+        if int(rows[0][0]) <= bound:
+            return [Candidate(str(r[1]), float(r[2])) for r in rows if r[1] is not None]
+        ef = max(self.store.settings.hnsw_ef_search, min(q.limit, 1000))
+        async with self.conn.pipeline(), self.conn.transaction():  # the settings travel with the query
+            await self.conn.execute(f"SET LOCAL hnsw.ef_search = {int(ef)}")
+            await self.conn.execute("SET LOCAL hnsw.iterative_scan = strict_order")
+            cur = await self.conn.execute(hnsw_vector_sql(self.s, where), [vector, *params, vector, q.limit])
+            hits = await cur.fetchall()
         return [Candidate(str(r[0]), float(r[1])) for r in hits]
 
-    async def _hnsw_candidates(
-        self, conn: Any, where: str, params: list[Any], q: Vector, limit: int
-    ) -> list[Any]:
-        ef = max(self.settings.hnsw_ef_search, min(limit, 1000))
-        async with conn.pipeline(), conn.transaction():  # the settings travel with the query
-            await conn.execute(f"SET LOCAL hnsw.ef_search = {int(ef)}")
-            await conn.execute("SET LOCAL hnsw.iterative_scan = strict_order")
-            cur = await conn.execute(search.hnsw_vector_sql(self._s, where), [q, *params, q, limit])
-            return list(await cur.fetchall())
-
-    async def keyword_candidates(
-        self,
-        namespace: str,
-        scope: Scope,
-        filters: FilterNode | None,
-        visibility: Visibility,
-        query_text: str,
-        limit: int,
-    ) -> list[Candidate]:
-        lexemes = tokens.query_lexemes(query_terms(query_text))
-        if not lexemes or limit <= 0:
+    async def keyword_candidates(self, q: Query, terms: list[str]) -> list[Candidate]:
+        lexemes = tokens.query_lexemes(terms)
+        if not lexemes:
             return []
-        async with self._read_conn(namespace) as conn:
-            # No shared snapshot needed: BM25 clamps N to each term's document frequency.
-            n_docs, avgdl, lexemes = await self._stats_and_terms(conn, namespace, scope, lexemes)
-            if n_docs == 0:
-                return []
-            sql, params = search.bm25_sql(
-                self._s, namespace, scope, filters, visibility, lexemes, n_docs, avgdl, limit
-            )
-            cur = await conn.execute(sql, params)
-            rows = await cur.fetchall()
-        return [Candidate(str(r[0]), float(r[1])) for r in rows]
+        # No shared snapshot needed: BM25 clamps N to each term's document frequency.
+        n_docs, avgdl, counts = await self._stats_and_counts(q.namespace, q.scope, lexemes)
+        if n_docs == 0:
+            return []
+        lexemes = informative_terms(lexemes, n_docs, counts)
+        sql, params = bm25_sql(self.s, q, lexemes, n_docs, avgdl)
+        cur = await self.conn.execute(sql, params)
+        return [Candidate(str(r[0]), float(r[1])) for r in await cur.fetchall()]
 
-    async def _stats_and_terms(
-        self, conn: Any, namespace: str, scope: Scope, lexemes: list[str]
-    ) -> tuple[float, float, list[str]]:
-        """The scope's (N, average length) and the query terms to keep: those in at most
-        MAX_TERM_SHARE of the scope (all of them if none is), in one round trip. A large scope's
-        statistics and term counts are reused for ``stats_cache_seconds``."""
-        key = (namespace, scope.as_tuple())
-        now = time.monotonic()
-        ttl = self.settings.stats_cache_seconds
-        cached = self._stats_cache.get(key)
+    async def _stats_and_counts(
+        self, namespace: str, scope: Scope, lexemes: list[str]
+    ) -> tuple[float, float, dict[str, int]]:
+        """The scope's (N, average length) and, with two terms or more, each term's row count, in one
+        round trip. A large scope's statistics and term counts are reused for ``stats_cache_seconds``."""
+        store, key, now = self.store, (namespace, scope.as_tuple()), time.monotonic()
+        ttl = store.settings.stats_cache_seconds
+        cached = store._stats_cache.get(key)
         stats = (cached[0], cached[1]) if cached is not None and now - cached[2] < ttl else None
-        counted = lexemes if len(lexemes) >= 2 else []
         counts: dict[str, int] = {}
-        if stats is not None:
-            for lexeme in counted:
-                hit = self._term_cache.get((*key, lexeme))
-                if hit is not None and now - hit[1] < ttl:
-                    counts[lexeme] = hit[0]
+        counted = lexemes if len(lexemes) >= 2 else []
+        for lexeme in counted if stats is not None else []:
+            hit = store._term_cache.get((*key, lexeme))
+            if hit is not None and now - hit[1] < ttl:
+                counts[lexeme] = hit[0]
         todo = [lexeme for lexeme in counted if lexeme not in counts]
-        sql, params = search.stats_and_term_counts_sql(self._s, namespace, scope, stats)
-        literals = [tokens.tsquery_literal([lexeme]) for lexeme in todo]
-        cur = await conn.execute(sql, [*params, literals])
+        sql, params = stats_and_term_counts_sql(self.s, namespace, scope, stats)
+        cur = await self.conn.execute(sql, [*params, [tokens.tsquery_literal([lexeme]) for lexeme in todo]])
         n_docs, avgdl, fresh = await cur.fetchone()
         n_docs, avgdl = float(n_docs), float(avgdl)
         counts.update(zip(todo, (int(c) for c in fresh), strict=True))
-        if n_docs >= max(self.settings.stats_cache_min_rows, 1):
-            if len(self._stats_cache) > 10_000 or len(self._term_cache) > 100_000:
-                self._stats_cache.clear()
-                self._term_cache.clear()
+        if n_docs >= max(store.settings.stats_cache_min_rows, 1):
+            if len(store._stats_cache) > 10_000 or len(store._term_cache) > 100_000:
+                store._stats_cache.clear()
+                store._term_cache.clear()
             if stats is None:
-                self._stats_cache[key] = (n_docs, avgdl, now)
+                store._stats_cache[key] = (n_docs, avgdl, now)
             for lexeme in todo:
-                self._term_cache[(*key, lexeme)] = (counts[lexeme], now)
-        if not counted or n_docs < search.MIN_SCOPE_FOR_DF:
-            return n_docs, avgdl, lexemes
-        cap = int(n_docs * search.MAX_TERM_SHARE)
-        kept = [lexeme for lexeme in counted if counts[lexeme] <= cap]
-        return n_docs, avgdl, kept or lexemes
+                store._term_cache[(*key, lexeme)] = (counts[lexeme], now)
+        return n_docs, avgdl, counts
 
-    async def memory_context(
-        self, namespace: str, scope: Scope, memory_ids: Sequence[str], session_gap_s: float
-    ) -> dict[str, MemoryContext]:
-        if not memory_ids:
-            return {}
-        sql, params = search.context_sql(self._s, namespace, scope)
-        async with self._read_conn(namespace) as conn:
-            cur = await conn.execute(sql, [*params, list(memory_ids)])
-            rows = await cur.fetchall()
-        out: dict[str, MemoryContext] = {}
-        for mid, ts, prev_id, prev_ts, next_id, next_ts in rows:
-            out[str(mid)] = MemoryContext(
+    async def neighbours(self, namespace: str, scope: Scope, memory_ids: list[str]) -> Neighbours:
+        sql, params = neighbours_sql(self.s, namespace, scope)
+        cur = await self.conn.execute(sql, [*params, memory_ids])
+        return {
+            str(mid): (
                 float(ts),
-                str(prev_id) if prev_id is not None and abs(ts - prev_ts) <= session_gap_s else None,
-                str(next_id) if next_id is not None and abs(next_ts - ts) <= session_gap_s else None,
+                (str(prev_id), float(prev_ts)) if prev_id is not None else None,
+                (str(next_id), float(next_ts)) if next_id is not None else None,
             )
-        return out
+            for mid, ts, prev_id, prev_ts, next_id, next_ts in await cur.fetchall()
+        }

@@ -1,4 +1,5 @@
-"""Connections of the PostgreSQL store: the pools, error translation and write transactions.
+"""Connections to PostgreSQL: the pools and error translation (store and server state alike), and the
+store's write transactions and primary / replica routing.
 
 Writes, migrations and the reads that decide a write go to the primary (``url``). With a
 ``read_url`` (a streaming replica), searches and listings go to the replica, except that a process
@@ -14,34 +15,31 @@ import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
-from engram.errors import ConfigError, ConflictError, EngramError, StoreError
-from engram.stores.postgres.rows import PostgresSettings
-from engram.types import EmbedderInfo, Vector
+from engram.errors import ConfigError, ConflictError, EngramError, MissingDependencyError, StoreError
+from engram.stores.postgres.rows import PostgresConnectionSettings, PostgresSettings
 
 T = TypeVar("T")
 _RETRIES = 6
 
 
-class PostgresConnection:
-    """Settings, pool and transaction plumbing shared by the store's parts."""
+class PostgresPool:
+    """Settings, the connection pool and error translation, shared by the store and the server state."""
 
-    def __init__(self, settings: PostgresSettings | None = None, **overrides: Any) -> None:
-        base = settings or PostgresSettings()
+    Settings: ClassVar[type[PostgresConnectionSettings]] = PostgresConnectionSettings
+    settings: PostgresConnectionSettings
+    _what = "store"  # in messages: what is (not) open, and where its settings are written
+    _settings_key = "store.config"
+
+    def __init__(self, settings: PostgresConnectionSettings | None = None, **overrides: Any) -> None:
+        base = settings or self.Settings()
         self.settings = (
-            PostgresSettings.model_validate({**base.model_dump(), **overrides}) if overrides else base
+            self.Settings.model_validate({**base.model_dump(), **overrides}) if overrides else base
         )
         self._s = self.settings.schema_name
         self._pool_obj: Any = None
         self._read_pool_obj: Any = None  # the replica's pool, when read_url is set
-        self._written_at: dict[str | None, float] = {}  # namespace (None: all) -> last write here
-        self._dim = 0
-        self._embedder = EmbedderInfo("", 0)
-        self._has_hnsw = False
-        # Large scopes' BM25 statistics: (N, average length, when) and a term's row count, when.
-        self._stats_cache: dict[tuple[str, tuple[str | None, ...]], tuple[float, float, float]] = {}
-        self._term_cache: dict[tuple[str, tuple[str | None, ...], str], tuple[int, float]] = {}
 
     def _url(self) -> str:
         if self.settings.url is not None:
@@ -49,25 +47,99 @@ class PostgresConnection:
         url = os.environ.get("ENGRAM_DATABASE_URL")
         if not url:
             raise ConfigError(
-                "The postgres store needs a database URL: set store.config.url or ENGRAM_DATABASE_URL",
+                f"The postgres {self._what} needs a database URL: set {self._settings_key}.url or "
+                "ENGRAM_DATABASE_URL",
                 details={"field": "url"},
             )
         return url
 
-    def _read_url(self) -> str | None:
-        if self.settings.read_url is not None:
-            return self.settings.read_url.get_secret_value()
-        return os.environ.get("ENGRAM_DATABASE_READ_URL") or None
-
     def _pool(self) -> Any:
         if self._pool_obj is None:
-            raise StoreError("The store is not open; call open() first (AsyncMemory does this for you)")
+            raise StoreError(f"The {self._what} is not open; call open() first")
         return self._pool_obj
+
+    async def _open_pools(
+        self, name: str, *, vectors: bool = True, read_url: str | None = None, **options: Any
+    ) -> tuple[Any, Any]:
+        """Open the primary's pool and, with a ``read_url``, the replica's (``options``: connection
+        keyword arguments such as ``row_factory``); psycopg's errors propagate (wrap in ``_guard``)."""
+        try:
+            from pgvector.psycopg import register_vector_async
+            from psycopg_pool import AsyncConnectionPool
+        except ImportError as e:
+            raise MissingDependencyError(e.name or "psycopg", "postgres") from e
+
+        async def configure(conn: Any) -> None:
+            await register_vector_async(conn)
+
+        options = {"autocommit": True, **options}
+        if not self.settings.prepared_statements:
+            options["prepare_threshold"] = None
+        pools: list[Any] = []
+        for role, target in (("primary", self._url()), ("replica", read_url)):
+            if target is None:
+                continue
+            pool = AsyncConnectionPool(
+                target, min_size=self.settings.min_pool_size, max_size=self.settings.max_pool_size,
+                timeout=self.settings.pool_timeout, kwargs=options, configure=configure if vectors else None,
+                open=False, name=f"{name}-{self._s}-{role}",
+            )  # fmt: skip
+            pools.append(pool)
+            try:
+                await pool.open(wait=self.settings.min_pool_size > 0, timeout=self.settings.pool_timeout)
+            except Exception:
+                for opened in pools:
+                    await opened.close()
+                raise
+        return pools[0], pools[1] if len(pools) > 1 else None
+
+    async def _close_pools(self) -> None:
+        pools = (self._pool_obj, self._read_pool_obj)
+        self._pool_obj = self._read_pool_obj = None
+        for pool in pools:
+            if pool is not None:
+                await pool.close()
 
     @asynccontextmanager
     async def _conn(self) -> AsyncIterator[Any]:
         async with self._guard(), self._pool().connection() as conn:
             yield conn
+
+    @asynccontextmanager
+    async def _guard(self) -> AsyncIterator[None]:
+        """Turn psycopg errors into Engram errors (``raise ... from e``)."""
+        try:
+            yield
+        except EngramError:
+            raise
+        except Exception as e:
+            import psycopg
+
+            if isinstance(e, psycopg.errors.IntegrityError):
+                raise ConflictError(f"The change conflicts with stored data: {e}") from e
+            if isinstance(e, psycopg.Error):
+                raise StoreError(f"PostgreSQL error ({type(e).__name__}): {e}") from e
+            raise
+
+
+class PostgresConnection(PostgresPool):
+    """The store's connections: writes to the primary (retried on deadlock), reads maybe to a replica."""
+
+    Settings = PostgresSettings
+    settings: PostgresSettings
+
+    def __init__(self, settings: PostgresSettings | None = None, **overrides: Any) -> None:
+        super().__init__(settings, **overrides)
+        self._written_at: dict[str | None, float] = {}  # namespace (None: all) -> last write here
+        self._has_hnsw = False
+        # Large scopes' BM25 statistics: (N, average length, when) and a term's row count, when.
+        self._stats_cache: dict[tuple[str, tuple[str | None, ...]], tuple[float, float, float]] = {}
+        self._term_cache: dict[tuple[str, tuple[str | None, ...], str], tuple[int, float]] = {}
+
+    def _read_url(self) -> str | None:
+        if self.settings.read_url is not None:
+            return self.settings.read_url.get_secret_value()
+        return os.environ.get("ENGRAM_DATABASE_READ_URL") or None
 
     @asynccontextmanager
     async def _read_conn(self, namespace: str) -> AsyncIterator[Any]:
@@ -89,22 +161,6 @@ class PostgresConnection:
         window = self.settings.read_your_writes_seconds
         now = time.monotonic()
         return any(now - self._written_at.get(key, -window) < window for key in (namespace, None))
-
-    @asynccontextmanager
-    async def _guard(self) -> AsyncIterator[None]:
-        """Turn psycopg errors into Engram errors (``raise ... from e``)."""
-        try:
-            yield
-        except EngramError:
-            raise
-        except Exception as e:
-            import psycopg
-
-            if isinstance(e, psycopg.errors.IntegrityError):
-                raise ConflictError(f"The change conflicts with stored data: {e}") from e
-            if isinstance(e, psycopg.Error):
-                raise StoreError(f"PostgreSQL error ({type(e).__name__}): {e}") from e
-            raise
 
     async def _write(self, namespace: str | None, fn: Callable[[Any], Awaitable[T]]) -> T:
         """Run ``fn(conn)`` in one transaction on the primary, retried on deadlock or serialization
@@ -128,7 +184,3 @@ class PostgresConnection:
                     raise
             await asyncio.sleep(random.uniform(0, 0.01 * 2**attempt))
         raise AssertionError("unreachable")
-
-    def _check_dim(self, vector: Vector, field: str) -> None:
-        if vector.shape != (self._dim,):
-            raise StoreError(f"{field} has shape {vector.shape}; this store holds {self._dim}-d vectors")

@@ -1,4 +1,7 @@
-"""Numbered migrations of the PostgreSQL store, recorded in ``<schema>.schema_migrations``.
+"""Numbered migrations of the PostgreSQL store, run by :func:`engram.stores.sql.migrations.migrate`.
+
+To add one, append ``Migration(<next number>, "<what it does>", <function of the schema name returning
+its statements>)`` to :data:`MIGRATIONS`; never edit an applied one.
 
 Every process runs :func:`migrate` at open; a transaction-scoped advisory lock makes concurrent
 processes apply each migration exactly once (the others wait, then find it recorded). DDL is
@@ -8,16 +11,16 @@ transactional in PostgreSQL, so a failed migration leaves nothing half-applied.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from typing import Any
 
 from engram.errors import ConfigError
+from engram.stores.postgres.db import PostgresDb
+from engram.stores.sql import derived, migrations
+from engram.stores.sql.migrations import Migration
 
 # One key for every Engram schema in the database: CREATE EXTENSION is database-wide.
 MIGRATION_LOCK_KEY = 0x656E6772616D  # "engram"
 SCHEMA_NAME_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
-
-Statements = Callable[[str], list[str]]
 
 
 HNSW_INDEX = "memories_embedding_hnsw"  # the store looks the index up by this name when it opens
@@ -149,39 +152,22 @@ def _m003_sources_by_message(s: str) -> list[str]:
     return [f"CREATE INDEX memory_sources_by_message ON {s}.memory_sources (message_id)"]
 
 
-def _m004_entities_profiles(s: str) -> list[str]:
-    from engram.stores.postgres.derived import migration_004
-
-    return migration_004(s)
-
-
-MIGRATIONS: list[tuple[int, str, Statements]] = [
-    (1, "initial", _m001_initial),
-    (2, "unicode case folding for icontains", _m002_fold),
-    (3, "index source links by message", _m003_sources_by_message),
-    (4, "entity links and profiles", _m004_entities_profiles),
+MIGRATIONS: list[Migration] = [
+    Migration(1, "initial", _m001_initial),
+    Migration(2, "unicode case folding for icontains", _m002_fold),
+    Migration(3, "index source links by message", _m003_sources_by_message),
+    Migration(4, "entity links and profiles", derived.tables),
 ]
 
 
-async def migrate(conn: Any, schema: str) -> int:
+async def migrate(
+    conn: Any, schema: str, component: str = "store", steps: list[Migration] = MIGRATIONS
+) -> int:
     """Apply pending migrations in one transaction under the advisory lock; returns the version."""
     s = check_schema_name(schema)
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK_KEY,))
-        await conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+        if component == "store":
+            await conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
         await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {s}")
-        await conn.execute(
-            f"CREATE TABLE IF NOT EXISTS {s}.schema_migrations "
-            "(version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"
-        )
-        cur = await conn.execute(f"SELECT version FROM {s}.schema_migrations")
-        applied = {row[0] for row in await cur.fetchall()}
-        for version, name, statements in MIGRATIONS:
-            if version in applied:
-                continue
-            for statement in statements(s):
-                await conn.execute(statement)
-            await conn.execute(
-                f"INSERT INTO {s}.schema_migrations (version, name) VALUES (%s, %s)", (version, name)
-            )
-    return max(v for v, _, _ in MIGRATIONS)
+        return await migrations.migrate(PostgresDb(conn, s), component, steps)

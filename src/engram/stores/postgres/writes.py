@@ -1,100 +1,59 @@
-"""Writes of the PostgreSQL store: add (duplicates, earlier messages, supersede), update, delete, reset.
+"""SQL of the PostgreSQL store's writes (the rules are in :mod:`engram.stores.sql.writes`).
 
-Every write is one transaction on the primary (see :meth:`PostgresConnection._write`).
+Every write is one transaction on the primary (see :meth:`PostgresConnection._write`); identical
+concurrent adds are stopped by the partial unique index (``INSERT ... ON CONFLICT DO NOTHING``).
 """
 
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Sequence
 from datetime import date, datetime
 from typing import Any
 
 import numpy as np
 
-from engram.errors import ConflictError, NotFoundError, StoreError
-from engram.stores.postgres import search, tokens
-from engram.stores.postgres.reads import MemoryReads
-from engram.stores.postgres.rows import digest
-from engram.types import MemoryRecord, NewMemory, Scope, StoredMessage, Vector, WriteOutcome, utcnow
+from engram.stores.postgres import tokens
+from engram.stores.postgres.reads import PostgresReads
+from engram.stores.sql.dialect import Deleted, Locked, scope_clauses
+from engram.stores.sql.rows import content_digest
+from engram.types import EmbedderInfo, HistoryEntry, NewMemory, Scope, StoredMessage, Vector
 
-_INSERT_ATTEMPTS = 6  # at inserting a fact that another transaction deletes meanwhile
+_CURRENT = "deleted_at IS NULL AND superseded_by IS NULL"
 
 
-class MemoryWrites(MemoryReads):
-    """Mixed into :class:`~engram.stores.postgres.PostgresStore`."""
+class PostgresWrites(PostgresReads):
+    async def insert_messages(self, namespace: str, messages: list[StoredMessage]) -> None:
+        if not messages:
+            return
+        async with self.conn.cursor() as cur:
+            await cur.executemany(
+                f"INSERT INTO {self.s}.messages (id, namespace, user_id, agent_id, app_id, run_id, "
+                "scope_key, role, name, content, content_hash, observed_at, created_at) "
+                "VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)",
+                [
+                    (m.id, namespace, *m.scope.as_tuple(), m.scope.key(), m.role, m.name, m.content,
+                     content_digest(m.content), m.observed_at, m.created_at)
+                    for m in messages
+                ],
+            )  # fmt: skip
 
-    async def add(
-        self, namespace: str, messages: Sequence[StoredMessage], memories: Sequence[NewMemory]
-    ) -> list[WriteOutcome]:
-        for mem in memories:
-            self._check_dim(mem.vector, "memories[].vector")
-        return await self._write(
-            namespace, lambda conn: self._add_tx(conn, namespace, list(messages), list(memories))
-        )
-
-    async def _add_tx(
-        self, conn: Any, namespace: str, messages: list[StoredMessage], memories: list[NewMemory]
-    ) -> list[WriteOutcome]:
-        s = self._s
-        if messages:
-            async with conn.cursor() as cur:
-                await cur.executemany(
-                    f"INSERT INTO {s}.messages (id, namespace, user_id, agent_id, app_id, run_id, "
-                    "scope_key, role, name, content, content_hash, observed_at, created_at) "
-                    "VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)",
-                    [
-                        (m.id, namespace, *m.scope.as_tuple(), m.scope.key(), m.role, m.name, m.content,
-                         digest(m.content), m.observed_at, m.created_at)
-                        for m in messages
-                    ],
-                )  # fmt: skip
-        now = utcnow()
-        outcomes: list[WriteOutcome] = []
-        batch_ids = [m.id for m in messages]
-        today = now.date()
-        for mem in memories:
-            existing = await self._current_twin(conn, namespace, mem, now)
-            if existing is None and mem.raw:
-                existing = await self._derived_from_earlier_message(conn, namespace, mem, batch_ids, today)
-            if existing is None:
-                existing = await self._insert_memory(conn, namespace, mem, now)
-            if existing is not None:
-                await self._link_sources(conn, existing, mem.source_message_ids)
-                outcomes.append(WriteOutcome(existing, mem.text, "NONE", existing_id=existing))
-                continue
-            await self._link_sources(conn, mem.id, mem.source_message_ids)
-            await self._history(conn, namespace, mem.id, "ADD", None, mem.text, now, mem.actor_id, mem.role)
-            for old_id in mem.supersedes:
-                await self._supersede(conn, namespace, old_id, mem, now)
-            outcomes.append(WriteOutcome(mem.id, mem.text, "ADD"))
-        return outcomes
-
-    async def _current_twin(self, conn: Any, namespace: str, mem: NewMemory, now: datetime) -> str | None:
-        """The current memory saying the same in exactly this scope; an expired one is superseded
-        by ``mem`` instead (the fact is true again), and then there is none."""
-        cur = await conn.execute(
-            f"SELECT id, expires_at FROM {self._s}.memories WHERE namespace = %s AND scope_key = %s "
-            "AND hash = %s AND deleted_at IS NULL AND superseded_by IS NULL FOR UPDATE",
-            (namespace, mem.scope.key(), mem.hash),
+    async def current_memory(
+        self, namespace: str, scope_key: str, hash_: str, *, exclude: str | None = None, lock: bool = False
+    ) -> tuple[str, date | None] | None:
+        cur = await self.conn.execute(
+            f"SELECT id, expires_at FROM {self.s}.memories WHERE namespace = %s AND scope_key = %s "
+            f"AND hash = %s AND id IS DISTINCT FROM %s AND {_CURRENT}" + (" FOR UPDATE" if lock else ""),
+            (namespace, scope_key, hash_, exclude),
         )
         row = await cur.fetchone()
-        if row is None:
-            return None
-        if row[1] is not None and row[1] < now.date():
-            await self._supersede(conn, namespace, str(row[0]), mem, now)
-            return None
-        return str(row[0])
+        return (str(row[0]), row[1]) if row else None
 
-    async def _derived_from_earlier_message(
-        self, conn: Any, namespace: str, mem: NewMemory, batch_ids: list[str], today: date
+    async def derived_memory(
+        self, namespace: str, mem: NewMemory, batch_ids: list[str], today: date
     ) -> str | None:
-        """For a raw (``infer=False``) memory: a current memory extracted from an earlier message of
-        exactly this scope with exactly this text, if any (memories whose text was edited since, or
-        that expired, no longer speak for that message; a metadata-only update changes nothing)."""
-        s = self._s
-        cur = await conn.execute(
+        s = self.s
+        cur = await self.conn.execute(
             # The earlier messages first, whatever the planner's statistics say (fresh tables have
             # none): they are found by an index and are usually none at all.
             f"WITH g AS MATERIALIZED (SELECT id FROM {s}.messages WHERE namespace = %s AND scope_key = %s "
@@ -106,200 +65,102 @@ class MemoryWrites(MemoryReads):
             f"AND NOT EXISTS (SELECT 1 FROM {s}.history h WHERE h.memory_id = m.id AND h.event = 'UPDATE' "
             "AND h.old_memory IS DISTINCT FROM h.new_memory) "
             "ORDER BY m.seq LIMIT 1",
-            (namespace, mem.scope.key(), digest(mem.text), mem.text, batch_ids, today),
+            (namespace, mem.scope.key(), content_digest(mem.text), mem.text, batch_ids, today),
         )
         row = await cur.fetchone()
         return str(row[0]) if row else None
 
-    async def _insert_memory(self, conn: Any, namespace: str, mem: NewMemory, now: datetime) -> str | None:
-        """Insert ``mem``; when its hash is already current in the scope, return that memory's id."""
-        s = self._s
-        for _ in range(_INSERT_ATTEMPTS):
-            cur = await conn.execute(
-                f"INSERT INTO {s}.memories (id, namespace, user_id, agent_id, app_id, run_id, scope_key, "
-                "text, hash, actor_id, role, metadata, metadata_text, created_at, observed_at, expires_at, "
-                "embedding, tsv, doc_len) "
-                "VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s::jsonb,%s,%s,%s,%s,%s,%s::tsvector,%s) "
-                "ON CONFLICT (namespace, scope_key, hash) WHERE deleted_at IS NULL AND superseded_by IS NULL "
-                "DO NOTHING RETURNING id",
-                (
-                    mem.id,
-                    namespace,
-                    *mem.scope.as_tuple(),
-                    mem.scope.key(),
-                    mem.text,
-                    mem.hash,
-                    mem.actor_id,
-                    mem.role,
-                    json.dumps(mem.metadata),
-                    json.dumps(mem.metadata),
-                    now,
-                    mem.observed_at,
-                    mem.expires_at,
-                    np.asarray(mem.vector, dtype=np.float32),
-                    *tokens.document(mem.text, len(mem.scope.given())),
-                ),
-            )
-            if await cur.fetchone() is not None:
-                return None
-            # Another transaction holds this fact (it committed before our insert could proceed).
-            cur = await conn.execute(
-                f"SELECT id FROM {s}.memories WHERE namespace = %s AND scope_key = %s AND hash = %s "
-                "AND deleted_at IS NULL AND superseded_by IS NULL",
-                (namespace, mem.scope.key(), mem.hash),
-            )
-            row = await cur.fetchone()
-            if row is not None:
-                return str(row[0])
-            # ...and it was deleted or superseded in between: try the insert again.
-        raise StoreError(f"memories[].hash {mem.hash!r}: could not insert or find the current memory")
+    async def insert_memory(self, namespace: str, mem: NewMemory, now: datetime) -> bool:
+        metadata = json.dumps(mem.metadata)
+        cur = await self.conn.execute(
+            f"INSERT INTO {self.s}.memories (id, namespace, user_id, agent_id, app_id, run_id, scope_key, "
+            "text, hash, actor_id, role, metadata, metadata_text, created_at, observed_at, expires_at, "
+            "embedding, tsv, doc_len) "
+            "VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s::jsonb,%s,%s,%s,%s,%s,%s::tsvector,%s) "
+            f"ON CONFLICT (namespace, scope_key, hash) WHERE {_CURRENT} DO NOTHING RETURNING id",
+            (mem.id, namespace, *mem.scope.as_tuple(), mem.scope.key(), mem.text, mem.hash, mem.actor_id,
+             mem.role, metadata, metadata, now, mem.observed_at, mem.expires_at,
+             np.asarray(mem.vector, dtype=np.float32), *tokens.document(mem.text, len(mem.scope.given()))),
+        )  # fmt: skip
+        return await cur.fetchone() is not None
 
-    async def _supersede(self, conn: Any, namespace: str, old_id: str, new: NewMemory, now: datetime) -> None:
-        s = self._s
-        cur = await conn.execute(
-            f"UPDATE {s}.memories SET superseded_by = %s, valid_until = %s WHERE id = %s AND namespace = %s "
-            "AND deleted_at IS NULL AND superseded_by IS NULL RETURNING text",
-            (new.id, now, old_id, namespace),
+    async def supersede(self, namespace: str, old_id: str, new_id: str, now: datetime) -> str | None:
+        cur = await self.conn.execute(
+            f"UPDATE {self.s}.memories SET superseded_by = %s, valid_until = %s "
+            f"WHERE id = %s AND namespace = %s AND {_CURRENT} RETURNING text",
+            (new_id, now, old_id, namespace),
         )
         row = await cur.fetchone()
-        if row is not None:
-            await self._history(
-                conn, namespace, old_id, "SUPERSEDE", row[0], new.text, now, new.actor_id, new.role,
-                {"superseded_by": new.id},
-            )  # fmt: skip
+        return str(row[0]) if row else None
 
-    async def _link_sources(self, conn: Any, memory_id: str, message_ids: Sequence[str]) -> None:
+    async def link_sources(self, memory_id: str, message_ids: Sequence[str]) -> None:
         if message_ids:
-            await conn.execute(
-                f"INSERT INTO {self._s}.memory_sources (memory_id, message_id) "
+            await self.conn.execute(
+                f"INSERT INTO {self.s}.memory_sources (memory_id, message_id) "
                 "SELECT %s, unnest(%s::text[]) ON CONFLICT DO NOTHING",
                 (memory_id, list(message_ids)),
             )
 
-    async def _history(
-        self,
-        conn: Any,
-        namespace: str,
-        memory_id: str,
-        event: str,
-        old: str | None,
-        new: str | None,
-        at: datetime,
-        actor_id: str | None = None,
-        role: str | None = None,
-        details: dict[str, Any] | None = None,
-    ) -> None:
-        await conn.execute(
-            f"INSERT INTO {self._s}.history (id, namespace, memory_id, event, old_memory, new_memory, "
+    async def add_history(self, namespace: str, e: HistoryEntry) -> None:
+        await self.conn.execute(
+            f"INSERT INTO {self.s}.history (id, namespace, memory_id, event, old_memory, new_memory, "
             "created_at, actor_id, role, details) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s::jsonb)",
-            (str(uuid.uuid4()), namespace, memory_id, event, old, new, at, actor_id, role,
-             json.dumps(details or {})),
+            (e.id, namespace, e.memory_id, e.event, e.old_memory, e.new_memory, e.created_at, e.actor_id,
+             e.role, json.dumps(e.details)),
         )  # fmt: skip
 
-    async def update(
-        self,
-        namespace: str,
-        memory_id: str,
-        *,
-        text: str | None = None,
-        text_hash: str | None = None,
-        vector: Vector | None = None,
-        metadata: dict[str, Any] | None = None,
-    ) -> MemoryRecord:
-        if text is not None:
-            if text_hash is None or vector is None:
-                raise StoreError("update with text needs its hash and vector")
-            self._check_dim(vector, "vector")
-
-        async def tx(conn: Any) -> MemoryRecord:
-            s = self._s
-            cur = await conn.execute(
-                f"SELECT text, scope_key, actor_id, role, num_nonnulls(user_id, agent_id, app_id, run_id) "
-                f"FROM {s}.memories "
-                "WHERE id = %s AND namespace = %s AND deleted_at IS NULL FOR UPDATE",
-                (memory_id, namespace),
-            )
-            row = await cur.fetchone()
-            if row is None:
-                raise NotFoundError(f"Memory {memory_id!r} not found", details={"memory_id": memory_id})
-            old_text, scope_key, actor_id, role, scope_ids = row
-            now = utcnow()
-            if text is not None:
-                cur = await conn.execute(
-                    f"SELECT id FROM {s}.memories WHERE namespace = %s AND scope_key = %s AND hash = %s "
-                    "AND id <> %s AND deleted_at IS NULL AND superseded_by IS NULL",
-                    (namespace, scope_key, text_hash, memory_id),
-                )
-                clash = await cur.fetchone()
-                if clash is not None:
-                    raise ConflictError(
-                        f"Memory {clash[0]!r} in the same scope already says this",
-                        details={"existing_id": clash[0]},
-                    )
-                tsv, doc_len = tokens.document(text, scope_ids)
-                await conn.execute(
-                    f"UPDATE {s}.memories SET text = %s, hash = %s, embedding = %s, updated_at = %s, "
-                    "tsv = %s::tsvector, doc_len = %s WHERE id = %s",
-                    (text, text_hash, np.asarray(vector, dtype=np.float32), now, tsv, doc_len, memory_id),
-                )
-            if metadata is not None:
-                await conn.execute(
-                    f"UPDATE {s}.memories SET metadata = %s::jsonb, metadata_text = %s, updated_at = %s "
-                    "WHERE id = %s",
-                    (json.dumps(metadata), json.dumps(metadata), now, memory_id),
-                )
-            details = {"metadata": metadata} if metadata is not None else {}
-            new_text = text if text is not None else old_text
-            await self._history(
-                conn, namespace, memory_id, "UPDATE", old_text, new_text, now, actor_id, role, details
-            )
-            return (await self._records(conn, namespace, [memory_id]))[0]
-
-        return await self._write(namespace, tx)
-
-    async def delete(self, namespace: str, memory_id: str) -> None:
-        count = await self._write(
-            namespace, lambda conn: self._delete_tx(conn, namespace, "m.id = %s", [memory_id])
+    async def lock_memory(self, namespace: str, memory_id: str) -> Locked | None:
+        cur = await self.conn.execute(
+            "SELECT text, scope_key, actor_id, role, num_nonnulls(user_id, agent_id, app_id, run_id) "
+            f"FROM {self.s}.memories WHERE id = %s AND namespace = %s AND deleted_at IS NULL FOR UPDATE",
+            (memory_id, namespace),
         )
-        if count == 0:
-            raise NotFoundError(f"Memory {memory_id!r} not found", details={"memory_id": memory_id})
+        row = await cur.fetchone()
+        return Locked(row[0], row[1], row[2], row[3], key=(memory_id, row[4])) if row else None
 
-    async def delete_scope(self, namespace: str, scope: Scope) -> int:
-        if scope.is_empty():
-            raise StoreError("delete_scope needs a non-empty scope")
-        clauses, params = search.scope_where(namespace, scope)
-        where = " AND ".join(clauses[2:])  # the scope ids; namespace and deleted_at are added below
-        return await self._write(namespace, lambda conn: self._delete_tx(conn, namespace, where, params[1:]))
+    async def set_text(self, row: Locked, text: str, text_hash: str, vector: Vector, now: datetime) -> None:
+        memory_id, scope_ids = row.key
+        tsv, doc_len = tokens.document(text, scope_ids)
+        await self.conn.execute(
+            f"UPDATE {self.s}.memories SET text = %s, hash = %s, embedding = %s, updated_at = %s, "
+            "tsv = %s::tsvector, doc_len = %s WHERE id = %s",
+            (text, text_hash, np.asarray(vector, dtype=np.float32), now, tsv, doc_len, memory_id),
+        )
 
-    async def _delete_tx(self, conn: Any, namespace: str, where: str, params: list[Any]) -> int:
-        now = utcnow()
-        cur = await conn.execute(
-            f"UPDATE {self._s}.memories m SET deleted_at = %s "
+    async def set_metadata(self, row: Locked, metadata: dict[str, Any], now: datetime) -> None:
+        await self.conn.execute(
+            f"UPDATE {self.s}.memories SET metadata = %s::jsonb, metadata_text = %s, updated_at = %s "
+            "WHERE id = %s",
+            (json.dumps(metadata), json.dumps(metadata), now, row.key[0]),
+        )
+
+    async def mark_deleted(self, namespace: str, target: str | Scope, now: datetime) -> list[Deleted]:
+        if isinstance(target, str):
+            where, params = "m.id = %s", [target]
+        else:
+            clauses, scope_params = scope_clauses(namespace, target, "%s")
+            where, params = " AND ".join(clauses[2:]), scope_params[1:]  # namespace and deleted_at below
+        cur = await self.conn.execute(
+            f"UPDATE {self.s}.memories m SET deleted_at = %s "
             f"WHERE m.namespace = %s AND m.deleted_at IS NULL AND {where} "
             "RETURNING m.id, m.text, m.actor_id, m.role",
             [now, namespace, *params],
         )
-        rows = await cur.fetchall()
-        for memory_id, text, actor_id, role in rows:
-            await self._history(conn, namespace, memory_id, "DELETE", text, None, now, actor_id, role)
+        rows = [(str(r[0]), str(r[1]), r[2], r[3]) for r in await cur.fetchall()]
         if rows:
-            self._stats_cache.clear()
-        return len(rows)
+            self.store._stats_cache.clear()
+        return rows
 
-    async def reset(self, namespace: str | None = None) -> None:
-        s = self._s
-
-        async def tx(conn: Any) -> None:
-            if namespace is None:
-                await conn.execute(f"TRUNCATE {s}.memories, {s}.messages, {s}.memory_sources, {s}.history")
-                return
-            await conn.execute(
-                f"DELETE FROM {s}.memory_sources WHERE memory_id IN "
-                f"(SELECT id FROM {s}.memories WHERE namespace = %s)",
-                (namespace,),
-            )
-            for table in ("memories", "messages", "history"):
-                await conn.execute(f"DELETE FROM {s}.{table} WHERE namespace = %s", (namespace,))
-
-        await self._write(namespace, tx)
-        self._stats_cache.clear()
+    async def reset(self, namespace: str | None, embedder: EmbedderInfo) -> None:
+        s = self.s
+        self.store._stats_cache.clear()
+        if namespace is None:
+            await self.conn.execute(f"TRUNCATE {s}.memories, {s}.messages, {s}.memory_sources, {s}.history")
+            return
+        await self.conn.execute(
+            f"DELETE FROM {s}.memory_sources WHERE memory_id IN "
+            f"(SELECT id FROM {s}.memories WHERE namespace = %s)",
+            (namespace,),
+        )
+        for table in ("memories", "messages", "history"):
+            await self.conn.execute(f"DELETE FROM {s}.{table} WHERE namespace = %s", (namespace,))

@@ -12,15 +12,12 @@ from typing import Any
 import numpy as np
 
 from engram.filters import FilterNode
+from engram.stores.sql.dialect import scope_clauses, visibility_clauses
+from engram.stores.sql.rows import RowReader
 from engram.stores.sqlite.sql_filters import compile_filter
-from engram.types import SCOPE_FIELDS, Candidate, MemoryRecord, Scope, StoredMessage, Visibility
+from engram.types import SCOPE_FIELDS, Candidate, Scope, Visibility
 
 CHUNK = 500  # stay well under SQLite's bound-parameter limit
-
-
-def content_digest(content: str) -> str:
-    """Exact-content key of a message (sha256), indexed for provenance look-ups."""
-    return hashlib.sha256(content.encode("utf-8")).hexdigest()
 
 
 def scope_tokens(namespace: str, scope: Scope) -> str:
@@ -60,14 +57,9 @@ def scope_sql(scope: Scope) -> tuple[str, list[Any]]:
 def where_clause(
     namespace: str, scope: Scope, filters: FilterNode | None, visibility: Visibility
 ) -> tuple[str, list[Any]]:
-    scope_where, params = scope_sql(scope)
-    clauses = ["m.namespace = ?", "m.deleted_at IS NULL", scope_where]
-    params = [namespace, *params]
-    if not visibility.include_superseded:
-        clauses.append("m.superseded_by IS NULL")
-    if not visibility.show_expired:
-        clauses.append("(m.expires_at IS NULL OR m.expires_at >= ?)")
-        params.append(visibility.effective_today().isoformat())
+    """Scope, visibility and filters as one SQL condition over alias ``m``."""
+    clauses, params = scope_clauses(namespace, scope, "?")
+    clauses.extend(visibility_clauses(visibility, "?", params, iso=True))
     if filters is not None:
         sql, filter_params = compile_filter(filters)
         clauses.append(sql)
@@ -88,35 +80,10 @@ def top_candidates(
     return [Candidate(ids[i], float(scores[i])) for i in top if np.isfinite(scores[i])]
 
 
-def parse_dt(value: str | None) -> datetime | None:
-    return datetime.fromisoformat(value) if value else None
+def _day(value: str | None) -> date | None:
+    return date.fromisoformat(value) if value else None
 
 
-def memory_from_row(row: tuple[Any, ...]) -> MemoryRecord:
-    return MemoryRecord(
-        id=row[0],
-        text=row[1],
-        hash=row[2],
-        scope=Scope(row[3], row[4], row[5], row[6]),
-        actor_id=row[7],
-        role=row[8],
-        metadata=json.loads(row[9]),
-        created_at=datetime.fromisoformat(row[10]),
-        updated_at=parse_dt(row[11]),
-        observed_at=datetime.fromisoformat(row[12]),
-        expires_at=date.fromisoformat(row[13]) if row[13] else None,
-        superseded_by=row[14],
-        valid_until=parse_dt(row[15]),
-    )
-
-
-def message_from_row(row: tuple[Any, ...]) -> StoredMessage:
-    return StoredMessage(
-        id=row[0],
-        scope=Scope(row[1], row[2], row[3], row[4]),
-        role=row[5],
-        name=row[6],
-        content=row[7],
-        observed_at=datetime.fromisoformat(row[8]),
-        created_at=datetime.fromisoformat(row[9]),
-    )
+ROWS = RowReader(datetime.fromisoformat, _day, json.loads)
+memory_from_row = ROWS.memory
+message_from_row = ROWS.message

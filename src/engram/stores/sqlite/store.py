@@ -1,35 +1,37 @@
-"""SQLiteStore: the embedded default store (one WAL-mode file; safe across threads and processes)."""
+"""SQLiteStore: the embedded default store (one WAL-mode file; safe across threads and processes).
+
+The rules are in :class:`~engram.stores.sql.store.SQLStore`; this class opens the file, runs each
+read or write transaction in a worker thread (``BEGIN IMMEDIATE``: one writer at a time, across
+processes) on a :class:`~engram.stores.sqlite.session.SQLiteSession`, and keeps the vector cache current.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
+import numpy as np
 from pydantic import Field
 
 from engram.config import default_home
-from engram.errors import ConflictError, EmbedderMismatchError, StoreError
-from engram.interfaces import BackendSettings, Store
-from engram.stores.sqlite.derived import DerivedTables
-from engram.stores.sqlite.reads import MemoryReads
+from engram.errors import StoreError
+from engram.filters import FilterNode
+from engram.interfaces import BackendSettings, HybridCandidates, cosines_of, keyword_only
+from engram.keywords import query_terms
+from engram.stores.sql.dialect import Query, Session, run_inline
+from engram.stores.sql.store import SQLStore
+from engram.stores.sqlite.connection import connect, immediate, translated
 from engram.stores.sqlite.schema import migrate
-from engram.stores.sqlite.search import CandidateSearch
+from engram.stores.sqlite.session import SQLiteSession, generation
 from engram.stores.sqlite.vector_cache import VectorCache
-from engram.stores.sqlite.writes import MemoryWrites
-from engram.types import EmbedderInfo, Vector
+from engram.types import EmbedderInfo, Scope, Vector, Visibility
 
 T = TypeVar("T")
-
-
-def _fold(value: str | None) -> str | None:
-    """Unicode case folding for icontains (SQLite's lower() folds ASCII only)."""
-    return value.casefold() if isinstance(value, str) else value
 
 
 class SQLiteSettings(BackendSettings):
@@ -40,10 +42,14 @@ class SQLiteSettings(BackendSettings):
     cache_vectors: int = Field(2_000_000, ge=0, description="vectors kept in the in-process search cache")
 
 
-class SQLiteStore(DerivedTables, MemoryWrites, MemoryReads, CandidateSearch, Store):
+class SQLiteStore(SQLStore):
     """Memories, vectors (float32 blobs), an FTS5 index, history and messages in one SQLite file."""
 
     Settings = SQLiteSettings
+    _remedy = (
+        "use a new store path (or ENGRAM_HOME), or call reset() to empty this store and start over "
+        "with the new embedder"
+    )
 
     def __init__(self, settings: SQLiteSettings | None = None, **overrides: Any) -> None:
         base = settings or SQLiteSettings()
@@ -55,8 +61,6 @@ class SQLiteStore(DerivedTables, MemoryWrites, MemoryReads, CandidateSearch, Sto
         self._conn_lock = threading.Lock()
         self._cache = VectorCache(self.settings.cache_vectors)
         self._opened = False
-        self._embedder = EmbedderInfo("", 0)
-        self._dim = 0
 
     @property
     def path(self) -> Path:
@@ -66,102 +70,73 @@ class SQLiteStore(DerivedTables, MemoryWrites, MemoryReads, CandidateSearch, Sto
     def _conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
-            try:
-                conn = sqlite3.connect(
-                    self.path,
-                    isolation_level=None,
-                    check_same_thread=False,
-                    timeout=self.settings.busy_timeout_ms / 1000,
-                )
-                conn.create_function("engram_fold", 1, _fold, deterministic=True)
-                conn.execute(f"PRAGMA busy_timeout = {int(self.settings.busy_timeout_ms)}")
-                self._use_wal(conn)
-                conn.execute("PRAGMA synchronous = NORMAL")
-            except sqlite3.Error as e:
-                raise StoreError(f"Cannot open the SQLite store at {self.path}: {e}") from e
+            conn = connect(self.path, self.settings.busy_timeout_ms)
             self._local.conn = conn
             with self._conn_lock:
                 self._connections.append(conn)
         return conn
 
-    def _use_wal(self, conn: sqlite3.Connection) -> None:
-        """Switch the file to WAL. Several processes creating the file at once can get SQLITE_BUSY
-        here without the busy handler being consulted, so retry until the busy timeout."""
-        deadline = time.monotonic() + self.settings.busy_timeout_ms / 1000
-        while True:
-            try:
-                if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-                    conn.execute("PRAGMA journal_mode = WAL")
-                return
-            except sqlite3.OperationalError as e:
-                if ("locked" not in str(e) and "busy" not in str(e)) or time.monotonic() > deadline:
-                    raise
-                time.sleep(0.02)
-
-    async def _run(self, fn: Callable[..., T], *args: Any, inline: bool = False) -> T:
-        """Run blocking store work in a worker thread (``inline`` for short in-memory work)."""
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run blocking store work in a worker thread, translating SQLite's errors."""
         if not self._opened:
             raise StoreError("The store is not open; call open() first (AsyncMemory does this for you)")
-        try:
-            return fn(*args) if inline else await asyncio.to_thread(fn, *args)
-        except sqlite3.IntegrityError as e:
-            raise ConflictError(f"The change conflicts with stored data: {e}") from e
-        except sqlite3.Error as e:
-            raise StoreError(f"SQLite error on {self.path}: {e}") from e
+        with translated(self.path):
+            return await asyncio.to_thread(fn, *args)
 
     @contextmanager
     def _write(self) -> Iterator[tuple[sqlite3.Connection, int]]:
         """One write transaction that also bumps the store generation; yields (conn, old generation)."""
-        conn = self._conn()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            generation = self._generation(conn)
-            conn.execute("UPDATE meta SET value = ? WHERE key = 'generation'", (str(generation + 1),))
-            yield conn, generation
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
+        with immediate(self._conn()) as conn:
+            old = generation(conn)
+            conn.execute("UPDATE meta SET value = ? WHERE key = 'generation'", (str(old + 1),))
+            yield conn, old
 
-    def _check_dim(self, vector: Vector, field: str) -> None:
-        if vector.shape != (self._dim,):
-            raise StoreError(f"{field} has shape {vector.shape}; this store holds {self._dim}-d vectors")
+    def _session(self, conn: sqlite3.Connection) -> SQLiteSession:
+        return SQLiteSession(conn, self._cache, self._dim)
+
+    async def _read(
+        self, namespace: str, fn: Callable[[Session], Awaitable[T]], *, primary: bool = False
+    ) -> T:
+        return await self._run(lambda: run_inline(fn(self._session(self._conn()))))
+
+    async def _transact(self, namespace: str | None, fn: Callable[[Session], Awaitable[T]]) -> T:
+        def go() -> T:
+            with self._write() as (conn, old):
+                session = self._session(conn)
+                result = run_inline(fn(session))
+            if session.stale or namespace is None:
+                self._cache.clear()
+            else:
+                self._cache.after_own_add(namespace, old, old + 1, session.added)
+            return result
+
+        return await self._run(go)
 
     # -- lifecycle -------------------------------------------------------------------------------
-    async def open(self, embedder: EmbedderInfo) -> None:
+    async def _prepare(self, embedder: EmbedderInfo) -> dict[str, str]:
         try:
-            await asyncio.to_thread(self._open_sync, embedder)
+            return await asyncio.to_thread(self._prepare_sync, embedder)
         except sqlite3.Error as e:
             raise StoreError(f"Cannot open the SQLite store at {self.path}: {e}") from e
-        self._opened = True
-        self._embedder = embedder
-        self._dim = embedder.dim
 
-    def _open_sync(self, embedder: EmbedderInfo) -> None:
+    def _prepare_sync(self, embedder: EmbedderInfo) -> dict[str, str]:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         conn = self._conn()
         migrate(conn)
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with immediate(conn):
             rows = dict(conn.execute("SELECT key, value FROM meta WHERE key IN ('embedder', 'dim')"))
             if not rows:
                 conn.executemany(
                     "INSERT INTO meta (key, value) VALUES (?, ?)",
                     [("embedder", embedder.name), ("dim", str(embedder.dim))],
                 )
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        if rows and (rows["embedder"] != embedder.name or int(rows["dim"]) != embedder.dim):
-            raise EmbedderMismatchError(
-                f"The store at {self.path} was filled by embedder {rows['embedder']!r} "
-                f"({rows['dim']} dimensions) but {embedder.name!r} ({embedder.dim} dimensions) is "
-                "configured. Vectors of different embedders cannot be compared. Either configure the "
-                "original embedder again, or use a new store path (or ENGRAM_HOME), or call reset() "
-                "to empty this store and start over with the new embedder.",
-                details={"stored": rows, "configured": {"embedder": embedder.name, "dim": embedder.dim}},
-            )
+        return rows
+
+    async def _start(self) -> None:
+        self._opened = True
+
+    def _location(self) -> str:
+        return f"The store at {self.path}"
 
     async def close(self) -> None:
         with self._conn_lock:
@@ -171,3 +146,30 @@ class SQLiteStore(DerivedTables, MemoryWrites, MemoryReads, CandidateSearch, Sto
         self._local = threading.local()
         self._cache.clear()
         self._opened = False
+
+    # -- both candidate generators in one worker-thread hop ---------------------------------------
+    async def hybrid_candidates(
+        self,
+        namespace: str,
+        scope: Scope,
+        filters: FilterNode | None,
+        visibility: Visibility,
+        query_vector: Vector | None,
+        query_text: str | None,
+        limit: int,
+    ) -> HybridCandidates:
+        """Both signals in one trip to the worker thread (fewer hand-offs per search)."""
+        if query_vector is not None:
+            self._check_dim(query_vector, "query_vector")
+            query_vector = np.ascontiguousarray(query_vector, dtype=np.float32)
+        terms = query_terms(query_text) if query_text is not None else []
+        q = Query(namespace, scope, filters, visibility, limit)
+        return await self._read(namespace, lambda s: _hybrid(s, q, query_vector, terms))
+
+
+async def _hybrid(s: Session, q: Query, query_vector: Vector | None, terms: list[str]) -> HybridCandidates:
+    vector = await s.vector_candidates(q, query_vector) if query_vector is not None else []
+    keyword = await s.keyword_candidates(q, terms) if terms else []
+    missing = keyword_only(vector, keyword)
+    vectors = await s.vectors(q.namespace, missing) if missing and query_vector is not None else {}
+    return HybridCandidates(vector, keyword, cosines_of(vectors, query_vector))
