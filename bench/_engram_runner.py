@@ -113,21 +113,6 @@ class EngramRunner:
         self.engines.clear()
         return {"ok": True}
 
-    def op_build_vector_index(self) -> dict[str, Any]:
-        """PostgreSQL: build the HNSW index after a bulk load (the store was opened with hnsw=False)."""
-        import psycopg
-
-        from engram.stores.postgres.schema import hnsw_index_sql
-
-        url, schema = self.pg
-        t0 = time.perf_counter()
-        with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute("SET maintenance_work_mem = '4GB'")
-            conn.execute("SET max_parallel_maintenance_workers = 2")
-            conn.execute(hnsw_index_sql(schema))
-            conn.execute(f"ANALYZE {schema}.memories")
-        return {"ms": (time.perf_counter() - t0) * 1000}
-
     def op_warm(self, texts: list[str]) -> dict[str, Any]:
         assert self.embedder is not None
         t0 = time.perf_counter()
@@ -221,6 +206,10 @@ class EngramRunner:
 
         eng = self.engines[engine]
         self.run(eng._ready())
+        if self.pg is not None:  # PostgreSQL: the COPY bulk loader
+            return self.op_copy_load(
+                engine, [{"user_ids": user_ids, "texts": texts, "vectors": vectors}], offset
+            )
         matrix = np.load(vectors, mmap_mode="r")
         t0 = time.perf_counter()
         for start in range(0, len(texts), chunk):
@@ -236,6 +225,38 @@ class EngramRunner:
             ]
             self.run(eng.store.add(eng.namespace, [], batch))
         return {"ms": (time.perf_counter() - t0) * 1000}
+
+    def op_copy_load(self, engine: str, chunks: list[dict[str, Any]], offset: int = 0) -> dict[str, Any]:
+        """PostgreSQL: precomputed memories through the COPY bulk loader, in one transaction.
+
+        Each chunk: ``user_ids`` and ``texts`` (lists, or a .json file holding both), ``vectors``
+        (an .npy file; rows from ``offset``). Into an empty table the indexes are built after the
+        load (``index_ms``).
+        """
+        from engram.stores.postgres.bulk import copy_memories
+        from engram.types import NewMemory, text_hash
+
+        eng = self.engines[engine]
+        self.run(eng._ready())
+
+        def memories() -> Any:
+            for chunk in chunks:
+                if isinstance(chunk.get("file"), str):
+                    chunk = {**chunk, **json.loads(Path(chunk["file"]).read_text())}
+                matrix = np.load(chunk["vectors"], mmap_mode="r")
+                for i, (user, text) in enumerate(zip(chunk["user_ids"], chunk["texts"], strict=True)):
+                    vector = np.asarray(matrix[offset + i], dtype=np.float32)
+                    yield NewMemory(str(uuid.uuid4()), text, text_hash(text), Scope(user_id=user), vector)
+
+        t0 = time.perf_counter()
+        out = self.run(copy_memories(eng.store, eng.namespace, memories()))
+        return {
+            "ms": (time.perf_counter() - t0) * 1000,
+            "copy_ms": out.copy_seconds * 1000,
+            "index_ms": out.index_seconds * 1000,
+            "indexes_rebuilt": out.indexes_rebuilt,
+            "loaded": out.loaded,
+        }
 
     def op_store_search_many(
         self, engine: str, user_id: str, queries: list[str], vectors: str, top_k: int = 20

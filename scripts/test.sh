@@ -13,6 +13,11 @@ if [ ! -x "$VENV/bin/python" ]; then
   "$PY" -m venv "$VENV" || exit 1
 fi
 "$VENV/bin/python" -m pip install --quiet --upgrade pip || exit 1
+# This project was distributed as "engram" before it became "engram-recall": drop the old name from an
+# existing venv so that its entry points are not registered twice.
+if "$VENV/bin/python" -m pip show --quiet engram >/dev/null 2>&1; then
+  "$VENV/bin/python" -m pip uninstall --quiet --yes engram || exit 1
+fi
 "$VENV/bin/python" -m pip install --quiet -e '.[dev,bench]' || exit 1
 
 # PgBouncer (Debian package) for the transaction-pooling test; installed here when run as root.

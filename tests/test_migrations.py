@@ -110,5 +110,7 @@ async def test_an_old_postgres_schema_opens_with_its_data(pg_url: str, pg_schema
     with psycopg.connect(pg_url) as conn:
         rows = conn.execute(f"SELECT component, version FROM {s}.schema_migrations ORDER BY 1, 2").fetchall()
         old = conn.execute("SELECT to_regclass(%s)", (f"{s}.service_migrations",)).fetchone()
-    assert rows == [("state", 1)] + [("store", m.version) for m in MIGRATIONS]
+    assert rows == [("state", m.version) for m in STATE_MIGRATIONS] + [
+        ("store", m.version) for m in MIGRATIONS
+    ]
     assert old == (None,)

@@ -217,7 +217,12 @@ async def test_unexpected_errors_answer_a_bare_json_500(
         )
     await state.close()
     assert response.status_code == 500
-    assert response.json()["error"] == {"code": "internal_error", "message": "internal error", "details": {}}
+    request_id = response.headers["x-request-id"]
+    assert response.json()["error"] == {
+        "code": "internal_error",
+        "message": f"internal error (request id {request_id})",
+        "details": {"request_id": request_id},
+    }
     assert "secret" not in response.text and "Traceback" not in response.text
 
 

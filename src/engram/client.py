@@ -17,14 +17,24 @@ from typing import Any, cast
 import httpx
 
 from engram.errors import (
-    ConflictError,
     EngramError,
-    NotFoundError,
-    ProviderError,
-    RateLimitedError,
-    ScopeRequiredError,
+    NotAuthenticatedError,
+    PermissionDeniedError,
+    RequestTooLargeError,
+    ServerError,
     ValidationError,
+    class_for,
 )
+
+__all__ = [
+    "AsyncMemoryClient",
+    "AuthenticationError",
+    "EventFailedError",
+    "MemoryClient",
+    "PermissionDeniedError",
+    "RequestTooLargeError",
+    "ServerError",
+]
 from engram.sync import LoopThread, blocking
 
 DEFAULT_HOST = "http://127.0.0.1:8000"
@@ -32,28 +42,7 @@ _TERMINAL = ("SUCCEEDED", "FAILED")
 _TYPES = ("user", "agent", "app", "run")
 
 
-class AuthenticationError(EngramError):
-    """The server refused the API key (401)."""
-
-    code = "not_authenticated"
-
-
-class PermissionDeniedError(EngramError):
-    """The key may not do this (403), for example a write with a read-only key."""
-
-    code = "forbidden"
-
-
-class RequestTooLargeError(ValidationError):
-    """The request body is over the server's size limit (413)."""
-
-    code = "payload_too_large"
-
-
-class ServerError(EngramError):
-    """The server failed (5xx) or could not be reached."""
-
-    code = "server_error"
+AuthenticationError = NotAuthenticatedError  # the server refused the API key (401)
 
 
 class EventFailedError(EngramError):
@@ -76,7 +65,7 @@ def _clean(values: dict[str, Any]) -> dict[str, Any]:
 
 
 def _error_for(response: httpx.Response) -> EngramError:
-    """The typed error for a non-2xx answer (the server's JSON ``error`` object when there is one)."""
+    """The typed error for a non-2xx answer: the class of the body's error code (see ``HTTP_STATUS``)."""
     status = response.status_code
     code, message, details = f"http_{status}", response.text[:500] or f"HTTP {status}", {}
     try:
@@ -91,28 +80,10 @@ def _error_for(response: httpx.Response) -> EngramError:
     except ValueError:
         pass
     details.setdefault("status_code", status)
-    field_name = details.get("field")
-    if status == 401:
-        return AuthenticationError(message, details=details)
-    if status == 403:
-        return PermissionDeniedError(message, details=details)
-    if status == 404:
-        return NotFoundError(message, details=details)
-    if status == 409:
-        return ConflictError(message, details=details)
-    if status == 413:
-        return RequestTooLargeError(message, field="body", details=details)
     if status == 429:
         retry = response.headers.get("Retry-After")
         details["retry_after"] = int(retry) if retry and retry.isdigit() else None
-        return RateLimitedError(message, provider="engram-server", details=details)
-    if status == 400 and code == "scope_required":
-        return ScopeRequiredError(message, field=field_name, details=details)
-    if status in (400, 422):
-        return ValidationError(message, field=field_name, details=details)
-    if status in (502, 503, 504):
-        return ProviderError(message, provider="engram-server", details=details)
-    return ServerError(message, details=details)
+    return class_for(code, status).from_wire(message, details)
 
 
 def _scope_filters(filters: dict[str, Any] | None, ids: dict[str, Any]) -> dict[str, Any] | None:

@@ -12,6 +12,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from engram.limits import Limits
+
 
 class ProviderSpec(BaseModel):
     """Which backend to use and its settings."""
@@ -74,6 +76,7 @@ class MemoryConfig(BaseModel):
     llm_from_env: bool = Field(
         True, description="use OPENAI_API_KEY / ANTHROPIC_API_KEY when no llm is configured"
     )
+    limits: Limits = Field(default_factory=Limits, description="the input contract (docs/reliability.md)")
     version: str | None = Field(None, description="accepted for mem0 compatibility; ignored")
 
     @model_validator(mode="before")
@@ -82,4 +85,9 @@ class MemoryConfig(BaseModel):
         if isinstance(data, dict) and "custom_prompt" in data and "custom_instructions" not in data:
             data = dict(data)
             data["custom_instructions"] = data.pop("custom_prompt")
+        if isinstance(data, dict) and "max_message_chars" in data:  # shorthand for limits.max_message_chars
+            data = dict(data)
+            limits = data.get("limits")
+            limits = limits.model_dump() if isinstance(limits, Limits) else dict(limits or {})
+            data["limits"] = {**limits, "max_message_chars": data.pop("max_message_chars")}
         return data

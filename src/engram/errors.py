@@ -8,6 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
+# The distribution name on PyPI (``engram`` there is another project); the import name stays ``engram``.
+DISTRIBUTION = "engram-recall"
+
 
 class EngramError(Exception):
     """Base class of every error Engram raises."""
@@ -18,6 +21,16 @@ class EngramError(Exception):
         super().__init__(message)
         self.message = message
         self.details: dict[str, Any] = details or {}
+
+    @classmethod
+    def from_wire(cls, message: str, details: dict[str, Any]) -> EngramError:
+        """Rebuild an error an Engram server answered (``details`` as sent; no subclass ``__init__``)."""
+        error = cls.__new__(cls)
+        EngramError.__init__(error, message, details=details)
+        for attr in ("field", "provider", "path", "raw_output"):
+            if attr in details:
+                setattr(error, attr, details[attr])
+        return error
 
 
 class ConfigError(EngramError):
@@ -33,7 +46,8 @@ class MissingDependencyError(ConfigError):
 
     def __init__(self, package: str, extra: str) -> None:
         super().__init__(
-            f"This feature needs the '{package}' package. Install it with: pip install \"engram[{extra}]\"",
+            f"This feature needs the '{package}' package. "
+            f'Install it with: pip install "{DISTRIBUTION}[{extra}]"',
             details={"package": package, "extra": extra},
         )
 
@@ -42,6 +56,7 @@ class ValidationError(EngramError):
     """An argument given to Engram is invalid. ``field`` names the offending argument."""
 
     code = "validation_error"
+    field: str | None = None
 
     def __init__(self, message: str, *, field: str | None = None, details: dict[str, Any] | None = None):
         merged = dict(details or {})
@@ -51,10 +66,23 @@ class ValidationError(EngramError):
         self.field = field
 
 
+class LimitExceededError(ValidationError):
+    """An input is over one of the limits in :class:`engram.limits.Limits` (HTTP 413).
+
+    ``details`` holds ``field``, ``limit`` (the setting's name) and ``max`` (its value).
+    """
+
+    code = "limit_exceeded"
+
+    def __init__(self, message: str, *, field: str, limit: str, maximum: int) -> None:
+        super().__init__(message, field=field, details={"limit": limit, "max": maximum})
+
+
 class FilterError(ValidationError):
     """A search/list filter is malformed; ``path`` says where in the filter tree."""
 
     code = "invalid_filter"
+    path: str = ""
 
     def __init__(self, message: str, *, path: str) -> None:
         super().__init__(f"Invalid filter at {path}: {message}", field="filters", details={"path": path})
@@ -95,6 +123,7 @@ class ProviderError(EngramError):
     """A model provider (LLM, embedder, reranker) failed."""
 
     code = "provider_error"
+    provider: str = "engram-server"
 
     def __init__(self, message: str, *, provider: str, details: dict[str, Any] | None = None) -> None:
         merged = dict(details or {})
@@ -119,6 +148,7 @@ class ExtractionError(EngramError):
     """The LLM's output could not be turned into memories; ``raw_output`` keeps what it said."""
 
     code = "extraction_failed"
+    raw_output: str = ""
 
     def __init__(self, message: str, *, raw_output: str) -> None:
         super().__init__(
@@ -131,3 +161,99 @@ class InferenceUnavailableError(EngramError):
     """``infer=True`` was asked for but no extractor is available."""
 
     code = "inference_unavailable"
+
+
+class NotAuthenticatedError(EngramError):
+    """The server refused the API key (401)."""
+
+    code = "not_authenticated"
+
+
+class InvalidApiKeyError(NotAuthenticatedError):
+    """The API key is unknown or revoked (401)."""
+
+    code = "invalid_api_key"
+
+
+class PermissionDeniedError(EngramError):
+    """The key may not do this (403), for example a write with a read-only key."""
+
+    code = "forbidden"
+
+
+class RequestTooLargeError(ValidationError):
+    """The request body is over the server's size limit (413)."""
+
+    code = "payload_too_large"
+
+
+class ServerError(EngramError):
+    """The server failed (5xx) or could not be reached."""
+
+    code = "internal_error"
+
+
+# One table: error code -> HTTP status. The server answers with it; engram's client reads it back.
+HTTP_STATUS: dict[str, int] = {
+    "validation_error": 422,
+    "invalid_filter": 422,
+    "scope_required": 400,
+    "limit_exceeded": 413,
+    "payload_too_large": 413,
+    "invalid_json": 400,
+    "bad_request": 400,
+    "config_error": 400,
+    "inference_unavailable": 400,
+    "not_authenticated": 401,
+    "invalid_api_key": 401,
+    "forbidden": 403,
+    "not_found": 404,
+    "method_not_allowed": 405,
+    "conflict": 409,
+    "rate_limited": 429,
+    "provider_error": 502,
+    "extraction_failed": 502,
+    "provider_timeout": 504,
+    "timeout": 504,
+    "missing_dependency": 500,
+    "store_error": 500,
+    "embedder_mismatch": 500,
+    "internal_error": 500,
+    "engram_error": 500,
+}
+
+
+def status_of(error: EngramError) -> int:
+    """The HTTP status of ``error``: its code's, else its nearest ancestor's with a known code."""
+    if error.code in HTTP_STATUS:
+        return HTTP_STATUS[error.code]
+    for cls in type(error).__mro__:
+        code = getattr(cls, "code", None)
+        if isinstance(code, str) and code in HTTP_STATUS:
+            return HTTP_STATUS[code]
+    return 500
+
+
+def _classes() -> dict[str, type[EngramError]]:
+    found: dict[str, type[EngramError]] = {}
+    pending: list[type[EngramError]] = [EngramError]
+    while pending:
+        cls = pending.pop()
+        found.setdefault(cls.code, cls)
+        pending.extend(cls.__subclasses__())
+    return found
+
+
+def class_for(code: str, status: int) -> type[EngramError]:
+    """The exception class for an error ``code`` (else for ``status``) answered by an Engram server."""
+    classes = _classes()
+    if code in classes and code != "engram_error":
+        return classes[code]
+    by_status: dict[int, type[EngramError]] = {401: NotAuthenticatedError, 403: PermissionDeniedError}
+    by_status[404] = NotFoundError
+    by_status.update({409: ConflictError, 413: RequestTooLargeError, 429: RateLimitedError})
+    if status in by_status:
+        return by_status[status]
+    if 400 <= status < 500:
+        return ValidationError
+    return ProviderError if status in (502, 503, 504) else ServerError

@@ -5,17 +5,52 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 import warnings
 from datetime import UTC, date, datetime
 from typing import Any
 
-from engram.errors import ScopeRequiredError, ValidationError
+from engram.errors import LimitExceededError, ScopeRequiredError, ValidationError
+from engram.limits import DEFAULT_LIMITS, ROLES, Limits, json_shape
 from engram.types import SCOPE_FIELDS, Message, Scope
 
 logger = logging.getLogger("engram")
-MAX_ID_LENGTH = 256
-MAX_MESSAGE_CHARS = 100_000
-MAX_METADATA_BYTES = 64_000
+MAX_ID_LENGTH = DEFAULT_LIMITS.max_id_chars
+MAX_MESSAGE_CHARS = DEFAULT_LIMITS.max_message_chars
+MAX_METADATA_BYTES = DEFAULT_LIMITS.max_metadata_bytes
+_WHITESPACE_RUN = re.compile(r"\s{2,}")
+
+
+def over_limit(field: str, what: str, limit: str, maximum: int) -> LimitExceededError:
+    """The error for ``field`` being over ``limit`` (``what`` says how: "longer than 10 characters")."""
+    return LimitExceededError(
+        f"{field} is {what} (limit {limit} = {maximum:,})", field=field, limit=limit, maximum=maximum
+    )
+
+
+def message_chars(text: str) -> int:
+    """Length of ``text`` with every run of whitespace counted as one character."""
+    return len(_WHITESPACE_RUN.sub(" ", text)) if len(text) > 1 else len(text)
+
+
+def check_length(value: str, field: str, limit: str, maximum: int) -> str:
+    """``value`` when it has at most ``maximum`` characters (runs of whitespace counted as one)."""
+    if len(value) > maximum and message_chars(value) > maximum:
+        raise over_limit(field, f"longer than {maximum:,} characters", limit, maximum)
+    return value
+
+
+def check_id(value: Any, field: str, limits: Limits = DEFAULT_LIMITS) -> str:
+    """An id: a non-blank string (valid Unicode, no NUL) of at most ``max_id_chars`` characters."""
+    if not isinstance(value, str):
+        raise ValidationError(f"{field} must be a string, got {type(value).__name__}", field=field)
+    if not value.strip():
+        raise ValidationError(f"{field} must not be empty", field=field)
+    if len(value) > limits.max_id_chars:
+        raise over_limit(
+            field, f"longer than {limits.max_id_chars} characters", "max_id_chars", limits.max_id_chars
+        )
+    return check_text(value, field)
 
 
 def check_text(value: str, field: str) -> str:
@@ -41,21 +76,12 @@ def _check_json_strings(value: Any, field: str) -> None:
             _check_json_strings(item, field)
 
 
-def scope_from(*, required: bool, **ids: str | None) -> Scope:
-    """Check the four scope ids (strings, not blank, not too long) and build the Scope."""
+def scope_from(*, required: bool, limits: Limits = DEFAULT_LIMITS, **ids: str | None) -> Scope:
+    """Check the four scope ids (see :func:`check_id`) and build the Scope."""
     clean: dict[str, str | None] = {}
     for name in SCOPE_FIELDS:
         value = ids.get(name)
-        if value is None:
-            clean[name] = None
-            continue
-        if not isinstance(value, str):
-            raise ValidationError(f"{name} must be a string, got {type(value).__name__}", field=name)
-        if not value.strip():
-            raise ValidationError(f"{name} must not be empty", field=name)
-        if len(value) > MAX_ID_LENGTH:
-            raise ValidationError(f"{name} is longer than {MAX_ID_LENGTH} characters", field=name)
-        clean[name] = check_text(value, name)
+        clean[name] = None if value is None else check_id(value, name, limits)
     scope = Scope(**clean)
     if required and scope.is_empty():
         raise ScopeRequiredError(
@@ -64,18 +90,33 @@ def scope_from(*, required: bool, **ids: str | None) -> Scope:
     return scope
 
 
-def require_scope(scope: Scope) -> Scope:
+def require_scope(scope: Scope, limits: Limits = DEFAULT_LIMITS) -> Scope:
+    """``scope`` when it names at least one id and every id is well formed."""
     if scope.is_empty():
         raise ScopeRequiredError(
             "At least one of user_id, agent_id, app_id or run_id is required "
             "(as a keyword argument or inside filters)",
             field="filters",
         )
-    return scope_from(required=True, **scope.as_dict())
+    for name, value in scope.as_dict().items():
+        if value is not None:
+            check_id(value, name, limits)
+    return scope
 
 
-def parse_messages(messages: Any) -> list[Message]:
-    """A str, one {"role", "content", "name"?} dict, or a list of them."""
+def check_filters(filters: Any, limits: Limits = DEFAULT_LIMITS) -> None:
+    """Refuse filters nested deeper or larger than ``max_filter_depth`` / ``max_filter_nodes``."""
+    if filters is not None:
+        check_json_shape(
+            filters,
+            "filters",
+            depth_limit=("max_filter_depth", limits.max_filter_depth),
+            nodes_limit=("max_filter_nodes", limits.max_filter_nodes),
+        )
+
+
+def parse_messages(messages: Any, limits: Limits = DEFAULT_LIMITS) -> list[Message]:
+    """A str, one {"role", "content", "name"?} dict, or a list of them (roles: user, assistant, system)."""
     if isinstance(messages, str):
         items: list[Any] = [{"role": "user", "content": messages}]
     elif isinstance(messages, dict):
@@ -89,36 +130,64 @@ def parse_messages(messages: Any) -> list[Message]:
         )
     if not items:
         raise ValidationError("messages is empty", field="messages")
-    parsed: list[Message] = []
-    for i, item in enumerate(items):
-        where = f"messages[{i}]"
-        if not isinstance(item, dict):
-            raise ValidationError(f"{where} must be a dict with role and content", field=where)
-        role, content, name = item.get("role", "user"), item.get("content"), item.get("name")
-        if not isinstance(role, str) or not role.strip():
-            raise ValidationError(f"{where}.role must be a non-empty string", field=f"{where}.role")
-        if not isinstance(content, str):
-            raise ValidationError(f"{where}.content must be a string", field=f"{where}.content")
-        if len(content) > MAX_MESSAGE_CHARS:
-            raise ValidationError(
-                f"{where}.content is longer than {MAX_MESSAGE_CHARS} characters", field=f"{where}.content"
-            )
-        if name is not None and (not isinstance(name, str) or not name.strip()):
-            raise ValidationError(f"{where}.name must be a non-empty string", field=f"{where}.name")
-        check_text(content, f"{where}.content")
-        check_text(role, f"{where}.role")
-        if name is not None:
-            check_text(name, f"{where}.name")
-        parsed.append(Message(role=role.strip().lower(), content=content, name=name))
+    if len(items) > limits.max_messages_per_add:
+        cap = limits.max_messages_per_add
+        raise over_limit("messages", f"a list of {len(items):,} messages", "max_messages_per_add", cap)
+    parsed = [_parse_message(item, f"messages[{i}]", limits) for i, item in enumerate(items)]
+    if not any(m.content.strip() for m in parsed):  # blank turns inside a conversation are skipped
+        where = "messages[0].content" if len(parsed) == 1 else "messages"
+        raise ValidationError(f"{where} has no text: every message is empty or whitespace", field=where)
     return parsed
 
 
-def clean_metadata(metadata: Any, *, field: str = "metadata") -> dict[str, Any]:
+def _parse_message(item: Any, where: str, limits: Limits) -> Message:
+    if not isinstance(item, dict):
+        raise ValidationError(f"{where} must be a dict with role and content", field=where)
+    role, content, name = item.get("role", "user"), item.get("content"), item.get("name")
+    if not isinstance(role, str) or role.strip().lower() not in ROLES:
+        raise ValidationError(f"{where}.role must be one of {', '.join(ROLES)}", field=f"{where}.role")
+    if not isinstance(content, str):
+        raise ValidationError(f"{where}.content must be a string", field=f"{where}.content")
+    check_length(content, f"{where}.content", "max_message_chars", limits.max_message_chars)
+    check_text(content, f"{where}.content")
+    if name is not None:
+        name = check_id(name, f"{where}.name", limits)
+    return Message(role=role.strip().lower(), content=content, name=name)
+
+
+def check_memory_text(text: Any, limits: Limits = DEFAULT_LIMITS, *, field: str = "text") -> str:
+    """A memory's text: a non-blank string of at most ``max_memory_chars`` characters."""
+    if not isinstance(text, str) or not text.strip():
+        raise ValidationError(f"{field} must be a non-empty string", field=field)
+    check_length(text, field, "max_memory_chars", limits.max_memory_chars)
+    return check_text(text, field)
+
+
+def check_json_shape(
+    value: Any, field: str, *, depth_limit: tuple[str, int], nodes_limit: tuple[str, int]
+) -> None:
+    """Refuse ``value`` when it nests deeper, or holds more keys and items, than the limits say."""
+    depth, nodes = json_shape(value)
+    if depth > depth_limit[1]:
+        raise over_limit(field, f"nested {depth} levels deep", *depth_limit)
+    if nodes > nodes_limit[1]:
+        raise over_limit(field, f"{nodes:,} keys and items", *nodes_limit)
+
+
+def clean_metadata(
+    metadata: Any, *, field: str = "metadata", limits: Limits = DEFAULT_LIMITS
+) -> dict[str, Any]:
     """A JSON-serialisable dict; scope keys inside it are never trusted as scope (stripped, warned)."""
     if metadata is None:
         return {}
     if not isinstance(metadata, dict):
         raise ValidationError(f"{field} must be a dict, got {type(metadata).__name__}", field=field)
+    check_json_shape(
+        metadata,
+        field,
+        depth_limit=("max_metadata_depth", limits.max_metadata_depth),
+        nodes_limit=("max_metadata_keys", limits.max_metadata_keys),
+    )
     for key in metadata:
         if not isinstance(key, str):
             raise ValidationError(f"{field} keys must be strings", field=field)
@@ -136,8 +205,10 @@ def clean_metadata(metadata: Any, *, field: str = "metadata") -> dict[str, Any]:
         encoded = json.dumps(metadata, allow_nan=False)
     except (TypeError, ValueError) as e:
         raise ValidationError(f"{field} must be JSON-serialisable: {e}", field=field) from e
-    if len(encoded) > MAX_METADATA_BYTES:
-        raise ValidationError(f"{field} is larger than {MAX_METADATA_BYTES} bytes", field=field)
+    size = len(encoded.encode("utf-8"))
+    if size > limits.max_metadata_bytes:
+        cap = limits.max_metadata_bytes
+        raise over_limit(field, f"{size:,} bytes of JSON", "max_metadata_bytes", cap)
     return dict(json.loads(encoded))
 
 
@@ -187,12 +258,12 @@ def parse_expiration(value: Any) -> date | None:
 
 
 def check_int(value: Any, field: str, *, low: int, high: int) -> int:
+    """An int (not a bool) in ``[low, high]``."""
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
         raise ValidationError(f"{field} must be an integer between {low} and {high}", field=field)
     return value
 
 
-def check_memory_id(value: Any) -> str:
-    if not isinstance(value, str) or not value.strip() or len(value) > MAX_ID_LENGTH:
-        raise ValidationError("memory_id must be a non-empty string", field="memory_id")
-    return check_text(value, "memory_id")
+def check_memory_id(value: Any, limits: Limits = DEFAULT_LIMITS) -> str:
+    """A memory id (see :func:`check_id`)."""
+    return check_id(value, "memory_id", limits)

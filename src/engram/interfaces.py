@@ -26,6 +26,7 @@ from engram.types import (
     MemoryContext,
     MemoryRecord,
     NewMemory,
+    RestoredMemory,
     Scope,
     StoredMessage,
     Vector,
@@ -200,6 +201,17 @@ class Store(ABC):
     @abstractmethod
     async def reset(self, namespace: str | None = None) -> None:
         """Remove everything in ``namespace`` (all namespaces when ``None``)."""
+
+    async def restore(self, namespace: str, memory: RestoredMemory) -> bool:
+        """Write one exported memory back as it was: its id, dates, expiry, supersession link, metadata,
+        history rows (with their ids) and source messages, in one transaction. Messages already stored
+        (same id) are linked, not copied. Returns ``False``, writing nothing, when the memory's id is
+        taken (in any namespace, deleted memories included). Raises ConflictError when a current memory
+        of the same scope already says the same (another id).
+        """
+        from engram.errors import ConfigError
+
+        raise ConfigError(f"The {type(self).__name__} store cannot restore exported memories")
 
     # -- reads --------------------------------------------------------------------------------
     @abstractmethod

@@ -18,8 +18,11 @@ from engram.entities import group_entities, has_entity_filter, links_for, resolv
 from engram.errors import ConfigError, NotFoundError, ValidationError
 from engram.filters import split_scope
 from engram.inputs import (
+    check_filters,
     check_int,
+    check_length,
     check_memory_id,
+    check_memory_text,
     check_text,
     clean_metadata,
     parse_expiration,
@@ -29,6 +32,7 @@ from engram.inputs import (
     scope_from,
 )
 from engram.interfaces import LLM, Embedder, Extractor, Reranker, Store
+from engram.limits import Limits
 from engram.profiles import (
     MAX_PROFILE_MEMORIES,
     build_profile,
@@ -40,6 +44,7 @@ from engram.profiles import (
 from engram.retrieval import SearchRequest, hybrid_search
 from engram.types import (
     MemoryRecord,
+    Message,
     NewMemory,
     Scope,
     StoredMessage,
@@ -71,6 +76,20 @@ class _Backends:
     ready: bool = False
     lock: asyncio.Lock | None = None
     views: dict[str, AsyncMemory] = field(default_factory=dict)
+    watch: asyncio.Task[None] | None = None  # closes the engine when its event loop shuts down
+
+
+async def _close_with_loop(memory: AsyncMemory) -> None:
+    """Wait until the event loop shuts down (``asyncio.run`` cancels every task), then close ``memory``.
+
+    So a program that never calls ``close()`` still releases pools and threads while its loop runs.
+    """
+    try:
+        await asyncio.get_running_loop().create_future()  # never set
+    except asyncio.CancelledError:
+        if memory._b.watch is asyncio.current_task():  # the loop is ending, not close() being called
+            await memory.close()
+        raise
 
 
 def _parse_config(config: dict[str, Any] | None) -> MemoryConfig:
@@ -136,12 +155,22 @@ class AsyncMemory:
         return self._b.config
 
     @property
+    def limits(self) -> Limits:
+        """The input contract this engine enforces (``config.limits``)."""
+        return self._b.config.limits
+
+    @property
     def store(self) -> Store:
         return self._b.store
 
     @property
     def embedder(self) -> Embedder:
         return self._b.embedder
+
+    @property
+    def llm(self) -> LLM | None:
+        """The configured LLM, if any (without one, ``add`` may still build one from the environment)."""
+        return self._b.llm
 
     def namespace_view(self, namespace: str) -> AsyncMemory:
         """The same backends, isolated to another namespace (one per project in the server)."""
@@ -162,9 +191,17 @@ class AsyncMemory:
             if not self._b.ready:
                 await self._b.store.open(self._b.embedder.info)
                 self._b.ready = True
+                self._b.watch = asyncio.get_running_loop().create_task(_close_with_loop(self))
+
+    async def open(self) -> None:
+        """Open (create or migrate) the store now; every method does this on first use anyway."""
+        await self._ready()
 
     async def close(self) -> None:
-        """Close the store and release provider clients."""
+        """Close the store and release provider clients (again: nothing happens)."""
+        watch, self._b.watch = self._b.watch, None
+        if watch is not None and watch is not asyncio.current_task():
+            watch.cancel()
         if self._b.ready:
             await self._b.store.close()
             self._b.ready = False
@@ -199,12 +236,10 @@ class AsyncMemory:
         ``infer=False`` stores each non-system message as given. Exact duplicates in the same scope
         are not stored twice: they come back with event ``NONE`` and the existing id.
         """
+        parsed, meta = self.check_add(messages, metadata, prompt, infer, user_id, agent_id, app_id, run_id)
         scope = scope_from(required=True, user_id=user_id, agent_id=agent_id, app_id=app_id, run_id=run_id)
-        parsed = parse_messages(messages)
-        meta = clean_metadata(metadata)
         observed_at = parse_timestamp(timestamp) or utcnow()
         expires_at = parse_expiration(expiration_date)
-        _check_add_options(prompt, infer)
         await self._ready()
         now = utcnow()
         stored = [
@@ -247,6 +282,30 @@ class AsyncMemory:
         await self._link_entities(scope, outcomes, {})
         by_id = {mem.id: mem for mem in memories}
         return {"results": [_outcome_item(o, by_id.get(o.id)) for o in outcomes]}
+
+    def check_add(
+        self,
+        messages: Any,
+        metadata: Any,
+        prompt: Any,
+        infer: Any,
+        user_id: str | None = None,
+        agent_id: str | None = None,
+        app_id: str | None = None,
+        run_id: str | None = None,
+    ) -> tuple[list[Message], dict[str, Any]]:
+        """Check an add's arguments against :attr:`limits` (what the server checks before queueing)."""
+        limits = self.limits
+        scope_from(
+            required=True, limits=limits, user_id=user_id, agent_id=agent_id, app_id=app_id, run_id=run_id
+        )
+        parsed = parse_messages(messages, limits)
+        meta = clean_metadata(metadata, limits=limits)
+        _check_add_options(prompt, infer, limits)
+        if not infer:  # each message becomes a memory: it must fit one
+            for i, m in enumerate(parsed):
+                check_length(m.content, f"messages[{i}].content", "max_memory_chars", limits.max_memory_chars)
+        return parsed, meta
 
     async def _add_inferred(
         self,
@@ -331,8 +390,10 @@ class AsyncMemory:
         """Most relevant memories in a scope: ``{"results": [item + "score"]}``, best first."""
         if not isinstance(query, str) or not query.strip():
             raise ValidationError("query must be a non-empty string", field="query")
-        check_text(query, "query")
-        top_k = check_int(limit if limit is not None else top_k, "top_k", low=1, high=1000)
+        check_text(check_length(query, "query", "max_query_chars", self.limits.max_query_chars), "query")
+        top_k = check_int(
+            limit if limit is not None else top_k, "top_k", low=1, high=self.limits.max_page_size
+        )
         if threshold is not None and (
             isinstance(threshold, bool) or not isinstance(threshold, int | float) or not 0 <= threshold <= 1
         ):
@@ -367,11 +428,13 @@ class AsyncMemory:
     def _scope_and_filters(
         self, filters: Any, user_id: str | None, agent_id: str | None, app_id: str | None, run_id: str | None
     ) -> tuple[Scope, Any]:
+        limits = self.limits
         kwargs_scope = scope_from(
-            required=False, user_id=user_id, agent_id=agent_id, app_id=app_id, run_id=run_id
+            required=False, limits=limits, user_id=user_id, agent_id=agent_id, app_id=app_id, run_id=run_id
         )
+        check_filters(filters, limits)
         scope, tree = split_scope(filters, kwargs_scope=kwargs_scope)
-        return require_scope(scope), tree
+        return require_scope(scope, limits), tree
 
     async def _entity_tree(self, scope: Scope, tree: Any, visibility: Visibility) -> Any:
         """The filter with its ``entity`` conditions turned into memory-id conditions."""
@@ -382,7 +445,7 @@ class AsyncMemory:
 
     async def get(self, memory_id: str) -> dict[str, Any] | None:
         """The memory with this id, or ``None``."""
-        check_memory_id(memory_id)
+        check_memory_id(memory_id, self.limits)
         await self._ready()
         record = await self._b.store.get(self.namespace, memory_id)
         return record.to_item() if record else None
@@ -426,16 +489,14 @@ class AsyncMemory:
         data: str | None = None,
     ) -> dict[str, Any]:
         """Change a memory's text and/or replace its metadata (``data`` is mem0's name for ``text``)."""
-        check_memory_id(memory_id)
+        check_memory_id(memory_id, self.limits)
         if text is None:
             text = data
         if text is None and metadata is None:
             raise ValidationError("update needs text (or data) or metadata", field="text")
-        if text is not None and (not isinstance(text, str) or not text.strip()):
-            raise ValidationError("text must be a non-empty string", field="text")
         if text is not None:
-            check_text(text, "text")
-        meta = clean_metadata(metadata) if metadata is not None else None
+            text = check_memory_text(text, self.limits)
+        meta = clean_metadata(metadata, limits=self.limits) if metadata is not None else None
         await self._ready()
         vector = (await self._b.embedder.embed([text]))[0] if text is not None else None
         record = await self._b.store.update(
@@ -453,7 +514,7 @@ class AsyncMemory:
 
     async def delete(self, memory_id: str) -> dict[str, Any]:
         """Delete one memory (its history keeps the text)."""
-        check_memory_id(memory_id)
+        check_memory_id(memory_id, self.limits)
         await self._ready()
         await self._b.store.delete(self.namespace, memory_id)
         return {"message": "Memory deleted successfully!", "id": memory_id}
@@ -476,13 +537,13 @@ class AsyncMemory:
 
     async def history(self, memory_id: str) -> list[dict[str, Any]]:
         """Every change of one memory, oldest first (ADD, UPDATE, SUPERSEDE, DELETE)."""
-        check_memory_id(memory_id)
+        check_memory_id(memory_id, self.limits)
         await self._ready()
         return [h.to_item() for h in await self._b.store.history(self.namespace, memory_id)]
 
     async def sources(self, memory_id: str) -> list[dict[str, Any]]:
         """The raw messages a memory came from (provenance), oldest first."""
-        check_memory_id(memory_id)
+        check_memory_id(memory_id, self.limits)
         await self._ready()
         if await self._b.store.get(self.namespace, memory_id) is None:
             raise NotFoundError(f"Memory {memory_id!r} not found", details={"memory_id": memory_id})
@@ -516,7 +577,8 @@ class AsyncMemory:
 
     async def _user_records(self, user_id: str) -> list[MemoryRecord]:
         check_text(user_id, "user_id")
-        scope, limit = scope_from(required=True, user_id=user_id), MAX_PROFILE_MEMORIES * 20
+        scope = scope_from(required=True, limits=self.limits, user_id=user_id)
+        limit = MAX_PROFILE_MEMORIES * 20
         await self._ready()
         page = await self._b.store.list_memories(self.namespace, scope, None, Visibility(), limit=limit)
         return page.records
@@ -595,11 +657,11 @@ def _outcome_item(outcome: WriteOutcome, memory: NewMemory | None) -> dict[str, 
     return item
 
 
-def _check_add_options(prompt: Any, infer: Any) -> None:
-    """``prompt`` is text (or None) and ``infer`` a boolean."""
+def _check_add_options(prompt: Any, infer: Any, limits: Limits) -> None:
+    """``prompt`` is text (or None) within ``limits`` and ``infer`` a boolean."""
     if prompt is not None and not isinstance(prompt, str):
         raise ValidationError("prompt must be a string", field="prompt")
     if prompt is not None:
-        check_text(prompt, "prompt")
+        check_text(check_length(prompt, "prompt", "max_prompt_chars", limits.max_prompt_chars), "prompt")
     if not isinstance(infer, bool):
         raise ValidationError("infer must be true or false", field="infer")

@@ -243,6 +243,17 @@ class ServiceState(ABC):
         """FAILED with ``error``, or back to PENDING until ``retry_at``; guarded by the claim."""
 
     # -- entities (who has memories) ------------------------------------------------------------
+    async def take_token(self, project_id: str, per_minute: int) -> float | None:
+        """Take one request from the project's rate-limit bucket shared by every process: 0 when it
+        may go on, else the seconds to wait. ``None``: this backend keeps no shared buckets, so each
+        server process limits on its own (the embedded SQLite state)."""
+        return None
+
+    @abstractmethod
+    async def prune(self, max_age_seconds: float) -> int:
+        """Delete finished jobs (their idempotency keys with them) and webhook deliveries older than
+        ``max_age_seconds``; pending and running jobs are kept. Returns the number of rows deleted."""
+
     @abstractmethod
     async def touch_entities(self, project_id: str, ids: dict[str, str]) -> None:
         """Record the scope ids of a write (``{"user_id": "alice", ...}``)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import threading
 import weakref
@@ -48,6 +49,15 @@ class LoopThread:
                 self._loop.call_soon_threadsafe(self._loop.stop)
                 self._loop = None
 
+    def shutdown(self, engine: AsyncMemory) -> None:
+        """Close ``engine`` on the loop (if one was started), then stop the loop. Safe to repeat."""
+        with self._lock:
+            loop = self._loop
+        if loop is not None and loop.is_running() and _running_loop() is not loop:
+            with contextlib.suppress(Exception):
+                asyncio.run_coroutine_threadsafe(engine.close(), loop).result(timeout=30)
+        self.stop()
+
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:
     try:
@@ -88,7 +98,8 @@ class Memory:
             config, store=store, embedder=embedder, llm=llm, reranker=reranker, extractor=extractor
         )
         self._runner = LoopThread()
-        self._finalizer = weakref.finalize(self, self._runner.stop)
+        # Also at interpreter exit: pools and threads are released even without close().
+        self._finalizer = weakref.finalize(self, self._runner.shutdown, self._engine)
 
     @classmethod
     def from_config(cls, config: dict[str, Any] | MemoryConfig) -> Memory:
@@ -117,9 +128,13 @@ class Memory:
     reset = blocking(AsyncMemory.reset)
 
     def close(self) -> None:
-        """Close the store and stop the background loop."""
-        self._runner.run(self._engine.close())
-        self._runner.stop()
+        """Close the store and stop the background loop (again: nothing happens)."""
+        if self._finalizer.detach() is None:
+            return
+        try:
+            self._runner.run(self._engine.close())
+        finally:
+            self._runner.stop()
 
     def __enter__(self) -> Memory:
         return self

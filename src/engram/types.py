@@ -172,6 +172,17 @@ class HistoryEntry:
         }
 
 
+@dataclass(slots=True)
+class RestoredMemory:
+    """A memory exactly as exported (id, dates, supersession link, history, source messages), for
+    :meth:`engram.interfaces.Store.restore`."""
+
+    record: MemoryRecord
+    vector: Vector
+    history: list[HistoryEntry] = field(default_factory=list)
+    messages: list[StoredMessage] = field(default_factory=list)
+
+
 @dataclass(frozen=True, slots=True)
 class Visibility:
     """Which memories a read may see besides the current, unexpired ones."""

@@ -208,3 +208,63 @@ def make_key(
             await state.close()
 
     return asyncio.run(go())
+
+
+def start_on_state(home: Path, backend: str, pg_url: str | None = None, **settings: Any) -> ServerProcess:
+    """A server whose state is SQLite (``server.db`` in ``home``) or PostgreSQL (a fresh schema)."""
+    if backend == "postgres":
+        assert pg_url is not None
+        schema = f"t_{os.urandom(6).hex()}"
+        settings = {
+            **settings,
+            "state_backend": "postgres",
+            "state_config": {"url": pg_url, "schema_name": schema},
+        }
+    return ServerProcess(home, **settings).start(timeout=60)
+
+
+def make_key_on(srv: ServerProcess, org: str, project: str) -> tuple[str, str, str]:
+    """(key, org_id, project_id) in the server's own state, whichever backend it uses."""
+    if srv.settings.get("state_backend") != "postgres":
+        return make_key(srv.state_path, org, project)
+    from engram.stores.postgres.service import PostgresServiceState
+
+    async def go() -> tuple[str, str, str]:
+        state = PostgresServiceState(**srv.settings["state_config"])
+        await state.open()
+        try:
+            o = await state.ensure_org(org)
+            p = await state.ensure_project(o.id, project)
+            return await state.create_key(p.id), o.id, p.id
+        finally:
+            await state.close()
+
+    return asyncio.run(go())
+
+
+def drop_state_schema(srv: ServerProcess, pg_url: str | None) -> None:
+    """Drop a PostgreSQL server's state schema (nothing for SQLite state)."""
+    if srv.settings.get("state_backend") == "postgres" and pg_url:
+        import psycopg
+
+        with psycopg.connect(pg_url, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{srv.settings["state_config"]["schema_name"]}" CASCADE')
+
+
+def stored_counts(srv: ServerProcess, key: str) -> tuple[int, int, int]:
+    """(memories, messages, add events) as stored: what a refused request must leave unchanged."""
+    import sqlite3
+
+    db = srv.home / "engram.db"
+    memories = messages = 0
+    if db.exists():
+        with contextlib.closing(sqlite3.connect(db)) as conn:
+            memories = conn.execute("SELECT count(*) FROM memories WHERE deleted_at IS NULL").fetchone()[0]
+            messages = conn.execute("SELECT count(*) FROM messages").fetchone()[0]
+    events = httpx.get(
+        srv.url + "/v1/events/",
+        params={"page_size": 1},
+        headers={"Authorization": f"Token {key}"},
+        timeout=30,
+    ).json()["count"]
+    return memories, messages, int(events)

@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
+
+from engram.cli.output import EXIT_NOT_FOUND, JsonOpt, emit_json
 
 if TYPE_CHECKING:
     from engram.service import ServiceState
@@ -16,7 +18,7 @@ keys_app = typer.Typer(help="Manage the server's API keys, organizations and pro
 T = TypeVar("T")
 
 
-def _with_state(fn: Callable[[ServiceState], Awaitable[T]]) -> T:
+def with_state(fn: Callable[[ServiceState], Awaitable[T]]) -> T:
     from engram.server.app import build_state
     from engram.server.settings import ServerSettings
 
@@ -41,6 +43,7 @@ def create(
     project: Annotated[str, typer.Option("--project", help="project name (created if missing)")],
     name: Annotated[str | None, typer.Option(help="a label for the key")] = None,
     read_only: Annotated[bool, typer.Option("--read-only", help="the key cannot write")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Create a key and print it. It is shown only this once."""
 
@@ -49,7 +52,10 @@ def create(
         p = await state.ensure_project(o.id, project)
         return await state.create_key(p.id, name=name, read_only=read_only), o.id, p.id
 
-    key, org_id, project_id = _with_state(go)
+    key, org_id, project_id = with_state(go)
+    if as_json:
+        emit_json({"key": key, "org_id": org_id, "project_id": project_id})
+        return
     typer.echo(key)
     typer.echo(
         f"# org {org} ({org_id}), project {project} ({project_id}). Store it now: it is not shown again.",
@@ -58,59 +64,71 @@ def create(
 
 
 @keys_app.command("list")
-def list_keys() -> None:
+def list_keys(as_json: JsonOpt = False) -> None:
     """List keys (never the keys themselves: their prefix, project and state)."""
 
-    async def go(state: ServiceState) -> list[tuple[str, ...]]:
+    async def go(state: ServiceState) -> list[dict[str, Any]]:
         names = {p.id: f"{o.name}/{p.name}" for o, p in await state.list_projects()}
         return [
-            (
-                k.id,
-                k.prefix + "…",
-                names.get(k.project_id, k.project_id),
-                k.name or "",
-                "read-only" if k.read_only else "read-write",
-                _when(k.created_at),
-                f"revoked {_when(k.revoked_at)}" if k.revoked_at else "active",
-            )
+            {
+                "id": k.id,
+                "prefix": k.prefix + "…",
+                "project": names.get(k.project_id, k.project_id),
+                "name": k.name or "",
+                "access": "read-only" if k.read_only else "read-write",
+                "created": _when(k.created_at),
+                "state": f"revoked {_when(k.revoked_at)}" if k.revoked_at else "active",
+            }
             for k in await state.list_keys()
         ]
 
-    rows = _with_state(go)
+    rows = with_state(go)
+    if as_json:
+        emit_json(rows)
+        return
     if not rows:
         typer.echo("no keys; create one with: engram keys create --org ORG --project PROJECT")
     for row in rows:
-        typer.echo("  ".join(row))
+        typer.echo("  ".join(row.values()))
 
 
 @keys_app.command("revoke")
 def revoke(
     key_id: Annotated[str, typer.Argument(help="the key's id (or its prefix) from `engram keys list`")],
+    as_json: JsonOpt = False,
 ) -> None:
     """Revoke a key: it stops working within seconds."""
 
     async def go(state: ServiceState) -> bool:
         return await state.revoke_key(key_id)
 
-    if not _with_state(go):
+    if not with_state(go):
         typer.echo(f"no active key {key_id!r}", err=True)
-        raise typer.Exit(1)
+        raise typer.Exit(EXIT_NOT_FOUND)
+    if as_json:
+        emit_json({"revoked": key_id})
+        return
     typer.echo(f"revoked {key_id}")
 
 
 @keys_app.command("projects")
-def projects() -> None:
+def projects(as_json: JsonOpt = False) -> None:
     """List organizations and projects with their ids."""
 
-    async def go(state: ServiceState) -> list[str]:
+    async def go(state: ServiceState) -> list[dict[str, Any]]:
         return [
-            f"{o.name} ({o.id})  {p.name} ({p.id})  rate limit: "
-            f"{p.rate_limit_per_minute if p.rate_limit_per_minute is not None else 'default'}"
+            {"org": o.name, "org_id": o.id, "project": p.name, "project_id": p.id,
+             "rate_limit_per_minute": p.rate_limit_per_minute}
             for o, p in await state.list_projects()
-        ]
+        ]  # fmt: skip
 
-    for line in _with_state(go):
-        typer.echo(line)
+    rows = with_state(go)
+    if as_json:
+        emit_json(rows)
+        return
+    for r in rows:
+        limit = r["rate_limit_per_minute"] if r["rate_limit_per_minute"] is not None else "default"
+        typer.echo(f"{r['org']} ({r['org_id']})  {r['project']} ({r['project_id']})  rate limit: {limit}")
 
 
 @keys_app.command("set-limit")
@@ -119,11 +137,15 @@ def set_limit(
     per_minute: Annotated[
         int | None, typer.Argument(help="requests per minute; omit for the default")
     ] = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Set a project's rate limit (requests per minute; 0 disables limiting)."""
 
     async def go(state: ServiceState) -> None:
         await state.set_rate_limit(project_id, per_minute)
 
-    _with_state(go)
+    with_state(go)
+    if as_json:
+        emit_json({"project_id": project_id, "rate_limit_per_minute": per_minute})
+        return
     typer.echo(f"{project_id}: {per_minute if per_minute is not None else 'default'} requests per minute")

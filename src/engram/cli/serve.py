@@ -12,7 +12,7 @@ def serve_command(
     port: Annotated[int | None, typer.Option(help="port (default 8000)")] = None,
     workers: Annotated[int | None, typer.Option(help="server processes (default 1)")] = None,
     worker_tasks: Annotated[
-        int | None, typer.Option("--worker-tasks", help="in-process job workers per process; 0: none")
+        int | None, typer.Option("--worker-tasks", help="job runner loops in each server process; 0: none")
     ] = None,
 ) -> None:
     """Serve mem0's Platform API on the embedded store (settings: ENGRAM_SERVER_* variables)."""
@@ -27,8 +27,8 @@ def worker_command(
     """Run queued async adds and webhook deliveries in a separate process."""
     import asyncio
 
-    from engram.server.run import run_worker
     from engram.server.settings import ServerSettings
+    from engram.server.worker import run_worker
 
     settings = ServerSettings.from_env(worker_tasks=tasks)
     typer.echo(f"engram worker: {settings.resolved_state_path()} ({tasks} tasks)")

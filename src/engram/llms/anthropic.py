@@ -1,4 +1,4 @@
-"""Anthropic's Claude models through the official ``anthropic`` SDK (``pip install "engram[anthropic]"``)."""
+"""Anthropic's Claude models through the official ``anthropic`` SDK (extra ``anthropic``)."""
 
 from __future__ import annotations
 

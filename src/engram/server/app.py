@@ -1,12 +1,10 @@
-"""The FastAPI application: ``create_app(settings)`` wires the engine, the state and the workers."""
+"""The FastAPI application: ``create_app(settings)`` wires the engine, the state and the job runner."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import FastAPI
@@ -14,11 +12,13 @@ from fastapi import FastAPI
 from engram import registry
 from engram.config import MemoryConfig
 from engram.memory import AsyncMemory
-from engram.server.auth import Auth, BodySizeLimit, RateLimiter
+from engram.server.auth import Auth, RateLimiter
+from engram.server.deps import Server
+from engram.server.edge import Edge
 from engram.server.errors import install_error_handlers
+from engram.server.jobs import JobRunner
 from engram.server.settings import ServerSettings
-from engram.server.worker import Runner, namespace_for, new_worker_id
-from engram.service import KeyContext, ServiceState
+from engram.service import ServiceState
 
 logger = logging.getLogger("engram.server")
 
@@ -42,21 +42,6 @@ def build_state(settings: ServerSettings) -> ServiceState:
     return state
 
 
-@dataclass
-class Server:
-    """What the routes share."""
-
-    settings: ServerSettings
-    state: ServiceState
-    engine: AsyncMemory
-    runner: Runner
-    auth: Auth
-    request_worker_id: str = field(default_factory=new_worker_id)
-
-    def memory(self, ctx: KeyContext) -> AsyncMemory:
-        return self.engine.namespace_view(namespace_for(ctx.project.id))
-
-
 def create_app(
     settings: ServerSettings | None = None,
     *,
@@ -64,15 +49,12 @@ def create_app(
     state: ServiceState | None = None,
 ) -> FastAPI:
     """Build the server app. ``engine`` and ``state`` default to what ``settings`` describe."""
-    from engram.server.routes_admin import admin_router
-    from engram.server.routes_memories import memories_router
-    from engram.server.routes_profiles import profiles_router
-    from engram.server.routes_projects import projects_router
+    from engram.server.routes import ROUTERS
 
     settings = settings or ServerSettings.from_env()
     state = state or build_state(settings)
     engine = engine or build_engine(settings)
-    runner = Runner(engine, state, settings)
+    runner = JobRunner(engine, state, settings)
     server = Server(
         settings, state, engine, runner, Auth(state, RateLimiter(), settings.rate_limit_per_minute)
     )
@@ -80,17 +62,11 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await state.open()
-        stop = asyncio.Event()
-        tasks = [asyncio.create_task(runner.run_forever(stop)) for _ in range(settings.worker_tasks)]
+        runner.start(settings.worker_tasks)
         try:
             yield
         finally:
-            stop.set()
-            runner.wake.set()
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            await runner.aclose()
+            await runner.stop()
             await engine.close()
             await state.close()
 
@@ -102,11 +78,9 @@ def create_app(
     )
     app.state.server = server
     install_error_handlers(app)
-    app.include_router(projects_router(server))
-    app.include_router(profiles_router(server))
-    app.include_router(memories_router(server))
-    app.include_router(admin_router(server))
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    for router in ROUTERS:
+        app.include_router(router)
+    app.add_middleware(Edge, max_bytes=settings.max_body_bytes)
     origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]
     if origins:
         from fastapi.middleware.cors import CORSMiddleware
@@ -116,7 +90,7 @@ def create_app(
             allow_origins=origins,
             allow_methods=["*"],
             allow_headers=["*"],
-            expose_headers=["Retry-After"],
+            expose_headers=["Retry-After", "X-Request-ID"],
         )
     return app
 

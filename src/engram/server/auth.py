@@ -1,4 +1,4 @@
-"""API-key authentication, per-project rate limits and the request size limit."""
+"""API-key authentication and per-project rate limits."""
 
 from __future__ import annotations
 
@@ -9,9 +9,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from fastapi import Request
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from engram.server.errors import ApiError, error_response
+from engram.server.errors import ApiError
 from engram.service import KeyContext, ServiceState, hash_api_key
 
 
@@ -80,7 +79,6 @@ class Auth:
         key = _token_from(request.headers.get("authorization"))
         if key is None:
             raise ApiError(
-                401,
                 "not_authenticated",
                 "Missing API key: send 'Authorization: Token <key>'",
                 headers={"WWW-Authenticate": "Token"},
@@ -88,14 +86,16 @@ class Auth:
         ctx = await self.resolve(key)
         if ctx is None:
             raise ApiError(
-                401, "invalid_api_key", "Invalid or revoked API key", headers={"WWW-Authenticate": "Token"}
+                "invalid_api_key", "Invalid or revoked API key", headers={"WWW-Authenticate": "Token"}
             )
         limit = ctx.project.rate_limit_per_minute
-        wait = self.limiter.check(ctx.project.id, self.default_limit if limit is None else limit)
+        per_minute = self.default_limit if limit is None else limit
+        wait = await self.state.take_token(ctx.project.id, per_minute)
+        if wait is None:  # no shared buckets in this state backend: this process's own
+            wait = self.limiter.check(ctx.project.id, per_minute)
         if wait > 0:
             retry = max(1, math.ceil(wait))
             raise ApiError(
-                429,
                 "rate_limited",
                 f"Rate limit exceeded for project {ctx.project.name}; retry in {retry} s",
                 details={"retry_after": retry},
@@ -108,7 +108,7 @@ class Auth:
 def require_write(ctx: KeyContext) -> None:
     """Refuse writes with a read-only key (403)."""
     if ctx.key.read_only:
-        raise ApiError(403, "forbidden", "This API key is read-only", details={"key_id": ctx.key.id})
+        raise ApiError("forbidden", "This API key is read-only", details={"key_id": ctx.key.id})
 
 
 def check_project(ctx: KeyContext, org_id: Any = None, project_id: Any = None) -> None:
@@ -117,54 +117,6 @@ def check_project(ctx: KeyContext, org_id: Any = None, project_id: Any = None) -
     Another project answers 404, exactly like one that does not exist.
     """
     if project_id not in (None, "") and str(project_id) != ctx.project.id:
-        raise ApiError(404, "not_found", f"project {project_id} not found", details={"field": "project_id"})
+        raise ApiError("not_found", f"project {project_id} not found", details={"field": "project_id"})
     if org_id not in (None, "") and str(org_id) != ctx.org.id:
-        raise ApiError(404, "not_found", f"organization {org_id} not found", details={"field": "org_id"})
-
-
-class BodySizeLimit:
-    """ASGI middleware answering 413 when a request body is larger than ``max_bytes``."""
-
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        self.app = app
-        self.max_bytes = max_bytes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        declared = dict(scope.get("headers") or []).get(b"content-length")
-        too_large = error_response(
-            413,
-            "payload_too_large",
-            f"The request body is larger than {self.max_bytes} bytes",
-            {"max_bytes": self.max_bytes},
-        )
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await too_large(scope, receive, send)
-            return
-        # Read the body up front (it is bounded by max_bytes), then replay it to the app.
-        chunks: list[bytes] = []
-        seen = 0
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                break
-            chunk = message.get("body", b"")
-            seen += len(chunk)
-            if seen > self.max_bytes:
-                await too_large(scope, receive, send)
-                return
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
-        replayed = False
-
-        async def replay() -> Message:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
-            return await receive()
-
-        await self.app(scope, replay, send)
+        raise ApiError("not_found", f"organization {org_id} not found", details={"field": "org_id"})

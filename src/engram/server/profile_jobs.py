@@ -10,6 +10,7 @@ import hashlib
 import json
 from typing import TYPE_CHECKING, Any
 
+from engram.server.jobs import job_error
 from engram.service import Job, ServiceState
 
 if TYPE_CHECKING:
@@ -64,7 +65,7 @@ async def run_profile_job(view: AsyncMemory, state: ServiceState, job: Job) -> l
             )
             results.append({"entity_id": entity_id, "status": built["status"]})
         except Exception as e:  # reported per user; the job still completes
-            results.append({"entity_id": entity_id, "status": "failed", "error": f"{type(e).__name__}: {e}"})
+            results.append({"entity_id": entity_id, "status": "failed", "error": job_error(e, job.id)})
     return results
 
 

@@ -22,7 +22,7 @@ class ServerSettings(BaseModel):
 
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
-    workers: int = Field(1, ge=1, le=64, description="uvicorn worker processes")
+    workers: int = Field(1, ge=1, le=64, description="server processes (uvicorn's workers)")
     home: Path | None = Field(None, description="data directory; default $ENGRAM_HOME")
     state_path: Path | None = Field(None, description="server state database; default <home>/server.db")
     state_backend: str = Field(
@@ -38,7 +38,12 @@ class ServerSettings(BaseModel):
     )
     rate_limit_per_minute: int = Field(1200, ge=0, description="default per-project limit; 0 disables")
     max_body_bytes: int = Field(2_000_000, ge=1_024)
-    worker_tasks: int = Field(2, ge=0, le=64, description="in-process job workers; 0: only `engram worker`")
+    worker_tasks: int = Field(
+        2,
+        ge=0,
+        le=64,
+        description="job runner loops per server process; 0: only `engram worker` processes run jobs",
+    )
     lease_seconds: float = Field(30.0, gt=0)
     poll_interval: float = Field(0.25, gt=0)
     job_max_attempts: int = Field(5, ge=1)
@@ -47,6 +52,14 @@ class ServerSettings(BaseModel):
     webhook_backoff_seconds: float = Field(2.0, gt=0, description="first retry delay; doubles each time")
     webhook_backoff_max: float = Field(600.0, gt=0)
     webhook_timeout: float = Field(10.0, gt=0)
+    retention_days: float = Field(
+        7.0,
+        ge=0,
+        description="finished jobs, deliveries and idempotency keys older than this are deleted; 0 keeps all",
+    )
+    prune_interval: float = Field(
+        3600.0, gt=0, description="seconds between two prunings (in each server process)"
+    )
     cors_origins: str = Field("", description="comma-separated origins allowed to call from a browser")
     job_delay_ms: int = Field(0, ge=0, description="artificial delay per add job (tests and benchmarks)")
 
@@ -69,7 +82,7 @@ class ServerSettings(BaseModel):
         return cls.model_validate(values)
 
     def to_env(self) -> dict[str, str]:
-        """The environment that recreates these settings in another process (uvicorn workers)."""
+        """The environment that recreates these settings in another process (uvicorn's server processes)."""
         env: dict[str, str] = {}
         for name, value in self.model_dump().items():
             if value is None:

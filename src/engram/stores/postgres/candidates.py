@@ -9,6 +9,8 @@ Keyword: texts are tokenized like the embedded store (:mod:`.tokens`); the GIN i
 holding any query term and they are scored with BM25 (k1=1.2, b=0.75, idf floored at 1e-6: the
 formula of SQLite FTS5's ``bm25()``), with N, the average length and each term's document frequency
 taken over the scope (not deleted; the embedded store takes them over the whole file).
+A scope last seen smaller than ``stats_cache_min_rows`` is searched in one statement that starts
+from its rows (:func:`bm25_scope_first_sql`, same results).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from engram.ranking import MAX_TERM_SHARE, informative_terms
+from engram.ranking import MAX_TERM_SHARE, MIN_SCOPE_FOR_DF, informative_terms
 from engram.stores.postgres import tokens
 from engram.stores.postgres.reads import PostgresReads, full_where
 from engram.stores.postgres.sql_filters import compile_filter
@@ -85,18 +87,32 @@ def stats_and_term_counts_sql(
     return sql, [*stats_params, *params]
 
 
+def _bm25_sum(n: str, df: str, avgdl: str) -> str:
+    """FTS5's BM25 summed over a row's ``tf`` rows (columns ``tf``, ``doc_len``)."""
+    return (
+        f"sum(GREATEST(ln((GREATEST({n}, {df}) - {df} + 0.5) / ({df} + 0.5)), 1e-6) "
+        f"* (tf.tf * {K1 + 1}) / (tf.tf + {K1} * ({1 - B} + {B} * tf.doc_len / {avgdl})))"
+    )
+
+
+def _ok_sql(schema: str, q: Query) -> tuple[str, list[Any]]:
+    """Visibility and filters as one condition (the rows failing it still count for N and df)."""
+    params: list[Any] = []
+    clauses = visibility_clauses(q.visibility, "%s::date", params, iso=False)
+    if q.filters is not None:
+        filter_sql, filter_params = compile_filter(q.filters, fold=f"{schema}.fold")
+        clauses.append(filter_sql)
+        params.extend(filter_params)
+    return " AND ".join(clauses) or "true", params
+
+
 def bm25_sql(
     schema: str, q: Query, lexemes: Sequence[str], n_docs: float, avgdl: float
 ) -> tuple[str, list[Any]]:
-    """Top ``limit`` rows of the scope by BM25 over ``lexemes`` (each one phrase, as in FTS5)."""
+    """Top ``limit`` rows of the scope by BM25 over ``lexemes`` (each one phrase, as in FTS5), the
+    rows found through the GIN index (``lexemes`` already stripped of common terms)."""
     scope_where, scope_params = scope_clauses(q.namespace, q.scope, "%s")
-    ok_params: list[Any] = []
-    ok_clauses = visibility_clauses(q.visibility, "%s::date", ok_params, iso=False)
-    if q.filters is not None:
-        filter_sql, filter_params = compile_filter(q.filters, fold=f"{schema}.fold")
-        ok_clauses.append(filter_sql)
-        ok_params.extend(filter_params)
-    ok = " AND ".join(ok_clauses) or "true"
+    ok, ok_params = _ok_sql(schema, q)
     sql = f"""
 WITH lex AS (SELECT t.lexeme, t.i FROM unnest(%s::text[]) WITH ORDINALITY AS t(lexeme, i)),
 matched AS MATERIALIZED (
@@ -109,10 +125,7 @@ tf AS (
     FROM matched mt CROSS JOIN LATERAL unnest(mt.tsv) AS u JOIN lex ON lex.lexeme = u.lexeme
 ),
 df AS (SELECT i, count(DISTINCT id)::float8 AS df FROM tf GROUP BY i)
-SELECT tf.id, sum(
-    GREATEST(ln((GREATEST(%s::float8, df.df) - df.df + 0.5) / (df.df + 0.5)), 1e-6)
-    * (tf.tf * {K1 + 1}) / (tf.tf + {K1} * ({1 - B} + {B} * tf.doc_len / %s::float8))
-) AS score
+SELECT tf.id, {_bm25_sum("%s::float8", "df.df", "%s::float8")} AS score
 FROM tf JOIN df USING (i)
 WHERE tf.ok
 GROUP BY tf.id, tf.seq
@@ -120,6 +133,50 @@ ORDER BY score DESC, tf.seq
 LIMIT %s"""
     literal = tokens.tsquery_literal(lexemes)
     return sql, [list(lexemes), *ok_params, *scope_params, literal, n_docs, max(avgdl, 1e-9), q.limit]
+
+
+def bm25_scope_first_sql(schema: str, q: Query, lexemes: Sequence[str]) -> tuple[str, list[Any]]:
+    """Keyword search of a small scope in one statement, starting from the scope's rows.
+
+    Same result as :func:`stats_and_term_counts_sql`, :func:`engram.ranking.informative_terms`
+    then :func:`bm25_sql`: N and the average length over the scope, terms in more than
+    MAX_TERM_SHARE of it dropped (when two or more were given, the scope has MIN_SCOPE_FOR_DF rows
+    and any term is rare enough), BM25 over the rest. The scope's rows are read through its btree
+    index and tested for the terms one by one, instead of intersecting the table-wide GIN index
+    (which, for a common word, reads every row of every scope holding it).
+    """
+    scope_where, scope_params = scope_clauses(q.namespace, q.scope, "%s")
+    ok, ok_params = _ok_sql(schema, q)
+    cap = f"floor(st.n * {MAX_TERM_SHARE})"
+    sql = f"""
+WITH lex AS (SELECT t.lexeme, t.i FROM unnest(%s::text[]) WITH ORDINALITY AS t(lexeme, i)),
+sc AS MATERIALIZED (
+    SELECT m.id, m.seq, m.tsv, m.doc_len, ({ok}) AS ok
+    FROM {schema}.memories m WHERE {" AND ".join(scope_where)}
+),
+st AS (SELECT count(*)::float8 AS n, COALESCE(avg(sc.doc_len), 0)::float8 AS avgdl FROM sc),
+tf AS MATERIALIZED (
+    SELECT sc.id, sc.seq, sc.doc_len, sc.ok, lex.i, cardinality(u.positions) AS tf
+    FROM sc CROSS JOIN LATERAL unnest(sc.tsv) AS u JOIN lex ON lex.lexeme = u.lexeme
+    WHERE sc.tsv @@ %s::tsquery
+),
+df AS (SELECT lex.i, count(DISTINCT tf.id)::float8 AS df FROM lex LEFT JOIN tf USING (i) GROUP BY lex.i),
+rule AS (
+    SELECT %s::bool AND st.n >= {MIN_SCOPE_FOR_DF} AND bool_or(df.df <= {cap}) AS active
+    FROM df CROSS JOIN st GROUP BY st.n
+),
+kept AS (SELECT df.i, df.df FROM df CROSS JOIN st CROSS JOIN rule WHERE NOT rule.active OR df.df <= {cap})
+SELECT tf.id, {_bm25_sum("st.n", "kept.df", "GREATEST(st.avgdl, 1e-9)")} AS score
+FROM tf JOIN kept USING (i) CROSS JOIN st
+WHERE tf.ok
+GROUP BY tf.id, tf.seq
+ORDER BY score DESC, tf.seq
+LIMIT %s"""
+    params = [
+        list(lexemes), *ok_params, *scope_params, tokens.tsquery_literal(lexemes), len(lexemes) >= 2,
+        q.limit,
+    ]  # fmt: skip
+    return sql, params
 
 
 def neighbours_sql(schema: str, namespace: str, scope: Scope) -> tuple[str, list[Any]]:
@@ -152,6 +209,7 @@ class PostgresCandidates(PostgresReads):
         cur = await self.conn.execute(sized, [*params, bound + 1, vector, *params, bound, q.limit])
         rows = await cur.fetchall()
         if int(rows[0][0]) <= bound:
+            self.store._note_scope_size(q.namespace, q.scope, float(rows[0][0]))
             return [Candidate(str(r[1]), float(r[2])) for r in rows if r[1] is not None]
         ef = max(self.store.settings.hnsw_ef_search, min(q.limit, 1000))
         async with self.conn.pipeline(), self.conn.transaction():  # the settings travel with the query
@@ -165,8 +223,13 @@ class PostgresCandidates(PostgresReads):
         lexemes = tokens.query_lexemes(terms)
         if not lexemes:
             return []
+        if self.store._small_scope(q.namespace, q.scope):
+            sql, params = bm25_scope_first_sql(self.s, q, lexemes)
+            cur = await self.conn.execute(sql, params)
+            return [Candidate(str(r[0]), float(r[1])) for r in await cur.fetchall()]
         # No shared snapshot needed: BM25 clamps N to each term's document frequency.
         n_docs, avgdl, counts = await self._stats_and_counts(q.namespace, q.scope, lexemes)
+        self.store._note_scope_size(q.namespace, q.scope, n_docs)
         if n_docs == 0:
             return []
         lexemes = informative_terms(lexemes, n_docs, counts)

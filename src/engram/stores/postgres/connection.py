@@ -18,7 +18,9 @@ from contextlib import asynccontextmanager
 from typing import Any, ClassVar, TypeVar
 
 from engram.errors import ConfigError, ConflictError, EngramError, MissingDependencyError, StoreError
+from engram.ranking import MIN_SCOPE_FOR_DF
 from engram.stores.postgres.rows import PostgresConnectionSettings, PostgresSettings
+from engram.types import Scope
 
 T = TypeVar("T")
 _RETRIES = 6
@@ -135,6 +137,22 @@ class PostgresConnection(PostgresPool):
         # Large scopes' BM25 statistics: (N, average length, when) and a term's row count, when.
         self._stats_cache: dict[tuple[str, tuple[str | None, ...]], tuple[float, float, float]] = {}
         self._term_cache: dict[tuple[str, tuple[str | None, ...], str], tuple[int, float]] = {}
+        # Whether a scope was small (keyword search from its rows), and when that was seen.
+        self._scope_sizes: dict[tuple[str, tuple[str | None, ...]], tuple[bool, float]] = {}
+
+    def _note_scope_size(self, namespace: str, scope: Scope, rows: float) -> None:
+        """Remember whether the scope is small (see :meth:`_small_scope`)."""
+        if len(self._scope_sizes) > 100_000:
+            self._scope_sizes.clear()
+        small = rows < max(self.settings.stats_cache_min_rows, MIN_SCOPE_FOR_DF)
+        self._scope_sizes[(namespace, scope.as_tuple())] = (small, time.monotonic())
+
+    def _small_scope(self, namespace: str, scope: Scope) -> bool:
+        """Whether the scope was smaller than ``stats_cache_min_rows`` when last seen (within
+        ``stats_cache_seconds``): its keyword search then runs in one statement from the scope's
+        rows. Only the plan depends on this: both plans give the same results."""
+        seen = self._scope_sizes.get((namespace, scope.as_tuple()))
+        return seen is not None and seen[0] and time.monotonic() - seen[1] < self.settings.stats_cache_seconds
 
     def _read_url(self) -> str | None:
         if self.settings.read_url is not None:

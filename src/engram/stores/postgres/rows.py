@@ -53,7 +53,10 @@ class PostgresSettings(PostgresConnectionSettings):
     )
     hnsw_ef_search: int = Field(200, ge=1, le=1000, description="HNSW candidate list size at query time")
     stats_cache_min_rows: int = Field(
-        10_000, ge=0, description="scopes this large reuse their BM25 statistics for stats_cache_seconds"
+        10_000,
+        ge=0,
+        description="scopes this large reuse their BM25 statistics for stats_cache_seconds; "
+        "smaller ones are keyword-searched in one statement from their own rows",
     )
     stats_cache_seconds: float = Field(60.0, ge=0)
 

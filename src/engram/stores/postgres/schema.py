@@ -152,19 +152,33 @@ def _m003_sources_by_message(s: str) -> list[str]:
     return [f"CREATE INDEX memory_sources_by_message ON {s}.memory_sources (message_id)"]
 
 
+def _m004_vectors_inline(s: str) -> list[str]:
+    # A memory row is about 2 kB (a 384-d vector alone is 1.5 kB): past the default 2 kB target,
+    # PostgreSQL would try to compress the vector and then move it to the TOAST table, so every
+    # exact scan and vectors_for read a second relation. Rows up to a page stay whole (new rows;
+    # VACUUM FULL rewrites old ones); wider vectors are still TOASTed.
+    return [f"ALTER TABLE {s}.memories SET (toast_tuple_target = 8160)"]
+
+
 MIGRATIONS: list[Migration] = [
     Migration(1, "initial", _m001_initial),
     Migration(2, "unicode case folding for icontains", _m002_fold),
     Migration(3, "index source links by message", _m003_sources_by_message),
-    Migration(4, "entity links and profiles", derived.tables),
+    Migration(4, "keep memory rows with their vectors in the table", _m004_vectors_inline),
+    Migration(5, "entity links and profiles", derived.tables),
 ]
 
 
 async def migrate(
     conn: Any, schema: str, component: str = "store", steps: list[Migration] = MIGRATIONS
 ) -> int:
-    """Apply pending migrations in one transaction under the advisory lock; returns the version."""
+    """Apply pending migrations in one transaction under the advisory lock; returns the version.
+
+    An up-to-date schema is only read (no lock), so opening it never waits for a migrating process.
+    """
     s = check_schema_name(schema)
+    if not await migrations.pending(PostgresDb(conn, s), component, steps):
+        return migrations.latest(steps)
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK_KEY,))
         if component == "store":

@@ -65,9 +65,25 @@ def _m001_state(s: str) -> list[str]:
     ]
 
 
+def _m002_rate_buckets(s: str) -> list[str]:
+    return [
+        f"""CREATE TABLE {s}.rate_buckets (project_id text PRIMARY KEY, tokens float8 NOT NULL,
+                updated_at float8 NOT NULL, took boolean NOT NULL)""",
+    ]
+
+
 MIGRATIONS: list[Migration] = [
     Migration(1, "tenancy, keys, jobs, entities, webhooks, feedback, exports", _m001_state),
+    Migration(2, "per-project rate-limit buckets shared by every server process", _m002_rate_buckets),
 ]
+
+_EPOCH = "extract(epoch FROM statement_timestamp())::float8"  # one instant for the whole upsert
+_REFILLED = f"LEAST(%(cap)s, b.tokens + ({_EPOCH} - b.updated_at) * %(rate)s)"
+_TAKE_TOKEN = f"""INSERT INTO {{s}}.rate_buckets AS b (project_id, tokens, updated_at, took)
+    VALUES (%(p)s, %(cap)s - 1, {_EPOCH}, true)
+    ON CONFLICT (project_id) DO UPDATE SET took = {_REFILLED} >= 1,
+      tokens = {_REFILLED} - CASE WHEN {_REFILLED} >= 1 THEN 1 ELSE 0 END, updated_at = {_EPOCH}
+    RETURNING tokens, took"""
 
 
 class PostgresStateSettings(PostgresConnectionSettings):
@@ -94,6 +110,19 @@ class PostgresServiceState(PostgresPool, SQLServiceState):
     async def _transaction(self, fn: Callable[[Db], Awaitable[T]]) -> T:
         async with self._conn() as conn, conn.transaction():
             return await fn(PostgresDb(conn, self._s))
+
+    async def take_token(self, project_id: str, per_minute: int) -> float:
+        """Take one request from the project's bucket, shared by every process: 0, or seconds to wait."""
+        if per_minute <= 0:
+            return 0.0
+        rate = per_minute / 60.0
+        async with self._conn() as conn:
+            cur = await conn.execute(
+                _TAKE_TOKEN.replace("{s}", self._s), {"p": project_id, "cap": float(per_minute), "rate": rate}
+            )
+            row = await cur.fetchone()
+        assert row is not None
+        return 0.0 if row["took"] else (1.0 - float(row["tokens"])) / rate
 
     async def open(self) -> None:
         try:

@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from engram.errors import MissingDependencyError
+from engram.stores.postgres import shutdown
 from engram.stores.postgres.connection import PostgresConnection
 from engram.stores.postgres.rows import PostgresSettings
 from engram.stores.postgres.schema import HNSW_INDEX, MIGRATION_LOCK_KEY, hnsw_index_sql, migrate
@@ -48,6 +49,7 @@ class PostgresStore(PostgresConnection, SQLStore):
             import psycopg
         except ImportError as e:
             raise MissingDependencyError(e.name or "psycopg", "postgres") from e
+        shutdown.install()
         async with self._guard(), await psycopg.AsyncConnection.connect(self._url(), autocommit=True) as conn:
             await migrate(conn, self._s)
             return await self._record_embedder(conn, embedder)

@@ -10,6 +10,7 @@ configurations play no part.
 from __future__ import annotations
 
 import sqlite3
+import struct
 import threading
 from collections.abc import Sequence
 
@@ -51,16 +52,30 @@ def _quote(lexeme: str) -> str:
     return "'" + lexeme.replace("\\", "\\\\").replace("'", "''") + "'"
 
 
-def tsvector_literal(tokens: list[tuple[str, int]]) -> str:
-    """``tsvector`` input text: each term with its 1-based positions."""
-    positions: dict[str, list[int]] = {}
+def positions(tokens: list[tuple[str, int]]) -> dict[str, list[int]]:
+    """Each term's sorted, distinct 1-based positions, within ``tsvector``'s limits."""
+    found: dict[str, list[int]] = {}
     for term, offset in tokens:
         if len(term.encode("utf-8")) <= _MAX_LEXEME_BYTES:
-            positions.setdefault(term, []).append(min(offset + 1, _MAX_POSITION))
+            found.setdefault(term, []).append(min(offset + 1, _MAX_POSITION))
+    return {term: sorted(set(pos))[:_MAX_POSITIONS] for term, pos in found.items()}
+
+
+def tsvector_literal(tokens: list[tuple[str, int]]) -> str:
+    """``tsvector`` input text: each term with its 1-based positions."""
     return " ".join(
-        f"{_quote(term)}:{','.join(str(p) for p in sorted(set(pos))[:_MAX_POSITIONS])}"
-        for term, pos in positions.items()
+        f"{_quote(term)}:{','.join(str(p) for p in pos)}" for term, pos in positions(tokens).items()
     )
+
+
+def tsvector_binary(tokens: list[tuple[str, int]]) -> bytes:
+    """``tsvector`` in PostgreSQL's binary wire format (for ``COPY ... (FORMAT BINARY)``): the entry
+    count, then each lexeme NUL-terminated with its position count and positions (weight D)."""
+    found = positions(tokens)
+    parts = [struct.pack("!i", len(found))]
+    for term, pos in found.items():
+        parts.append(term.encode("utf-8") + b"\0" + struct.pack(f"!H{len(pos)}H", len(pos), *pos))
+    return b"".join(parts)
 
 
 def document(text: str, scope_ids: int) -> tuple[str, int]:

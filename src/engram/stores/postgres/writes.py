@@ -16,27 +16,34 @@ import numpy as np
 from engram.stores.postgres import tokens
 from engram.stores.postgres.reads import PostgresReads
 from engram.stores.sql.dialect import Deleted, Locked, scope_clauses
-from engram.stores.sql.rows import content_digest
-from engram.types import EmbedderInfo, HistoryEntry, NewMemory, Scope, StoredMessage, Vector
+from engram.stores.sql.rows import content_digest, new_record
+from engram.types import EmbedderInfo, HistoryEntry, MemoryRecord, NewMemory, Scope, StoredMessage, Vector
 
 _CURRENT = "deleted_at IS NULL AND superseded_by IS NULL"
 
 
 class PostgresWrites(PostgresReads):
-    async def insert_messages(self, namespace: str, messages: list[StoredMessage]) -> None:
+    async def insert_messages(
+        self, namespace: str, messages: list[StoredMessage], *, existing_ok: bool = False
+    ) -> None:
         if not messages:
             return
         async with self.conn.cursor() as cur:
             await cur.executemany(
                 f"INSERT INTO {self.s}.messages (id, namespace, user_id, agent_id, app_id, run_id, "
                 "scope_key, role, name, content, content_hash, observed_at, created_at) "
-                "VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)",
+                "VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)"
+                + (" ON CONFLICT (id) DO NOTHING" if existing_ok else ""),
                 [
                     (m.id, namespace, *m.scope.as_tuple(), m.scope.key(), m.role, m.name, m.content,
                      content_digest(m.content), m.observed_at, m.created_at)
                     for m in messages
                 ],
             )  # fmt: skip
+
+    async def memory_taken(self, memory_id: str) -> bool:
+        cur = await self.conn.execute(f"SELECT 1 FROM {self.s}.memories WHERE id = %s", (memory_id,))
+        return await cur.fetchone() is not None
 
     async def current_memory(
         self, namespace: str, scope_key: str, hash_: str, *, exclude: str | None = None, lock: bool = False
@@ -71,18 +78,26 @@ class PostgresWrites(PostgresReads):
         return str(row[0]) if row else None
 
     async def insert_memory(self, namespace: str, mem: NewMemory, now: datetime) -> bool:
-        metadata = json.dumps(mem.metadata)
-        cur = await self.conn.execute(
-            f"INSERT INTO {self.s}.memories (id, namespace, user_id, agent_id, app_id, run_id, scope_key, "
-            "text, hash, actor_id, role, metadata, metadata_text, created_at, observed_at, expires_at, "
-            "embedding, tsv, doc_len) "
-            "VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s::jsonb,%s,%s,%s,%s,%s,%s::tsvector,%s) "
-            f"ON CONFLICT (namespace, scope_key, hash) WHERE {_CURRENT} DO NOTHING RETURNING id",
-            (mem.id, namespace, *mem.scope.as_tuple(), mem.scope.key(), mem.text, mem.hash, mem.actor_id,
-             mem.role, metadata, metadata, now, mem.observed_at, mem.expires_at,
-             np.asarray(mem.vector, dtype=np.float32), *tokens.document(mem.text, len(mem.scope.given()))),
-        )  # fmt: skip
+        on_conflict = f"ON CONFLICT (namespace, scope_key, hash) WHERE {_CURRENT} DO NOTHING RETURNING id"
+        cur = await self._insert_row(namespace, new_record(mem, now), mem.vector, on_conflict)
         return await cur.fetchone() is not None
+
+    async def restore_memory(self, namespace: str, rec: MemoryRecord, vector: Vector) -> None:
+        await self._insert_row(namespace, rec, vector, "")
+
+    async def _insert_row(self, namespace: str, rec: MemoryRecord, vector: Vector, on_conflict: str) -> Any:
+        """The memory row with its vector and keyword document; the cursor."""
+        metadata = json.dumps(rec.metadata)
+        return await self.conn.execute(
+            f"INSERT INTO {self.s}.memories (id, namespace, user_id, agent_id, app_id, run_id, scope_key, "
+            "text, hash, actor_id, role, metadata, metadata_text, created_at, updated_at, observed_at, "
+            "expires_at, superseded_by, valid_until, embedding, tsv, doc_len) VALUES (%s,%s,%s,%s,%s,%s,"
+            f"%s,%s,%s,%s,%s,%s::jsonb,%s,%s,%s,%s,%s,%s,%s,%s,%s::tsvector,%s) {on_conflict}",
+            (rec.id, namespace, *rec.scope.as_tuple(), rec.scope.key(), rec.text, rec.hash, rec.actor_id,
+             rec.role, metadata, metadata, rec.created_at, rec.updated_at, rec.observed_at, rec.expires_at,
+             rec.superseded_by, rec.valid_until, np.asarray(vector, dtype=np.float32),
+             *tokens.document(rec.text, len(rec.scope.given()))),
+        )  # fmt: skip
 
     async def supersede(self, namespace: str, old_id: str, new_id: str, now: datetime) -> str | None:
         cur = await self.conn.execute(

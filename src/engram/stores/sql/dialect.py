@@ -90,7 +90,17 @@ class Session(Protocol):
         """Each memory's observation time and the memories just before and after it in the scope."""
 
     # -- writes ----------------------------------------------------------------------------------
-    async def insert_messages(self, namespace: str, messages: list[StoredMessage]) -> None: ...
+    async def insert_messages(
+        self, namespace: str, messages: list[StoredMessage], *, existing_ok: bool = False
+    ) -> None:
+        """Store the messages (``existing_ok``: skip those whose id is already stored)."""
+
+    async def memory_taken(self, memory_id: str) -> bool:
+        """Whether any memory (any namespace, deleted ones included) has this id."""
+
+    async def restore_memory(self, namespace: str, rec: MemoryRecord, vector: Vector) -> None:
+        """Insert the exported row as it was (dates, supersession, metadata), its vector and keyword
+        index; an integrity error (a current twin under another id) becomes ConflictError."""
 
     async def current_memory(
         self, namespace: str, scope_key: str, hash_: str, *, exclude: str | None = None, lock: bool = False

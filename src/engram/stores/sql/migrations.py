@@ -3,7 +3,8 @@
 Each part of the data (``store``: memories; ``state``: the server state) has a numbered list of
 :class:`Migration`; applied ones are rows of ``schema_migrations (component, version, name,
 applied_at)``. The runner is called inside the dialect's transaction and lock (``BEGIN IMMEDIATE``
-for SQLite, an advisory lock for PostgreSQL), so concurrent processes apply each migration once.
+for SQLite, an advisory lock for PostgreSQL), so concurrent processes apply each migration once;
+the dialect first asks :func:`pending` (plain reads) and takes no lock when nothing is to do.
 
 Adding a migration is one new entry at the end of the dialect's list, with the next number::
 
@@ -35,6 +36,23 @@ def script(text: str) -> Callable[[str], list[str]]:
     return lambda _schema: [part for part in text.split(";\n") if part.strip()]
 
 
+async def pending(db: Db, component: str, migrations: list[Migration]) -> bool:
+    """Whether ``component`` has a migration to apply or an old layout to convert. Only reads, so a
+    dialect checks this before taking its write lock: opening an up-to-date database never waits
+    for another writer."""
+    if "component" not in await db.columns(TABLE) or await db.columns("service_migrations"):
+        return True
+    applied = {
+        r[0] for r in await db.rows(f"SELECT version FROM {{s}}.{TABLE} WHERE component = %s", [component])
+    }
+    return any(m.version not in applied for m in migrations)
+
+
+def latest(migrations: list[Migration]) -> int:
+    """The schema version once every migration is applied."""
+    return max(m.version for m in migrations)
+
+
 async def migrate(db: Db, component: str, migrations: list[Migration]) -> int:
     """Apply the pending migrations of ``component``; returns its schema version."""
     await _adopt_old_layout(db, component, migrations)
@@ -51,7 +69,7 @@ async def migrate(db: Db, component: str, migrations: list[Migration]) -> int:
         for statement in statements(db.schema):
             await db.execute(statement)
         await _record(db, component, version, name, utcnow().isoformat())
-    return max(m.version for m in migrations)
+    return latest(migrations)
 
 
 async def _record(db: Db, component: str, version: int, name: str, at: str) -> None:

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from datetime import date, datetime
 from typing import Any
 
-from engram.types import MemoryRecord, Scope, StoredMessage
+from engram.types import MemoryRecord, NewMemory, Scope, StoredMessage
 
 MESSAGE_COLUMNS = "id, user_id, agent_id, app_id, run_id, role, name, content, observed_at, created_at"
 
@@ -24,6 +24,14 @@ def memory_columns(metadata: str = "metadata") -> str:
         f"m.id, m.text, m.hash, m.user_id, m.agent_id, m.app_id, m.run_id, m.actor_id, m.role, m.{metadata}, "
         "m.created_at, m.updated_at, m.observed_at, m.expires_at, m.superseded_by, m.valid_until"
     )
+
+
+def new_record(mem: NewMemory, now: datetime) -> MemoryRecord:
+    """The row a new memory becomes (created ``now``), as a restored one is written from its record."""
+    return MemoryRecord(
+        mem.id, mem.text, mem.hash, mem.scope, mem.actor_id, mem.role, mem.metadata, now, None,
+        mem.observed_at, mem.expires_at,
+    )  # fmt: skip
 
 
 class RowReader:

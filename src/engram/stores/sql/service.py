@@ -350,6 +350,19 @@ class SQLServiceState(ServiceState):
             params = (error, job_id, worker_id)
         return await self._count(sql, params) == 1
 
+    async def prune(self, max_age_seconds: float) -> int:
+        async def tx(db: Db) -> int:
+            jobs = await db.execute(
+                "DELETE FROM {s}.jobs WHERE status IN ('SUCCEEDED', 'FAILED') AND completed_at < {now} - %s",
+                (max_age_seconds,),
+            )
+            deliveries = await db.execute(
+                "DELETE FROM {s}.webhook_deliveries WHERE created_at < {now} - %s", (max_age_seconds,)
+            )
+            return jobs + deliveries
+
+        return await self._transaction(tx)
+
     # -- entities ----------------------------------------------------------------------------------
     async def touch_entities(self, project_id: str, ids: dict[str, str]) -> None:
         pairs = sorted((_ENTITY_FIELDS[k], v) for k, v in ids.items() if k in _ENTITY_FIELDS and v)

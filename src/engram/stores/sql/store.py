@@ -28,6 +28,7 @@ from engram.types import (
     MemoryContext,
     MemoryRecord,
     NewMemory,
+    RestoredMemory,
     Scope,
     StoredMessage,
     Vector,
@@ -120,6 +121,10 @@ class SQLStore(Store):
 
     async def reset(self, namespace: str | None = None) -> None:
         await self._transact(namespace, lambda s: s.reset(namespace, self._embedder))
+
+    async def restore(self, namespace: str, memory: RestoredMemory) -> bool:
+        self._check_dim(memory.vector, "vector")
+        return await self._transact(namespace, lambda s: writes.restore(s, namespace, memory))
 
     # -- reads -------------------------------------------------------------------------------------
     async def get(self, namespace: str, memory_id: str) -> MemoryRecord | None:

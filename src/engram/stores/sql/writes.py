@@ -12,7 +12,7 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -23,6 +23,7 @@ from engram.types import (
     HistoryEvent,
     MemoryRecord,
     NewMemory,
+    RestoredMemory,
     Scope,
     StoredMessage,
     Vector,
@@ -155,3 +156,17 @@ async def delete(s: Session, namespace: str, target: str | Scope) -> int:
     for memory_id, text, actor_id, role in rows:
         await history(s, namespace, memory_id, "DELETE", text, None, now, actor_id, role)
     return len(rows)
+
+
+async def restore(s: Session, namespace: str, memory: RestoredMemory) -> bool:
+    """Write one exported memory back as it was (see :meth:`engram.interfaces.Store.restore`): False,
+    writing nothing, when its id is taken; messages already stored are linked, not copied."""
+    rec = memory.record
+    if await s.memory_taken(rec.id):
+        return False
+    await s.insert_messages(namespace, memory.messages, existing_ok=True)
+    await s.restore_memory(namespace, rec, memory.vector)  # a current twin of another id: ConflictError
+    await s.link_sources(rec.id, [m.id for m in memory.messages])
+    for entry in memory.history:
+        await s.add_history(namespace, replace(entry, memory_id=rec.id))
+    return True

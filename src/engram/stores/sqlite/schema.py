@@ -97,6 +97,12 @@ MIGRATIONS: list[Migration] = [
 
 
 def migrate(conn: sqlite3.Connection, component: str = "store", steps: list[Migration] = MIGRATIONS) -> int:
-    """Apply pending migrations inside one write transaction; returns the schema version."""
+    """Apply pending migrations inside one write transaction; returns the schema version.
+
+    An up-to-date database is only read (no write lock), so opening it never waits for a writer.
+    """
+    db = SQLiteDb(conn)
+    if not run_inline(migrations.pending(db, component, steps)):
+        return migrations.latest(steps)
     with immediate(conn):
-        return run_inline(migrations.migrate(SQLiteDb(conn), component, steps))
+        return run_inline(migrations.migrate(db, component, steps))

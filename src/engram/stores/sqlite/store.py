@@ -123,8 +123,11 @@ class SQLiteStore(SQLStore):
         self.path.parent.mkdir(parents=True, exist_ok=True)
         conn = self._conn()
         migrate(conn)
-        with immediate(conn):
-            rows = dict(conn.execute("SELECT key, value FROM meta WHERE key IN ('embedder', 'dim')"))
+        rows = _stored_embedder(conn)
+        if rows:  # recorded before: opening only reads (no write lock)
+            return rows
+        with immediate(conn):  # first open: record it, unless another process just did
+            rows = _stored_embedder(conn)
             if not rows:
                 conn.executemany(
                     "INSERT INTO meta (key, value) VALUES (?, ?)",
@@ -165,6 +168,10 @@ class SQLiteStore(SQLStore):
         terms = query_terms(query_text) if query_text is not None else []
         q = Query(namespace, scope, filters, visibility, limit)
         return await self._read(namespace, lambda s: _hybrid(s, q, query_vector, terms))
+
+
+def _stored_embedder(conn: sqlite3.Connection) -> dict[str, str]:
+    return dict(conn.execute("SELECT key, value FROM meta WHERE key IN ('embedder', 'dim')"))
 
 
 async def _hybrid(s: Session, q: Query, query_vector: Vector | None, terms: list[str]) -> HybridCandidates:

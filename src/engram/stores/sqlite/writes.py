@@ -15,12 +15,12 @@ from typing import Any
 import numpy as np
 
 from engram.stores.sql.dialect import Deleted, Locked
-from engram.stores.sql.rows import content_digest
+from engram.stores.sql.rows import content_digest, new_record
 from engram.stores.sqlite.reads import SQLiteReads
 from engram.stores.sqlite.rows import fts_delete, scope_sql, scope_tokens
 from engram.stores.sqlite.sql_filters import iso
 from engram.stores.sqlite.vector_cache import VectorCache
-from engram.types import EmbedderInfo, HistoryEntry, NewMemory, Scope, StoredMessage, Vector
+from engram.types import EmbedderInfo, HistoryEntry, MemoryRecord, NewMemory, Scope, StoredMessage, Vector
 
 _NEVER = np.iinfo(np.int64).max
 _TABLES = ("memories", "vectors", "messages", "memory_sources", "history")
@@ -33,17 +33,23 @@ class SQLiteWrites(SQLiteReads):
         self.added: list[tuple[Scope, str, Vector, int, float]] = []  # rows to append to it otherwise
         self._before_seq = 0
 
-    async def insert_messages(self, namespace: str, messages: list[StoredMessage]) -> None:
+    async def insert_messages(
+        self, namespace: str, messages: list[StoredMessage], *, existing_ok: bool = False
+    ) -> None:
         self._before_seq = self.conn.execute("SELECT COALESCE(MAX(seq), 0) FROM messages").fetchone()[0]
         self.conn.executemany(
-            "INSERT INTO messages (id, namespace, user_id, agent_id, app_id, run_id, scope_key, role, "
-            "name, content, content_hash, observed_at, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            ("INSERT OR IGNORE" if existing_ok else "INSERT")
+            + " INTO messages (id, namespace, user_id, agent_id, app_id, run_id, scope_key, role, name, "
+            "content, content_hash, observed_at, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
             [
                 (m.id, namespace, *m.scope.as_tuple(), m.scope.key(), m.role, m.name, m.content,
                  content_digest(m.content), iso(m.observed_at), iso(m.created_at))
                 for m in messages
             ],
         )  # fmt: skip
+
+    async def memory_taken(self, memory_id: str) -> bool:
+        return self.conn.execute("SELECT 1 FROM memories WHERE id = ?", (memory_id,)).fetchone() is not None
 
     async def current_memory(
         self, namespace: str, scope_key: str, hash_: str, *, exclude: str | None = None, lock: bool = False
@@ -72,26 +78,36 @@ class SQLiteWrites(SQLiteReads):
         return str(row[0]) if row else None
 
     async def insert_memory(self, namespace: str, mem: NewMemory, now: datetime) -> bool:
-        tokens = scope_tokens(namespace, mem.scope)
+        vector = np.asarray(mem.vector, dtype=np.float32)
+        self._insert_row(namespace, new_record(mem, now), vector)
+        expires = mem.expires_at.toordinal() if mem.expires_at else _NEVER
+        self.added.append((mem.scope, mem.id, vector, expires, mem.observed_at.timestamp()))
+        return True
+
+    async def restore_memory(self, namespace: str, rec: MemoryRecord, vector: Vector) -> None:
+        self._insert_row(namespace, rec, np.asarray(vector, dtype=np.float32))
+        self.stale = True  # superseded or expired rows are not appended to the vector cache
+
+    def _insert_row(self, namespace: str, rec: MemoryRecord, vector: Vector) -> None:
+        """The memory row, its vector and its keyword index."""
+        tokens = scope_tokens(namespace, rec.scope)
         cursor = self.conn.execute(
             "INSERT INTO memories (id, namespace, user_id, agent_id, app_id, run_id, scope_key, text, hash, "
-            "actor_id, role, metadata, created_at, observed_at, expires_at, scope_tokens) "
-            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            (mem.id, namespace, *mem.scope.as_tuple(), mem.scope.key(), mem.text, mem.hash, mem.actor_id,
-             mem.role, json.dumps(mem.metadata), iso(now), iso(mem.observed_at),
-             mem.expires_at.isoformat() if mem.expires_at else None, tokens),
+            "actor_id, role, metadata, created_at, updated_at, observed_at, expires_at, superseded_by, "
+            "valid_until, scope_tokens) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (rec.id, namespace, *rec.scope.as_tuple(), rec.scope.key(), rec.text, rec.hash, rec.actor_id,
+             rec.role, json.dumps(rec.metadata), iso(rec.created_at),
+             iso(rec.updated_at) if rec.updated_at else None, iso(rec.observed_at),
+             rec.expires_at.isoformat() if rec.expires_at else None, rec.superseded_by,
+             iso(rec.valid_until) if rec.valid_until else None, tokens),
         )  # fmt: skip
-        vector = np.asarray(mem.vector, dtype=np.float32)
         self.conn.execute(
             "INSERT INTO vectors (seq, embedding) VALUES (?, ?)", (cursor.lastrowid, vector.tobytes())
         )
         self.conn.execute(
             "INSERT INTO memories_fts (rowid, text, scope_tokens) VALUES (?, ?, ?)",
-            (cursor.lastrowid, mem.text, tokens),
+            (cursor.lastrowid, rec.text, tokens),
         )
-        expires = mem.expires_at.toordinal() if mem.expires_at else _NEVER
-        self.added.append((mem.scope, mem.id, vector, expires, mem.observed_at.timestamp()))
-        return True
 
     async def supersede(self, namespace: str, old_id: str, new_id: str, now: datetime) -> str | None:
         row = self.conn.execute(

@@ -1,0 +1,159 @@
+"""Import: memories written back with their ids, dates, history and sources; safe to run again.
+
+A memory whose id is already there unchanged is skipped; one whose id is taken by something else is
+reported as a conflict and never overwritten. Vectors are recomputed with the configured embedder
+unless the export carries vectors of that very embedder.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from engram.errors import ConflictError, ValidationError
+from engram.memory import AsyncMemory
+from engram.transfer.exporter import memory_line
+from engram.transfer.format import check_header, memory_dict, parse_memory
+from engram.types import RestoredMemory
+
+BATCH = 64
+Progress = Callable[[int, int | None], None]  # (done, total if known)
+
+
+@dataclass
+class ImportReport:
+    """What an import did: counts, and why each conflicting memory was left alone."""
+
+    imported: int = 0
+    skipped: int = 0
+    conflicts: list[dict[str, str]] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"imported": self.imported, "skipped": self.skipped, "conflicts": self.conflicts}
+
+
+@dataclass(slots=True)
+class Incoming:
+    """One memory to import; ``has_vector`` says its vector can be used as is."""
+
+    memory: RestoredMemory
+    has_vector: bool = False
+
+
+async def _restore(memory: AsyncMemory, item: RestoredMemory, report: ImportReport) -> None:
+    store, namespace, rec = memory.store, memory.namespace, item.record
+    existing = await store.get(namespace, rec.id)
+    if existing is not None:
+        stored = await memory_line(memory, existing, with_vector=False)
+        if stored == memory_dict(rec, item.history, item.messages, None):
+            report.skipped += 1
+        else:
+            report.conflicts.append({"id": rec.id, "reason": "a different memory with this id is stored"})
+        return
+    try:
+        written = await store.restore(namespace, item)
+    except ConflictError as e:
+        report.conflicts.append({"id": rec.id, "reason": e.message})
+        return
+    if written:
+        report.imported += 1
+    else:
+        report.conflicts.append(
+            {"id": rec.id, "reason": "the id is taken (by a deleted memory or in another namespace)"}
+        )
+
+
+async def import_memories(
+    memory: AsyncMemory,
+    items: AsyncIterable[Incoming] | Iterable[Incoming],
+    *,
+    total: int | None = None,
+    progress: Progress | None = None,
+) -> ImportReport:
+    """Restore ``items`` in order (one transaction each), embedding those without a usable vector."""
+    await memory.open()
+    report = ImportReport()
+    done = 0
+    async for batch in _batches(items):
+        todo = [i.memory for i in batch if not i.has_vector]
+        if todo:
+            vectors = await memory.embedder.embed([m.record.text for m in todo])
+            for restored, vector in zip(todo, vectors, strict=True):
+                restored.vector = vector
+        for incoming in batch:
+            await _restore(memory, incoming.memory, report)
+            done += 1
+            if progress is not None:
+                progress(done, total)
+    return report
+
+
+async def _each(items: AsyncIterable[Incoming] | Iterable[Incoming]) -> AsyncIterator[Incoming]:
+    if isinstance(items, AsyncIterable):
+        async for item in items:
+            yield item
+    else:
+        for item in items:
+            yield item
+
+
+async def _batches(items: AsyncIterable[Incoming] | Iterable[Incoming]) -> AsyncIterator[list[Incoming]]:
+    batch: list[Incoming] = []
+    async for item in _each(items):
+        batch.append(item)
+        if len(batch) >= BATCH:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+# -- Engram export files ------------------------------------------------------------------------------
+def _lines(path: Path) -> Iterator[tuple[int, Any]]:
+    try:
+        handle = path.open(encoding="utf-8")
+    except OSError as e:
+        raise ValidationError(f"cannot read {path}: {e.strerror}", field="file") from e
+    with handle:
+        for number, text in enumerate(handle, start=1):
+            if not text.strip():
+                continue
+            try:
+                yield number, json.loads(text)
+            except json.JSONDecodeError as e:
+                raise ValidationError(f"{path}: line {number} is not JSON: {e.msg}", field="file") from e
+
+
+def check_file(path: Path) -> tuple[dict[str, Any], int]:
+    """Validate a whole export file before anything is written: its header and the memory count."""
+    lines = _lines(path)
+    first = next(lines, None)
+    if first is None or not isinstance(first[1], dict):
+        raise ValidationError(f"{path} is empty or has no header line", field="file")
+    head = check_header(first[1])
+    count = 0
+    for number, obj in lines:
+        parse_memory(obj, number)
+        count += 1
+    return head, count
+
+
+def _file_items(path: Path, use_vectors: bool, dim: int) -> Iterator[Incoming]:
+    lines = _lines(path)
+    next(lines)
+    for number, obj in lines:
+        restored, has_vector = parse_memory(obj, number)
+        yield Incoming(restored, has_vector and use_vectors and restored.vector.shape == (dim,))
+
+
+async def import_file(memory: AsyncMemory, path: Path, *, progress: Progress | None = None) -> ImportReport:
+    """Import an ``engram export`` file into ``memory``'s namespace."""
+    head, count = check_file(path)
+    await memory.open()
+    info = memory.embedder.info
+    same_embedder = head.get("embedder") == {"name": info.name, "dim": info.dim}
+    items = _file_items(path, same_embedder and bool(head.get("with_vectors")), info.dim)
+    return await import_memories(memory, items, total=count, progress=progress)
