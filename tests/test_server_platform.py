@@ -114,6 +114,8 @@ def test_profile_statuses_staleness_and_stats(tmp_path: Path) -> None:
             ]
             http.delete("/v1/memories/", params={"user_id": "bo"})
             assert http.get("/v2/entities/user/bo/profile/").json()["status"] == "insufficient_data"
+            unchanged = http.post("/v2/profiles/settings/", json={"enabled": None, "entities": None})
+            assert unchanged.status_code == 200 and unchanged.json()["enabled"] is True
             http.post("/v2/profiles/settings/", json={"enabled": False})
             assert http.get("/v2/entities/user/bo/profile/").json()["status"] == "not_enabled"
             refused = http.post("/v2/profiles/jobs/", json={"operation": "trigger", "entity_id": "bo"})

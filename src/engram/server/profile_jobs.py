@@ -40,7 +40,7 @@ async def profile_settings(state: ServiceState, project_id: str) -> dict[str, An
 async def save_profile_settings(state: ServiceState, project_id: str, changes: dict[str, Any]) -> None:
     """Merge ``{"enabled"?, "entities"?: {"user": {...}}}`` into the stored settings."""
     stored = dict((await state.get_project_settings(project_id)).get(SETTINGS_KEY) or {})
-    if "enabled" in changes:
+    if changes.get("enabled") is not None:  # null: unchanged
         stored["enabled"] = bool(changes["enabled"])
     user_changes = (changes.get("entities") or {}).get("user") or {}
     if user_changes:

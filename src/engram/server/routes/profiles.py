@@ -173,7 +173,7 @@ async def get_settings(ctx: Ctx, server: ServerDep) -> dict[str, Any]:
 async def update_settings(ctx: Ctx, server: ServerDep, body: ProfileSettingsBody) -> dict[str, Any]:
     require_write(ctx)
     changes = body.model_dump(exclude_unset=True, by_alias=True)
-    user = changes.get("entities", {}).get("user", {})
+    user = (changes.get("entities") or {}).get("user") or {}
     if user.get("schema") is not None:
         check_schema(user["schema"])
     await save_profile_settings(server.state, ctx.project.id, changes)
