@@ -84,14 +84,14 @@ def mem0_python(version: str) -> Path:
     return python
 
 
-def mem0_npm() -> Path:
-    """A node project dir (in the test cache) with the npm ``mem0ai`` client installed."""
-    target = cache_dir() / f"npm-mem0ai-{MEM0_NPM_VERSION}"
+def npm_package(package: str, version: str, name: str) -> Path:
+    """A node project dir (in the test cache, ``name``) with ``package@version`` installed from npm."""
+    target = cache_dir() / f"npm-{name}-{version}"
     marker = target / ".installed"
-    with _locked(cache_dir() / ".npm-mem0.lock"):
+    with _locked(cache_dir() / f".npm-{name}.lock"):
         if not marker.exists():
             target.mkdir(parents=True, exist_ok=True)
-            (target / "package.json").write_text('{"name": "engram-mem0-driver", "private": true}\n')
+            (target / "package.json").write_text(f'{{"name": "engram-{name}-driver", "private": true}}\n')
             _run(
                 [
                     "npm",
@@ -100,13 +100,18 @@ def mem0_npm() -> Path:
                     "--no-fund",
                     "--legacy-peer-deps",
                     "--loglevel=error",
-                    f"mem0ai@{MEM0_NPM_VERSION}",
+                    f"{package}@{version}",
                 ],
                 cwd=target,
                 timeout=900,
             )
-            marker.write_text(MEM0_NPM_VERSION)
+            marker.write_text(version)
     return target
+
+
+def mem0_npm() -> Path:
+    """A node project dir (in the test cache) with the npm ``mem0ai`` client installed."""
+    return npm_package("mem0ai", MEM0_NPM_VERSION, "mem0ai")
 
 
 def client_env(tmp: Path) -> dict[str, str]:

@@ -122,9 +122,10 @@ def quickstart(
 
 
 def _mount_server_commands() -> None:
-    """`engram serve`, `engram worker` and `engram keys` (their heavy imports happen when they run)."""
+    """`engram serve`, `worker`, `keys`, `mcp` and the data commands (heavy imports happen when they run)."""
     from engram.cli import doctor, memories, transfer
     from engram.cli.keys import keys_app
+    from engram.cli.mcp import mcp_app
     from engram.cli.serve import serve_command, worker_command
 
     memories.mount(app)
@@ -133,6 +134,7 @@ def _mount_server_commands() -> None:
     app.command("serve")(serve_command)
     app.command("worker")(worker_command)
     app.add_typer(keys_app, name="keys")
+    app.add_typer(mcp_app, name="mcp")
 
 
 def _plain_option_types() -> None:

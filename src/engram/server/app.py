@@ -49,6 +49,7 @@ def create_app(
     state: ServiceState | None = None,
 ) -> FastAPI:
     """Build the server app. ``engine`` and ``state`` default to what ``settings`` describe."""
+    from engram.mcp import http_endpoint
     from engram.server.routes import ROUTERS
 
     settings = settings or ServerSettings.from_env()
@@ -58,13 +59,15 @@ def create_app(
     server = Server(
         settings, state, engine, runner, Auth(state, RateLimiter(), settings.rate_limit_per_minute)
     )
+    mcp = http_endpoint(server)  # streamable HTTP MCP at /mcp (None without the mcp extra)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await state.open()
         runner.start(settings.worker_tasks)
         try:
-            yield
+            async with mcp.running() if mcp else contextlib.nullcontext():
+                yield
         finally:
             await runner.stop()
             await engine.close()
@@ -80,6 +83,8 @@ def create_app(
     install_error_handlers(app)
     for router in ROUTERS:
         app.include_router(router)
+    if mcp:
+        mcp.mount(app)
     app.add_middleware(Edge, max_bytes=settings.max_body_bytes)
     origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]
     if origins:
