@@ -392,6 +392,37 @@ def postgres_store_factory(pg_url: str, pg_schema: str) -> Callable[[], Any]:
     return lambda: PostgresStore(url=pg_url, schema_name=pg_schema)
 
 
+def server_settings(url: str, schema: str) -> dict[str, Any]:
+    """``engram serve`` settings keeping both the server state and the memories in one schema."""
+    return {
+        "state_backend": "postgres",
+        "state_config": {"url": url, "schema_name": schema},
+        "memory_config": {
+            "store": {"provider": "postgres", "config": {"url": url, "schema_name": schema}},
+            "embedder": {"provider": "fake"},
+            "llm_from_env": False,
+        },
+    }
+
+
+def make_key(url: str, schema: str, org: str = "org", project: str = "proj") -> str:
+    """An API key of (org, project), created straight in the PostgreSQL server state."""
+    import asyncio
+
+    from engram.stores.postgres.service import PostgresServiceState
+
+    async def go() -> str:
+        state = PostgresServiceState(url=url, schema_name=schema)
+        await state.open()
+        try:
+            org_row = await state.ensure_org(org)
+            return await state.create_key((await state.ensure_project(org_row.id, project)).id)
+        finally:
+            await state.close()
+
+    return asyncio.run(go())
+
+
 def main(argv: list[str]) -> int:
     if len(argv) != 3 or argv[1] not in ("start", "stop"):
         print(__doc__, file=sys.stderr)

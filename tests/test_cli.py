@@ -22,6 +22,8 @@ def test_quickstart_stores_preferences_and_finds_them_first(tmp_path: Path) -> N
     assert "alice loves sci-fi movies" in first.stdout
     assert "alice is not a big fan of thriller movies" in first.stdout
     assert "extractor: offline" in first.stdout
+    profile = first.stdout[first.stdout.index("Profile of alice") :]
+    assert "preferences" in profile and "sci-fi" in profile and "thriller" in profile
     found = engram(
         "search", "What kind of movies does alice like?", "--user", "alice", "--json", home=tmp_path
     )

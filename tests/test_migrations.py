@@ -14,6 +14,7 @@ from engram import AsyncMemory
 from engram.embedders.fake import FakeEmbedder
 from engram.service import hash_api_key
 from engram.stores.sqlite import SQLiteStore
+from engram.stores.sqlite.schema import MIGRATIONS as SQLITE_STORE_MIGRATIONS
 from engram.stores.sqlite.service import MIGRATIONS as SQLITE_STATE_MIGRATIONS
 from engram.stores.sqlite.service import SQLiteServiceState
 
@@ -33,7 +34,7 @@ async def test_an_old_sqlite_store_opens_with_its_memories(tmp_path: Path) -> No
     added = await memory.add("Alice likes oolong", user_id="alice", infer=False)
     assert added["results"][0]["event"] == "ADD"
     await memory.close()
-    assert _records(tmp_path / "engram.db") == [("store", 1, "initial")]
+    assert _records(tmp_path / "engram.db") == [("store", m.version, m.name) for m in SQLITE_STORE_MIGRATIONS]
     reopened = AsyncMemory(store=SQLiteStore(path=tmp_path / "engram.db"), embedder=FakeEmbedder())
     assert len((await reopened.get_all(user_id="alice"))["results"]) == 2
     await reopened.close()

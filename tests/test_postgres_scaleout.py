@@ -4,7 +4,6 @@ mid-run. Every accepted add ends SUCCEEDED exactly once, every fact is stored on
 
 from __future__ import annotations
 
-import asyncio
 import json
 import signal
 import subprocess
@@ -22,7 +21,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent / "server"))
 from srvhelpers import ServerProcess
 
-from engram.stores.postgres.service import PostgresServiceState
+from tests._pg import make_key, server_settings
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
@@ -34,29 +33,9 @@ def _task(n: int) -> tuple[str, str]:
     return user, f"User {user} remembers fact number {n % DISTINCT}"  # n and n+800 say the same thing
 
 
-def _make_key(url: str, schema: str) -> str:
-    async def go() -> str:
-        state = PostgresServiceState(url=url, schema_name=schema)
-        await state.open()
-        try:
-            org = await state.ensure_org("org")
-            project = await state.ensure_project(org.id, "proj")
-            return await state.create_key(project.id)
-        finally:
-            await state.close()
-
-    return asyncio.run(go())
-
-
 def test_two_servers_two_workers_one_postgres(pg_url: str, pg_schema: str, tmp_path: Path) -> None:
     settings: dict[str, Any] = {
-        "state_backend": "postgres",
-        "state_config": {"url": pg_url, "schema_name": pg_schema},
-        "memory_config": {
-            "store": {"provider": "postgres", "config": {"url": pg_url, "schema_name": pg_schema}},
-            "embedder": {"provider": "fake"},
-            "llm_from_env": False,
-        },
+        **server_settings(pg_url, pg_schema),
         "worker_tasks": 0,  # only the two `engram worker` processes run jobs
         "lease_seconds": 1.0,
         "job_delay_ms": 15,  # keep jobs in flight long enough for the kill to land mid-job
@@ -64,7 +43,7 @@ def test_two_servers_two_workers_one_postgres(pg_url: str, pg_schema: str, tmp_p
     servers = [ServerProcess(tmp_path / f"s{i}", **settings) for i in range(2)]
     for server in servers:
         server.start(timeout=60)
-    key = _make_key(pg_url, pg_schema)
+    key = make_key(pg_url, pg_schema)
     worker_env = servers[0].env()
     workers = [
         subprocess.Popen(

@@ -282,3 +282,9 @@ def test_mem0_npm_client(srv: ServerProcess, key: str, tmp_path: Path) -> None:
     assert out["webhooks"] == [["n", ["memory_add"]]] and out["webhooksAfter"] == 0
     assert out["afterDelete"] == 0 and out["finalCount"] == 0
     assert out["missing"] != "no error"
+    assert out["profileSettings"] == [True, "Be brief."] and out["profileSettingsGet"] is True
+    assert out["profileJob"] == "succeeded" and out["profile"] == ["succeeded", "u-npm", 6]
+    assert len(out["sample"][0]) == 1 and out["sample"][1] == "user"  # one of the server's users
+    assert out["project"] == {"customInstructions": "Durable facts only."}
+    assert out["batchUpdate"].startswith("Successfully updated") and out["batchDelete"]
+    assert out["export"] == 1 and out["deleteUser"] and out["deleteUsers"]

@@ -42,7 +42,10 @@ def test_default_store_lives_under_engram_home(engram_home: Path) -> None:
     assert (engram_home / "engram.db").exists()
     with sqlite3.connect(engram_home / "engram.db") as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert conn.execute("SELECT version, name FROM schema_migrations").fetchall() == [(1, "initial")]
+        assert conn.execute("SELECT version, name FROM schema_migrations").fetchall() == [
+            (1, "initial"),
+            (2, "entity links and profiles"),
+        ]
 
 
 def test_persistence_across_processes(engram_home: Path) -> None:

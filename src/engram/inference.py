@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from engram.config import InferenceConfig
+from engram.derived import EntityMention
 from engram.errors import ExtractionError, ProviderError
 from engram.extract.offline import rewrite
 from engram.extract.speakers import looks_like_name
@@ -46,6 +47,7 @@ class InferencePlan:
     duplicates: list[WriteOutcome]  # event "NONE", id/existing_id = the existing memory, text = the fact
     extractor: str  # "offline" or the LLM name
     notes: list[str] = field(default_factory=list)  # e.g. "extraction failed; stored raw messages"
+    entity_hints: dict[str, list[EntityMention]] = field(default_factory=dict)  # by text_hash of a fact
 
 
 def build_extractor(llm: LLM | None) -> Extractor:
@@ -123,7 +125,8 @@ async def plan_inferred_add(
     keep, duplicates = await _near_duplicates(namespace, scope, fresh, store, config.near_duplicate_threshold)
     planned = {id(f) for f in [*exact, *keep]}
     new = [_memory(f, scope, metadata, expires_at, observed_at) for f in facts if id(f) in planned]
-    return InferencePlan(new, duplicates, result.extractor, [])
+    hints = {text_hash(f.text): f.entities for f in result.facts if f.entities is not None and f.text}
+    return InferencePlan(new, duplicates, result.extractor, [], hints)
 
 
 async def _related(

@@ -16,6 +16,8 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
+from engram.derived import EntityLink, EntityMention, StoredProfile
+from engram.errors import ConfigError
 from engram.filters import FilterNode
 from engram.types import (
     Candidate,
@@ -113,6 +115,7 @@ class ExtractedFact:
     actor_id: str | None = None
     role: str | None = None
     supersedes: list[str] = field(default_factory=list)  # ids of related memories this fact replaces
+    entities: list[EntityMention] | None = None  # named entities, when the extractor gives them
 
 
 @dataclass(slots=True)
@@ -277,6 +280,35 @@ class Store(ABC):
     @abstractmethod
     async def vectors_for(self, namespace: str, memory_ids: Sequence[str]) -> dict[str, Vector]:
         """Stored vectors of the given memories (for dedup and reranking)."""
+
+    # -- derived data: entity links and profiles (optional; see ``keeps_derived``) -----------------
+    keeps_derived: ClassVar[bool] = False  # True when the methods below are implemented
+
+    def _no_derived(self) -> ConfigError:
+        return ConfigError(f"The {type(self).__name__} store does not keep entities or profiles")
+
+    async def link_entities(
+        self, namespace: str, links: Sequence[EntityLink], *, replace: Sequence[str] = ()
+    ) -> None:
+        """Record which named entities memories mention (one transaction; repeats are ignored),
+        first dropping every link of the memories in ``replace`` (their text changed)."""
+        raise self._no_derived()
+
+    async def entity_links(self, namespace: str, scope: Scope, visibility: Visibility) -> list[EntityLink]:
+        """The entity links of the visible memories matching ``scope``."""
+        raise self._no_derived()
+
+    async def get_profile(self, namespace: str, user_id: str) -> StoredProfile | None:
+        """The stored profile of a user, if one was built."""
+        raise self._no_derived()
+
+    async def put_profile(self, namespace: str, profile: StoredProfile) -> None:
+        """Store (replace) a user's profile."""
+        raise self._no_derived()
+
+    async def forget_derived(self, namespace: str | None, user_id: str | None = None) -> None:
+        """Drop profiles (of one user, one namespace or all) and the links of deleted memories."""
+        raise self._no_derived()
 
     async def memory_context(
         self, namespace: str, scope: Scope, memory_ids: Sequence[str], session_gap_s: float

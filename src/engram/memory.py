@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,6 +14,8 @@ from pydantic import ValidationError as PydanticValidationError
 from engram import registry
 from engram.chunking import embed_documents
 from engram.config import MemoryConfig, ProviderSpec
+from engram.derived import EntityMention, StoredProfile
+from engram.entities import group_entities, has_entity_filter, links_for, resolve_entity_filter
 from engram.errors import ConfigError, NotFoundError, ValidationError
 from engram.filters import split_scope
 from engram.inputs import (
@@ -31,8 +34,26 @@ from engram.inputs import (
 )
 from engram.interfaces import LLM, Embedder, Extractor, Reranker, Store
 from engram.limits import Limits
+from engram.profiles import (
+    MAX_PROFILE_MEMORIES,
+    build_profile,
+    check_schema,
+    fingerprint,
+    profile_view,
+    summarize,
+)
 from engram.retrieval import SearchRequest, hybrid_search
-from engram.types import Message, NewMemory, Scope, StoredMessage, Visibility, WriteOutcome, text_hash, utcnow
+from engram.types import (
+    MemoryRecord,
+    Message,
+    NewMemory,
+    Scope,
+    StoredMessage,
+    Visibility,
+    WriteOutcome,
+    text_hash,
+    utcnow,
+)
 
 
 def _default_store() -> ProviderSpec:
@@ -345,6 +366,7 @@ class AsyncMemory:
             for i, m in enumerate(plan.kept)
         ]
         outcomes = await self._b.store.add(self.namespace, plan.stored, memories)
+        await self._link_entities(plan.scope, outcomes, {})
         by_id = {mem.id: mem for mem in memories}
         return {"results": [_outcome_item(o, by_id.get(o.id)) for o in outcomes]}
 
@@ -398,6 +420,7 @@ class AsyncMemory:
             observed_at=observed_at,
         )
         outcomes = await self._b.store.add(self.namespace, stored, plan.new)
+        await self._link_entities(scope, [*outcomes, *plan.duplicates], plan.entity_hints)
         by_id = {mem.id: mem for mem in plan.new}
         results = [_outcome_item(o, by_id.get(o.id)) for o in [*outcomes, *plan.duplicates]]
         answer: dict[str, Any] = {"results": results, "extractor": plan.extractor}
@@ -405,17 +428,33 @@ class AsyncMemory:
             answer["notes"] = list(plan.notes)
         return answer
 
+    def _llm(self) -> LLM | None:
+        """The configured LLM (or one from the environment when ``llm_from_env``), else None."""
+        if self._b.llm is None and self._b.config.llm_from_env:
+            from engram.llms import llm_from_environment
+
+            self._b.llm = llm_from_environment()
+        return self._b.llm
+
     def _extractor(self) -> Extractor:
         if self._b.extractor is None:
             from engram.inference import build_extractor
-            from engram.llms import llm_from_environment
 
-            llm = self._b.llm
-            if llm is None and self._b.config.llm_from_env:
-                llm = llm_from_environment()
-                self._b.llm = llm
-            self._b.extractor = build_extractor(llm)
+            self._b.extractor = build_extractor(self._llm())
         return self._b.extractor
+
+    async def _link_entities(
+        self,
+        scope: Scope,
+        outcomes: list[WriteOutcome],
+        hints: dict[str, list[EntityMention]],
+        replace: Sequence[str] = (),
+    ) -> None:
+        """Record the named entities of stored (or matched) memories: the extractor's, else the rules'."""
+        if not self._b.store.keeps_derived:
+            return
+        links = links_for(outcomes, hints, exclude=tuple(v for v in scope.as_dict().values() if v))
+        await self._b.store.link_entities(self.namespace, links, replace=replace)
 
     # -- search and reads ------------------------------------------------------------------------
     async def search(
@@ -455,6 +494,7 @@ class AsyncMemory:
         if rerank and reranker is None:
             raise ConfigError("rerank=True needs a reranker; configure one under 'reranker'")
         await self._ready()
+        tree = await self._entity_tree(scope, tree, Visibility(include_superseded, show_expired))
         query_vector = (await self._b.embedder.embed([query], kind="query"))[0]
         request = SearchRequest(
             self.namespace,
@@ -495,6 +535,13 @@ class AsyncMemory:
             return scope, tree
         return require_scope(scope, limits), tree
 
+    async def _entity_tree(self, scope: Scope, tree: Any, visibility: Visibility) -> Any:
+        """The filter with its ``entity`` conditions turned into memory-id conditions."""
+        if not has_entity_filter(tree):
+            return tree
+        links = await self._b.store.entity_links(self.namespace, scope, visibility)
+        return resolve_entity_filter(tree, group_entities(links))
+
     async def get(self, memory_id: str) -> dict[str, Any] | None:
         """The memory with this id, or ``None``."""
         check_memory_id(memory_id, self.limits)
@@ -525,6 +572,7 @@ class AsyncMemory:
         offset = check_int(offset, "offset", low=0, high=10**9)
         scope, tree = self._scope_and_filters(filters, user_id, agent_id, app_id, run_id, all_scopes)
         await self._ready()
+        tree = await self._entity_tree(scope, tree, Visibility(include_superseded, show_expired))
         page = await self._b.store.list_memories(
             self.namespace,
             scope,
@@ -572,6 +620,9 @@ class AsyncMemory:
             expires_at=expires_at,
             clear_expiry=bool(clear_expiration),
         )
+        if text is not None:
+            changed = WriteOutcome(record.id, record.text, "UPDATE")
+            await self._link_entities(record.scope, [changed], {}, replace=[record.id])
         return {"message": "Memory updated successfully!", **record.to_item()}
 
     async def delete(self, memory_id: str) -> dict[str, Any]:
@@ -593,6 +644,8 @@ class AsyncMemory:
         scope = scope_from(required=True, user_id=user_id, agent_id=agent_id, app_id=app_id, run_id=run_id)
         await self._ready()
         count = await self._b.store.delete_scope(self.namespace, scope)
+        if self._b.store.keeps_derived:
+            await self._b.store.forget_derived(self.namespace, user_id)
         return {"message": "Memories deleted successfully!", "deleted": count}
 
     async def history(self, memory_id: str) -> list[dict[str, Any]]:
@@ -619,10 +672,92 @@ class AsyncMemory:
             for m in await self._b.store.messages_for(self.namespace, memory_id)
         ]
 
+    # -- entities, profiles, summaries ------------------------------------------------------------
+    async def entities(
+        self,
+        *,
+        user_id: str | None = None,
+        agent_id: str | None = None,
+        app_id: str | None = None,
+        run_id: str | None = None,
+        filters: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Named entities of a scope's memories, most mentioned first (see docs/api.md)."""
+        scope, _ = self._scope_and_filters(filters, user_id, agent_id, app_id, run_id)
+        await self._ready()
+        links = await self._b.store.entity_links(self.namespace, scope, Visibility())
+        return {"results": [e.to_item() for e in group_entities(links)]}
+
+    async def _user_records(self, user_id: str) -> list[MemoryRecord]:
+        check_text(user_id, "user_id")
+        scope = scope_from(required=True, limits=self.limits, user_id=user_id)
+        limit = MAX_PROFILE_MEMORIES * 20
+        await self._ready()
+        page = await self._b.store.list_memories(self.namespace, scope, None, Visibility(), limit=limit)
+        return page.records
+
+    async def profile(self, user_id: str, *, build: bool = True) -> dict[str, Any]:
+        """A user's profile, built on first use (``build=False``: status ``missing`` instead);
+        ``stale`` turns true when the user's memories change (:meth:`refresh_profile` rebuilds)."""
+        records = await self._user_records(user_id)
+        stored = await self._b.store.get_profile(self.namespace, user_id)
+        if not records:
+            return profile_view(user_id, None, "insufficient_data", stale=False)
+        if stored is None:
+            if build:
+                return await self.refresh_profile(user_id)
+            return profile_view(user_id, None, "missing", stale=False)
+        return profile_view(
+            user_id, stored.body, "succeeded", stale=stored.body.get("fingerprint") != fingerprint(records)
+        )
+
+    async def refresh_profile(
+        self, user_id: str, *, schema: dict[str, Any] | None = None, instructions: str | None = None
+    ) -> dict[str, Any]:
+        """Build and store a user's profile now (LLM when configured, else offline)."""
+        chosen = check_schema(schema) if schema is not None else None
+        records = await self._user_records(user_id)
+        if not records:
+            return profile_view(user_id, None, "insufficient_data", stale=False)
+        stored = await self._b.store.get_profile(self.namespace, user_id)
+        generation = int(stored.body.get("generation_count", 0)) + 1 if stored else 1
+        body = await build_profile(
+            user_id, records, schema=chosen, instructions=instructions, llm=self._llm(), generation=generation
+        )
+        await self._b.store.put_profile(self.namespace, StoredProfile(user_id, body))
+        return profile_view(user_id, body, "succeeded", stale=False)
+
+    async def summary(
+        self,
+        *,
+        filters: dict[str, Any] | None = None,
+        top_k: int = 200,
+        user_id: str | None = None,
+        agent_id: str | None = None,
+        app_id: str | None = None,
+        run_id: str | None = None,
+    ) -> dict[str, Any]:
+        """A readable summary of the memories matching a filter, with the ids it was built from."""
+        found = await self.get_all(
+            filters=filters, top_k=top_k, user_id=user_id, agent_id=agent_id, app_id=app_id, run_id=run_id
+        )
+        ids = [item["id"] for item in found["results"]]
+        texts = [item["memory"] for item in found["results"]]
+        text, summarizer = await summarize(texts, self._llm()) if texts else ("", "none")
+        return {"summary": text, "memory_ids": ids, "count": len(ids), "summarizer": summarizer}
+
+    async def stats(self) -> dict[str, Any]:
+        """How many current memories this namespace holds (every scope)."""
+        await self._ready()
+        everything = await self._b.store.list_memories(self.namespace, Scope(), None, Visibility(), limit=1)
+        return {"total_memories": everything.total}
+
     async def reset(self) -> None:
         """Empty this namespace; on the root instance, empty the whole store."""
         await self._ready()
         await self._b.store.reset(None if self._is_root else self.namespace)
+        if self._b.store.keeps_derived:
+            await self._b.store.forget_derived(None if self._is_root else self.namespace)
 
 
 def _outcome_item(outcome: WriteOutcome, memory: NewMemory | None) -> dict[str, Any]:

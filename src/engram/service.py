@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 JobStatus = Literal["PENDING", "RUNNING", "SUCCEEDED", "FAILED"]
-JobKind = Literal["ADD", "WEBHOOK"]
+JobKind = Literal["ADD", "WEBHOOK", "PROFILE"]
 ENTITY_TYPES: tuple[str, ...] = ("user", "agent", "app", "run")
 WEBHOOK_EVENT_TYPES: tuple[str, ...] = ("memory_add", "memory_update", "memory_delete")
 KEY_PREFIX = "eg-"
@@ -162,6 +162,13 @@ class ServiceState(ABC):
 
     @abstractmethod
     async def list_projects(self) -> list[tuple[Organization, Project]]: ...
+
+    async def delete_project(self, project_id: str) -> bool:
+        """Delete a project with its keys, jobs, webhooks, entities, feedback and exports (one
+        transaction); False when it did not exist. Its memories are the engine's to delete."""
+        from engram.errors import ConfigError
+
+        raise ConfigError(f"{type(self).__name__} cannot delete projects")
 
     @abstractmethod
     async def set_rate_limit(self, project_id: str, per_minute: int | None) -> None: ...

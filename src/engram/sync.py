@@ -121,6 +121,11 @@ class Memory:
     delete_all = blocking(AsyncMemory.delete_all)
     history = blocking(AsyncMemory.history)
     sources = blocking(AsyncMemory.sources)
+    entities = blocking(AsyncMemory.entities)
+    profile = blocking(AsyncMemory.profile)
+    refresh_profile = blocking(AsyncMemory.refresh_profile)
+    summary = blocking(AsyncMemory.summary)
+    stats = blocking(AsyncMemory.stats)
     reset = blocking(AsyncMemory.reset)
 
     def close(self) -> None:

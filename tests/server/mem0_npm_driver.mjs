@@ -36,8 +36,37 @@ out.users = (await client.users()).results.map((u) => [u.type, u.name, u.totalMe
 out.feedback = (await client.feedback({ memoryId, feedback: "POSITIVE", feedbackReason: "right" })).feedback;
 const hook = await client.createWebhook({ name: "n", url: "http://127.0.0.1:9/h", eventTypes: ["memory_add"] });
 out.webhooks = (await client.getWebhooks()).map((w) => [w.name, w.eventTypes]);
+await client.updateWebhook({ webhookId: hook.webhookId, name: "renamed" });
 await client.deleteWebhook({ webhookId: hook.webhookId });
 out.webhooksAfter = (await client.getWebhooks()).length;
+// profiles, projects, batches and exports: every other public method of the client
+const settings = await client.updateProfileSettings({ enabled: true, customInstructions: "Be brief." });
+out.profileSettings = [settings.enabled, settings.entities.user.customInstructions];
+out.profileSettingsGet = (await client.getProfileSettings()).enabled;
+const job = await client.generateProfile({ entityId: user, idempotencyKey: `npm-${user}` });
+let jobState;
+for (let i = 0; i < 300; i++) {
+  jobState = (await client.getProfileJob(job.statusUrl)).job;
+  if (jobState.status !== "pending") break;
+  await new Promise((r) => setTimeout(r, 100));
+}
+out.profileJob = jobState.status;
+const profile = await client.getProfile({ entityId: user });
+out.profile = [profile.status, profile.entityId, Object.keys(profile.profile).length];
+const sample = await client.sampleProfiles({ limit: 1 });
+out.sample = [sample.entityIds, (await client.getProfileJob(sample.jobId)).job.entityType];
+await client.updateProject({ customInstructions: "Durable facts only." });
+out.project = await client.getProject({ fields: ["custom_instructions"] });
+const temp = await client.add([{ role: "user", content: "temporary" }], { userId: user, infer: false, async_mode: false });
+const tempId = temp.results[0].id;
+out.batchUpdate = (await client.batchUpdate([{ memoryId: tempId, text: "temporary, revised" }])).message;
+out.batchDelete = (await client.batchDelete([tempId])).message;
+const exp = await client.createMemoryExport({ filters: { user_id: user }, schema: { type: "object" } });
+out.export = (await client.getMemoryExport({ memoryExportId: exp.id })).memories.length;
+await client.add([{ role: "user", content: "note two" }], { userId: `${user}-2`, infer: false, async_mode: false });
+out.deleteUser = (await client.deleteUser({ entity_id: `${user}-2`, entity_type: "user" })).message;
+await client.add([{ role: "user", content: "note three" }], { userId: `${user}-3`, infer: false, async_mode: false });
+out.deleteUsers = (await client.deleteUsers({ userId: `${user}-3` })).message;
 const deleted = await client.delete(memoryId);
 out.delete = deleted.message;
 const after = await client.getAll({ filters: { user_id: user } });

@@ -107,12 +107,15 @@ def quickstart(
     with _memory() as memory:
         added = memory.add(SEED_CONVERSATION, user_id="alice", app_id="engram-quickstart")
         found = memory.search(query, user_id="alice", app_id="engram-quickstart", top_k=5)
+        profile = memory.refresh_profile("alice")["profile"]
     if as_json:
-        emit_json({"added": added, "search": found})
+        emit_json({"added": added, "search": found, "profile": profile})
     else:
         extractor = added.get("extractor", "none")
         console.print(table(f"Stored (extractor: {extractor})", added["results"], ["event", "memory"]))
         console.print(table(f"Search: {query}", found["results"], ["score", "memory"]))
+        rows = [{"section": name, "memory": text} for name, items in profile.items() for text in items]
+        console.print(table("Profile of alice", rows, ["section", "memory"]))
     if not found["results"]:
         err.print("[red]The search found nothing.[/red]")
         raise typer.Exit(1)

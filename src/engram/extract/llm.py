@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 
+from engram.entities import mentions_from_json
 from engram.extract.parse import EXTRACTION_SCHEMA, FactOut, complete_facts
 from engram.extract.speakers import speaker_name
 from engram.interfaces import LLM, ExtractedFact, ExtractionRequest, ExtractionResult, Extractor
@@ -47,11 +48,15 @@ For every fact give:
 an existing memory when the new fact truly replaces it: "Alice moved to Madrid" supersedes "Alice \
 lives in Berlin"; "Alice no longer eats meat" supersedes "Alice loves steak"; a new phone number \
 supersedes the old one. Do NOT supersede when both can be true at once ("Alice likes ramen" does \
-not replace "Alice likes sushi") or when the new fact only adds detail. Otherwise use [].
+not replace "Alice likes sushi") or when the new fact only adds detail. Otherwise use [];
+- "entities": the named people, pets, places, organisations, products and dated events the fact \
+mentions, each {"name": "Maya", "type": "person|pet|place|organization|product|event|other", \
+"aliases": ["daughter"]} (aliases: other ways the speakers refer to it, such as a relation). Do not \
+list the speaker themselves. Use [] when there are none.
 
 Earlier messages are context only (to understand references); do not extract facts from them.
 Answer with JSON only: {"facts": [{"text": "...", "source_message_ids": ["m1"], "attributed_to": \
-"...", "supersedes": []}]}. If nothing is worth remembering, answer {"facts": []}.\
+"...", "supersedes": [], "entities": []}]}. If nothing is worth remembering, answer {"facts": []}.\
 """
 
 
@@ -201,4 +206,5 @@ def _resolve(
         actor_id=author.name,
         role=author.role,
         supersedes=list(dict.fromkeys(supersedes)),
+        entities=mentions_from_json(fact.entities),
     )

@@ -34,8 +34,21 @@ EXTRACTION_SCHEMA: dict[str, Any] = {
                     "source_message_ids": {"type": "array", "items": {"type": "string"}},
                     "attributed_to": {"type": "string"},
                     "supersedes": {"type": "array", "items": {"type": "string"}},
+                    "entities": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "properties": {
+                                "name": {"type": "string"},
+                                "type": {"type": "string"},
+                                "aliases": {"type": "array", "items": {"type": "string"}},
+                            },
+                            "required": ["name", "type", "aliases"],
+                            "additionalProperties": False,
+                        },
+                    },
                 },
-                "required": ["text", "source_message_ids", "attributed_to", "supersedes"],
+                "required": ["text", "source_message_ids", "attributed_to", "supersedes", "entities"],
                 "additionalProperties": False,
             },
         }
@@ -71,6 +84,7 @@ class FactOut(BaseModel):
     source_message_ids: list[str] = Field(default_factory=list)
     attributed_to: str | None = None
     supersedes: list[str] = Field(default_factory=list)
+    entities: list[Any] | None = None  # [{"name", "type", "aliases"}] (see engram.entities)
 
     @model_validator(mode="before")
     @classmethod
@@ -90,6 +104,8 @@ class FactOut(BaseModel):
                 if data.get(key) not in (None, ""):
                     out[target] = data[key]
                     break
+        if isinstance(data.get("entities"), list):
+            out["entities"] = data["entities"]
         return out
 
     @field_validator("text", mode="before")

@@ -1,4 +1,5 @@
-"""The background job runner: claims queued jobs (async adds, webhook deliveries) and runs them.
+"""The background job runner: claims queued jobs (async adds, webhook deliveries, profile builds) and
+runs them.
 
 A runner claims a job with a lease and keeps it alive with heartbeats. If its process dies, the lease
 runs out and another runner claims the job again; completion is guarded by the claim, so a job ends
@@ -94,7 +95,9 @@ class JobRunner:
         self._loops = []
         await self.webhooks.aclose()
 
-    async def run_forever(self, stop: asyncio.Event, kinds: tuple[JobKind, ...] = ("ADD", "WEBHOOK")) -> None:
+    async def run_forever(
+        self, stop: asyncio.Event, kinds: tuple[JobKind, ...] = ("ADD", "WEBHOOK", "PROFILE")
+    ) -> None:
         """Claim and run jobs until ``stop`` is set."""
         runner_id = new_runner_id()
         while not stop.is_set():
@@ -143,6 +146,8 @@ class JobRunner:
         """Run one claimed job to its end (or to a scheduled retry)."""
         if job.kind == "ADD":
             await self._run_add(job, runner_id)
+        elif job.kind == "PROFILE":
+            await self._run_profiles(job, runner_id)
         else:
             await self.webhooks.deliver(job, runner_id)
 
@@ -176,6 +181,22 @@ class JobRunner:
             scope = {k: kwargs[k] for k in SCOPE_KEYS if kwargs.get(k)}
             await self.state.touch_entities(job.project_id, scope)
             await self.webhooks.fire(job.project_id, [(r.get("event", ""), r) for r in results])
+
+    async def _run_profiles(self, job: Job, runner_id: str) -> None:
+        """Rebuild the profiles a PROFILE job names (see :mod:`engram.server.profile_jobs`)."""
+        from engram.server.profile_jobs import run_profile_job
+
+        beat = asyncio.create_task(self._heartbeat(job.id, runner_id))
+        try:
+            view = self.engine.namespace_view(namespace_for(job.project_id))
+            results = await run_profile_job(view, self.state, job)
+        except Exception as e:  # a store outage: retried like an add
+            retry_at = time.time() + 1.0 if job.attempts < self.settings.job_max_attempts else None
+            await self.state.fail(job.id, runner_id, job_error(e, job.id), retry_at=retry_at)
+            return
+        finally:
+            beat.cancel()
+        await self.state.complete(job.id, runner_id, results)
 
     async def _add(self, job: Job, kwargs: dict[str, Any]) -> dict[str, Any]:
         if self.settings.job_delay_ms:

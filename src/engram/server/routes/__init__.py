@@ -7,7 +7,18 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from engram.server.routes import add, batch, entities, events, exports, feedback, memories, projects, webhooks
+from engram.server.routes import (
+    add,
+    batch,
+    entities,
+    events,
+    exports,
+    feedback,
+    memories,
+    profiles,
+    projects,
+    webhooks,
+)
 
 ROUTERS: tuple[APIRouter, ...] = (
     add.router,
@@ -15,6 +26,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     memories.router,
     batch.router,
     projects.router,
+    profiles.router,
     entities.router,
     exports.router,
     feedback.router,

@@ -62,6 +62,7 @@ async def list_entities(
     return {"count": len(rows), "next": nxt, "previous": prev, "results": rows[start : start + page_size]}
 
 
+@router.delete("/v1/entities/{entity_type}/{entity_name}/")  # the npm client's deleteUser
 @router.delete("/v2/entities/{entity_type}/{entity_name}/")
 async def delete_entity(
     ctx: Ctx,

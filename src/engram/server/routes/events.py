@@ -1,4 +1,5 @@
-"""Events: the async add jobs (mem0's ``GET /v1/event/{id}/`` and ``GET /v1/events/``)."""
+"""Events: the async add jobs (mem0's ``GET /v1/event/{id}/``, ``GET /v1/events/`` and
+``GET /v1/memories/events/``)."""
 
 from __future__ import annotations
 
@@ -46,6 +47,7 @@ async def get_event(event_id: str, ctx: Ctx, server: ServerDep) -> dict[str, Any
     return event_view(job)
 
 
+@router.get("/v1/memories/events/")  # mem0's Platform path; before /v1/memories/{id}/ (not an id)
 @router.get("/v1/events/")
 async def list_events(
     request: Request,

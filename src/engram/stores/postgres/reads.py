@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from engram.interfaces import ListPage
+from engram.stores.postgres.db import PostgresDb
 from engram.stores.postgres.rows import MEMORY_COLUMNS, as_array, message, record, utc
 from engram.stores.postgres.sql_filters import compile_filter
 from engram.stores.sql.dialect import Query, scope_clauses, visibility_clauses
@@ -33,6 +34,12 @@ class PostgresReads:
         self.store = store
         self.conn = conn
         self.s = store.settings.schema_name
+
+    def db(self) -> PostgresDb:
+        return PostgresDb(self.conn, self.s)
+
+    def where(self, q: Query) -> tuple[str, list[Any]]:
+        return full_where(q, self.s)
 
     async def records(self, namespace: str, memory_ids: list[str]) -> list[MemoryRecord]:
         cur = await self.conn.execute(

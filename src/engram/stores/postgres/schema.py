@@ -15,7 +15,7 @@ from typing import Any
 
 from engram.errors import ConfigError
 from engram.stores.postgres.db import PostgresDb
-from engram.stores.sql import migrations
+from engram.stores.sql import derived, migrations
 from engram.stores.sql.migrations import Migration
 
 # One key for every Engram schema in the database: CREATE EXTENSION is database-wide.
@@ -165,6 +165,7 @@ MIGRATIONS: list[Migration] = [
     Migration(2, "unicode case folding for icontains", _m002_fold),
     Migration(3, "index source links by message", _m003_sources_by_message),
     Migration(4, "keep memory rows with their vectors in the table", _m004_vectors_inline),
+    Migration(5, "entity links and profiles", derived.tables),
 ]
 
 

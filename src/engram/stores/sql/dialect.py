@@ -18,6 +18,7 @@ from engram.errors import EmbedderMismatchError, StoreError
 from engram.filters import FilterNode
 from engram.interfaces import ListPage
 from engram.ranking import Neighbour
+from engram.stores.sql.db import Db
 from engram.types import (
     Candidate,
     EmbedderInfo,
@@ -138,6 +139,14 @@ class Session(Protocol):
         """Soft-delete one memory (by id) or a scope's; what was deleted."""
 
     async def reset(self, namespace: str | None, embedder: EmbedderInfo) -> None: ...
+
+    # -- derived data (entity links and profiles: engram.stores.sql.derived) -----------------------
+    def db(self) -> Db:
+        """This session's connection as a :class:`~engram.stores.sql.db.Db`."""
+
+    def where(self, q: Query) -> tuple[str, list[Any]]:
+        """Scope, visibility and filters of ``q`` as one condition over alias ``m``, in the
+        dialect's placeholders."""
 
 
 def run_inline(awaitable: Awaitable[T]) -> T:

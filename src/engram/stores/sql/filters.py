@@ -18,11 +18,12 @@ DATE_COLUMNS = {
     "updated_at": "COALESCE(m.updated_at, m.created_at)",
 }
 CMP = {"eq": "=", "gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
+INTERNAL_COLUMNS = frozenset({"id"})  # never parsed from a user's filter; the entity filter uses it
 
 
 def checked_column(name: str) -> str:
     """``m.<name>`` for a filterable column; anything else is refused (never interpolated)."""
-    if name not in COLUMN_FIELDS:  # the parser already guarantees this
+    if name not in COLUMN_FIELDS and name not in INTERNAL_COLUMNS:  # the parser guarantees this
         raise ValueError(f"not a filterable column: {name}")
     return f"m.{name}"
 

@@ -50,6 +50,16 @@ _KEY_CONTEXT = (
 )
 
 
+_PROJECT_TABLES = ("api_keys", "jobs", "entities", "webhooks", "feedback", "exports")
+# What deleting a project runs, in order; each statement takes the project id once.
+_DELETE_PROJECT = [
+    "DELETE FROM {s}.webhook_deliveries WHERE webhook_id IN "
+    "(SELECT id FROM {s}.webhooks WHERE project_id = %s)",
+    *(f"DELETE FROM {{s}}.{table} WHERE project_id = %s" for table in _PROJECT_TABLES),
+    "DELETE FROM {s}.projects WHERE id = %s",
+]
+
+
 def _short_id(prefix: str) -> str:
     return f"{prefix}_{uuid.uuid4().hex[:16]}"
 
@@ -143,6 +153,15 @@ class SQLServiceState(ServiceState):
             "JOIN {s}.orgs o ON o.id = p.org_id ORDER BY o.name, p.name"
         )
         return [(Organization(r["org_id"], r["org_name"], r["org_created"]), _project(r)) for r in rows]
+
+    async def delete_project(self, project_id: str) -> bool:
+        async def tx(db: Db) -> int:
+            count = 0
+            for sql in _DELETE_PROJECT:
+                count = await db.execute(sql, (project_id,))
+            return count
+
+        return await self._transaction(tx) > 0
 
     async def set_rate_limit(self, project_id: str, per_minute: int | None) -> None:
         await self._count(

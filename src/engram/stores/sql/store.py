@@ -14,12 +14,13 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from engram.derived import EntityLink, StoredProfile
 from engram.errors import NotFoundError, StoreError
 from engram.filters import FilterNode
 from engram.interfaces import ListPage, Store
 from engram.keywords import query_terms
 from engram.ranking import memory_context
-from engram.stores.sql import writes
+from engram.stores.sql import derived, writes
 from engram.stores.sql.dialect import Query, Session, check_dim, check_embedder
 from engram.types import (
     Candidate,
@@ -174,6 +175,28 @@ class SQLStore(Store):
         if not memory_ids:
             return {}
         return await self._read(namespace, lambda s: s.vectors(namespace, list(memory_ids)))
+
+    # -- derived data: entity links and profiles ---------------------------------------------------
+    keeps_derived = True
+
+    async def link_entities(
+        self, namespace: str, links: Sequence[EntityLink], *, replace: Sequence[str] = ()
+    ) -> None:
+        if links or replace:
+            await self._transact(namespace, lambda s: derived.link(s.db(), namespace, links, replace))
+
+    async def entity_links(self, namespace: str, scope: Scope, visibility: Visibility) -> list[EntityLink]:
+        q = Query(namespace, scope, None, visibility)
+        return await self._read(namespace, lambda s: derived.links(s.db(), namespace, s.where(q)))
+
+    async def get_profile(self, namespace: str, user_id: str) -> StoredProfile | None:
+        return await self._read(namespace, lambda s: derived.get_profile(s.db(), namespace, user_id))
+
+    async def put_profile(self, namespace: str, profile: StoredProfile) -> None:
+        await self._transact(namespace, lambda s: derived.put_profile(s.db(), namespace, profile))
+
+    async def forget_derived(self, namespace: str | None, user_id: str | None = None) -> None:
+        await self._transact(namespace, lambda s: derived.forget(s.db(), namespace, user_id))
 
     # -- candidates --------------------------------------------------------------------------------
     async def vector_candidates(

@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import sqlite3
 from datetime import datetime
+from typing import Any
 
 import numpy as np
 
 from engram.interfaces import ListPage
 from engram.stores.sql.dialect import Query
 from engram.stores.sql.rows import MESSAGE_COLUMNS, memory_columns
+from engram.stores.sqlite.db import SQLiteDb
 from engram.stores.sqlite.rows import chunks, memory_from_row, message_from_row, where_clause
 from engram.stores.sqlite.vector_cache import VectorCache
 from engram.types import HistoryEntry, MemoryRecord, Scope, StoredMessage, Vector
@@ -30,6 +32,12 @@ class SQLiteReads:
         self.conn = conn
         self.cache = cache
         self.dim = dim
+
+    def db(self) -> SQLiteDb:
+        return SQLiteDb(self.conn)
+
+    def where(self, q: Query) -> tuple[str, list[Any]]:
+        return where_clause(q.namespace, q.scope, q.filters, q.visibility)
 
     async def records(self, namespace: str, memory_ids: list[str]) -> list[MemoryRecord]:
         by_id: dict[str, MemoryRecord] = {}

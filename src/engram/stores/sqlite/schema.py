@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from engram.stores.sql import migrations
+from engram.stores.sql import derived, migrations
 from engram.stores.sql.dialect import run_inline
 from engram.stores.sql.migrations import Migration, script
 from engram.stores.sqlite.connection import immediate
@@ -92,6 +92,7 @@ CREATE INDEX history_by_memory ON history (memory_id, seq);
 
 MIGRATIONS: list[Migration] = [
     Migration(1, "initial", script(_INITIAL)),
+    Migration(2, "entity links and profiles", derived.tables),
 ]
 
 
