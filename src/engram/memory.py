@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import ValidationError as PydanticValidationError
-
-from engram import registry
-from engram.chunking import embed_documents
-from engram.config import MemoryConfig, ProviderSpec
+from engram.adding import (
+    AddPlan,
+    add_results,
+    check_add,
+    embed_kept,
+    plan_add,
+    plans_for_items,
+    raw_memories,
+)
+from engram.config import MemoryConfig
 from engram.derived import EntityMention, StoredProfile
 from engram.entities import group_entities, has_entity_filter, links_for, resolve_entity_filter
 from engram.errors import ConfigError, NotFoundError, ValidationError
@@ -27,8 +29,6 @@ from engram.inputs import (
     check_text,
     clean_metadata,
     parse_expiration,
-    parse_messages,
-    parse_timestamp,
     require_scope,
     scope_from,
 )
@@ -46,102 +46,12 @@ from engram.retrieval import SearchRequest, hybrid_search
 from engram.types import (
     MemoryRecord,
     Message,
-    NewMemory,
     Scope,
-    StoredMessage,
     Visibility,
     WriteOutcome,
     text_hash,
-    utcnow,
 )
-
-
-def _default_store() -> ProviderSpec:
-    """PostgreSQL when ``ENGRAM_DATABASE_URL`` is set (read when an engine is built), else SQLite."""
-    return ProviderSpec(provider="postgres" if os.environ.get("ENGRAM_DATABASE_URL") else "sqlite")
-
-
-_DEFAULT_EMBEDDER = ProviderSpec(provider="minilm")
-
-
-@dataclass
-class _Backends:
-    """What every namespace view of one engine shares."""
-
-    config: MemoryConfig
-    store: Store
-    embedder: Embedder
-    llm: LLM | None
-    reranker: Reranker | None
-    extractor: Extractor | None
-    ready: bool = False
-    lock: asyncio.Lock | None = None
-    views: dict[str, AsyncMemory] = field(default_factory=dict)
-    watch: asyncio.Task[None] | None = None  # closes the engine when its event loop shuts down
-
-
-async def _close_with_loop(memory: AsyncMemory) -> None:
-    """Wait until the event loop shuts down (``asyncio.run`` cancels every task), then close ``memory``.
-
-    So a program that never calls ``close()`` still releases pools and threads while its loop runs.
-    """
-    try:
-        await asyncio.get_running_loop().create_future()  # never set
-    except asyncio.CancelledError:
-        if memory._b.watch is asyncio.current_task():  # the loop is ending, not close() being called
-            await memory.close()
-        raise
-
-
-def _parse_config(config: dict[str, Any] | None) -> MemoryConfig:
-    if config is not None and not isinstance(config, dict):
-        raise ConfigError(f"config must be a dict or a MemoryConfig, got {type(config).__name__}")
-    try:
-        return MemoryConfig.model_validate(config or {})
-    except PydanticValidationError as e:
-        problems = "; ".join(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in e.errors())
-        raise ConfigError(f"Invalid configuration: {problems}") from e
-
-
-def _build(kind: registry.Kind, spec: ProviderSpec | None, default: ProviderSpec | None, base: type) -> Any:
-    chosen = spec or default
-    if chosen is None:
-        return None
-    return registry.create(kind, chosen.provider, chosen.config, base)
-
-
-_ADD_ORDER = (
-    "messages",
-    "user_id",
-    "agent_id",
-    "app_id",
-    "run_id",
-    "metadata",
-    "infer",
-    "timestamp",
-    "expiration_date",
-    "prompt",
-)
-_ADD_ARGS = frozenset(_ADD_ORDER)
-_ADD_DEFAULTS: dict[str, Any] = {"infer": True}
-
-
-@dataclass(slots=True)
-class _AddPlan:
-    """One add's validated arguments."""
-
-    scope: Scope
-    stored: list[StoredMessage]
-    meta: dict[str, Any]
-    expires_at: Any
-    observed_at: Any
-    prompt: str | None
-    infer: bool
-
-    @property
-    def kept(self) -> list[StoredMessage]:
-        """The messages ``infer=False`` stores as memories (not system, not blank)."""
-        return [m for m in self.stored if m.role != "system" and m.content.strip()]
+from engram.wiring import Backends, build_backends, close_with_loop
 
 
 class AsyncMemory:
@@ -161,7 +71,7 @@ class AsyncMemory:
         llm: LLM | None = None,
         reranker: Reranker | None = None,
         extractor: Extractor | None = None,
-        _backends: _Backends | None = None,
+        _backends: Backends | None = None,
         _namespace: str | None = None,
     ) -> None:
         self._is_root = _backends is None
@@ -169,16 +79,8 @@ class AsyncMemory:
             self._b = _backends
             self.namespace = _namespace or _backends.config.namespace
             return
-        cfg = config if isinstance(config, MemoryConfig) else _parse_config(config)
-        self._b = _Backends(
-            config=cfg,
-            store=store or _build("store", cfg.store, _default_store(), Store),
-            embedder=embedder or _build("embedder", cfg.embedder, _DEFAULT_EMBEDDER, Embedder),
-            llm=llm or _build("llm", cfg.llm, None, LLM),
-            reranker=reranker or _build("reranker", cfg.reranker, None, Reranker),
-            extractor=extractor,
-        )
-        self.namespace = cfg.namespace
+        self._b = build_backends(config, store, embedder, llm, reranker, extractor)
+        self.namespace = self._b.config.namespace
 
     @classmethod
     def from_config(cls, config: dict[str, Any] | MemoryConfig) -> AsyncMemory:
@@ -226,7 +128,7 @@ class AsyncMemory:
             if not self._b.ready:
                 await self._b.store.open(self._b.embedder.info)
                 self._b.ready = True
-                self._b.watch = asyncio.get_running_loop().create_task(_close_with_loop(self))
+                self._b.watch = asyncio.get_running_loop().create_task(close_with_loop(self, self._b))
 
     async def open(self) -> None:
         """Open (create or migrate) the store now; every method does this on first use anyway."""
@@ -271,14 +173,14 @@ class AsyncMemory:
         ``infer=False`` stores each non-system message as given. Exact duplicates in the same scope
         are not stored twice: they come back with event ``NONE`` and the existing id.
         """
-        scope_ids = (user_id, agent_id, app_id, run_id)
-        plan = self._plan_add(messages, *scope_ids, metadata, infer, timestamp, expiration_date, prompt)
+        args: dict[str, Any] = {"messages": messages, "metadata": metadata, "infer": infer, "prompt": prompt}
+        args |= {"user_id": user_id, "agent_id": agent_id, "app_id": app_id, "run_id": run_id}
+        args |= {"timestamp": timestamp, "expiration_date": expiration_date}
+        plan = plan_add(self.limits, args)
         await self._ready()
         if plan.infer:
-            return await self._add_inferred(
-                plan.scope, plan.stored, plan.meta, plan.expires_at, plan.observed_at, plan.prompt
-            )
-        return await self._write_raw(plan, (await self._embed_raw([plan]))[0])
+            return await self._add_inferred(plan)
+        return await self._write_raw(plan, (await self._embed_kept([plan]))[0])
 
     async def add_many(self, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Several ``add`` calls (each item holds ``add``'s arguments), one result per item, in order.
@@ -286,89 +188,15 @@ class AsyncMemory:
         Every item is validated before anything is written; the messages of all ``infer=False``
         items are embedded in one model call. Each item is still its own transaction.
         """
-        if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
-            raise ValidationError("items must be a list of dicts of add() arguments", field="items")
-        plans = []
-        for n, item in enumerate(items):
-            unknown = set(item) - _ADD_ARGS
-            if unknown:
-                raise ValidationError(f"items[{n}] has unknown keys: {sorted(unknown)}", field=f"items[{n}]")
-            args: dict[str, Any] = {k: item.get(k, _ADD_DEFAULTS.get(k)) for k in _ADD_ORDER}
-            plans.append(self._plan_add(**args))
+        plans = plans_for_items(self.limits, items)
         await self._ready()
         raw = [p for p in plans if not p.infer]
-        vectors = await self._embed_raw(raw)
+        vectors = await self._embed_kept(raw)
         by_plan = {id(p): vectors[i] for i, p in enumerate(raw)}
-        out = []
-        for p in plans:
-            if p.infer:
-                out.append(
-                    await self._add_inferred(p.scope, p.stored, p.meta, p.expires_at, p.observed_at, p.prompt)
-                )
-            else:
-                out.append(await self._write_raw(p, by_plan[id(p)]))
-        return out
-
-    def _plan_add(
-        self,
-        messages: Any,
-        user_id: str | None,
-        agent_id: str | None,
-        app_id: str | None,
-        run_id: str | None,
-        metadata: dict[str, Any] | None,
-        infer: bool,
-        timestamp: int | float | str | None,
-        expiration_date: str | None,
-        prompt: str | None,
-    ) -> _AddPlan:
-        """Validate one add's arguments (raises before anything is written)."""
-        parsed, meta = self.check_add(messages, metadata, prompt, infer, user_id, agent_id, app_id, run_id)
-        scope = scope_from(required=True, user_id=user_id, agent_id=agent_id, app_id=app_id, run_id=run_id)
-        observed_at = parse_timestamp(timestamp) or utcnow()
-        expires_at = parse_expiration(expiration_date)
-        now = utcnow()
-        stored = [
-            StoredMessage(str(uuid.uuid4()), scope, m.role, m.content, m.name, observed_at, now)
-            for m in parsed
+        return [
+            await self._add_inferred(p) if p.infer else await self._write_raw(p, by_plan[id(p)])
+            for p in plans
         ]
-        return _AddPlan(scope, stored, meta, expires_at, observed_at, prompt, infer)
-
-    async def _embed_raw(self, plans: list[_AddPlan]) -> list[Any]:
-        """Per plan, the vectors of its kept messages; all plans' texts in one embedding call."""
-        texts = [m.content for p in plans for m in p.kept]
-        if not texts:
-            return [None for _ in plans]
-        vectors = await embed_documents(self._b.embedder, texts, self._b.config.retrieval.chunk_chars)
-        out: list[Any] = []
-        at = 0
-        for p in plans:
-            out.append(vectors[at : at + len(p.kept)])
-            at += len(p.kept)
-        return out
-
-    async def _write_raw(self, plan: _AddPlan, vectors: Any) -> dict[str, Any]:
-        memories = [
-            NewMemory(
-                id=str(uuid.uuid4()),
-                text=m.content,
-                hash=text_hash(m.content),
-                scope=plan.scope,
-                vector=vectors[i],
-                actor_id=m.name,
-                role=m.role,
-                metadata=plan.meta,
-                observed_at=plan.observed_at,
-                expires_at=plan.expires_at,
-                source_message_ids=[m.id],
-                raw=True,
-            )
-            for i, m in enumerate(plan.kept)
-        ]
-        outcomes = await self._b.store.add(self.namespace, plan.stored, memories)
-        await self._link_entities(plan.scope, outcomes, {})
-        by_id = {mem.id: mem for mem in memories}
-        return {"results": [_outcome_item(o, by_id.get(o.id)) for o in outcomes]}
 
     def check_add(
         self,
@@ -382,47 +210,38 @@ class AsyncMemory:
         run_id: str | None = None,
     ) -> tuple[list[Message], dict[str, Any]]:
         """Check an add's arguments against :attr:`limits` (what the server checks before queueing)."""
-        limits = self.limits
-        scope_from(
-            required=True, limits=limits, user_id=user_id, agent_id=agent_id, app_id=app_id, run_id=run_id
-        )
-        parsed = parse_messages(messages, limits)
-        meta = clean_metadata(metadata, limits=limits)
-        _check_add_options(prompt, infer, limits)
-        if not infer:  # each message becomes a memory: it must fit one
-            for i, m in enumerate(parsed):
-                check_length(m.content, f"messages[{i}].content", "max_memory_chars", limits.max_memory_chars)
-        return parsed, meta
+        ids = {"user_id": user_id, "agent_id": agent_id, "app_id": app_id, "run_id": run_id}
+        return check_add(self.limits, messages, metadata, prompt, infer, **ids)
 
-    async def _add_inferred(
-        self,
-        scope: Scope,
-        stored: list[StoredMessage],
-        meta: dict[str, Any],
-        expires_at: Any,
-        observed_at: Any,
-        prompt: str | None,
-    ) -> dict[str, Any]:
+    async def _embed_kept(self, plans: list[AddPlan]) -> list[Any]:
+        return await embed_kept(self._b.embedder, plans, self._b.config.retrieval.chunk_chars)
+
+    async def _write_raw(self, plan: AddPlan, vectors: Any) -> dict[str, Any]:
+        memories = raw_memories(plan, vectors)
+        outcomes = await self._b.store.add(self.namespace, plan.stored, memories)
+        await self._link_entities(plan.scope, outcomes, {})
+        return {"results": add_results(outcomes, memories)}
+
+    async def _add_inferred(self, add: AddPlan) -> dict[str, Any]:
         from engram.inference import plan_inferred_add
 
         plan = await plan_inferred_add(
             namespace=self.namespace,
-            scope=scope,
-            messages=stored,
+            scope=add.scope,
+            messages=add.stored,
             store=self._b.store,
             embedder=self._b.embedder,
             extractor=self._extractor(),
             config=self._b.config.inference,
             custom_instructions=self._b.config.custom_instructions,
-            prompt=prompt,
-            metadata=meta,
-            expires_at=expires_at,
-            observed_at=observed_at,
+            prompt=add.prompt,
+            metadata=add.meta,
+            expires_at=add.expires_at,
+            observed_at=add.observed_at,
         )
-        outcomes = await self._b.store.add(self.namespace, stored, plan.new)
-        await self._link_entities(scope, [*outcomes, *plan.duplicates], plan.entity_hints)
-        by_id = {mem.id: mem for mem in plan.new}
-        results = [_outcome_item(o, by_id.get(o.id)) for o in [*outcomes, *plan.duplicates]]
+        outcomes = await self._b.store.add(self.namespace, add.stored, plan.new)
+        await self._link_entities(add.scope, [*outcomes, *plan.duplicates], plan.entity_hints)
+        results = add_results([*outcomes, *plan.duplicates], plan.new)
         answer: dict[str, Any] = {"results": results, "extractor": plan.extractor}
         if plan.notes:
             answer["notes"] = list(plan.notes)
@@ -758,23 +577,3 @@ class AsyncMemory:
         await self._b.store.reset(None if self._is_root else self.namespace)
         if self._b.store.keeps_derived:
             await self._b.store.forget_derived(None if self._is_root else self.namespace)
-
-
-def _outcome_item(outcome: WriteOutcome, memory: NewMemory | None) -> dict[str, Any]:
-    item: dict[str, Any] = {"id": outcome.id, "memory": outcome.text, "event": outcome.event}
-    if memory is not None:
-        item["actor_id"] = memory.actor_id
-        item["role"] = memory.role
-    if outcome.existing_id and outcome.event == "NONE":
-        item["existing_id"] = outcome.existing_id
-    return item
-
-
-def _check_add_options(prompt: Any, infer: Any, limits: Limits) -> None:
-    """``prompt`` is text (or None) within ``limits`` and ``infer`` a boolean."""
-    if prompt is not None and not isinstance(prompt, str):
-        raise ValidationError("prompt must be a string", field="prompt")
-    if prompt is not None:
-        check_text(check_length(prompt, "prompt", "max_prompt_chars", limits.max_prompt_chars), "prompt")
-    if not isinstance(infer, bool):
-        raise ValidationError("infer must be true or false", field="infer")
