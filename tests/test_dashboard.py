@@ -120,6 +120,28 @@ def test_searches_through_the_api_show_on_the_overview(site: Site) -> None:
     assert "Searches per day" in page and "Memories added per day" in page
 
 
+def test_overview_shows_how_to_connect_an_mcp_client(site: Site) -> None:
+    with sign_in(site.url, site.key_a) as client:
+        page = client.get("/").text
+    url = f"{site.url}/mcp"
+    assert "Connect an MCP client" in page and f"<code>{url}</code>" in page
+    assert f"claude mcp add --transport http engram {url} --header" in page
+    assert f"engram mcp config cursor --http {url} --key YOUR_API_KEY" in page
+    with site.api() as api:  # the advertised endpoint answers MCP with this project's key
+        hello = {
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "initialize",
+            "params": {
+                "protocolVersion": "2025-06-18",
+                "capabilities": {},
+                "clientInfo": {"name": "t", "version": "1"},
+            },
+        }
+        answer = api.post(url, json=hello, headers={"Accept": "application/json, text/event-stream"})
+    assert answer.status_code == 200 and "engram" in answer.text.lower()
+
+
 def test_webhooks_project_settings_export_and_import(site: Site) -> None:
     with sign_in(site.url, site.key_a) as client:
         token = csrf_of(client.get("/settings").text)
@@ -220,6 +242,7 @@ def test_engram_ui_shows_the_quickstart_memories(tmp_path: Path) -> None:
             assert "Sign in" not in page.text  # no key needed
             overview = client.get("/").text
             assert "engram-quickstart" in overview and "SQLiteStore" in overview
+            assert "claude mcp add engram -- engram mcp" in overview  # local mode: the stdio server
             foreign = client.get("/memories", headers={"Host": f"attacker.example:{port}"})
             assert foreign.status_code == 403 and "only answers on 127.0.0.1" in foreign.text
     finally:

@@ -1,5 +1,6 @@
 """Sign in and out, the overview, users/entities and events."""
 
+import importlib.util
 from typing import Any
 from urllib.parse import quote
 
@@ -94,7 +95,28 @@ async def overview(request: Request, viewer: Look) -> Response:
         entities=entities,
         charts=charts,
         since=dash.activity.since,
+        mcp=mcp_setup(str(request.base_url), viewer.project_id is not None),
     )
+
+
+def mcp_setup(base_url: str, served: bool) -> dict[str, Any]:
+    """How to point an MCP client at this Engram: the served ``/mcp`` endpoint, or ``engram mcp`` locally."""
+    url = base_url.rstrip("/") + "/mcp"
+    return {
+        "served": served,
+        "installed": importlib.util.find_spec("mcp") is not None,
+        "url": url,
+        "claude_code": (
+            f'claude mcp add --transport http engram {url} --header "Authorization: Token YOUR_API_KEY"'
+            if served
+            else "claude mcp add engram -- engram mcp"
+        ),
+        "config": (
+            f"engram mcp config cursor --http {url} --key YOUR_API_KEY"
+            if served
+            else "engram mcp config cursor"
+        ),
+    }
 
 
 @router.get("/entities", response_class=HTMLResponse)
