@@ -36,7 +36,7 @@ def _keys(url: str, projects: int) -> list[str]:
     from engram.stores.postgres.service import PostgresServiceState
 
     async def go() -> list[str]:
-        state = PostgresServiceState(url, SCHEMA)
+        state = PostgresServiceState(url=url, schema_name=SCHEMA)
         await state.open()
         try:
             org = await state.ensure_org("load")
