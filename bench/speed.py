@@ -148,6 +148,31 @@ def add_overhead(runners: dict[str, Runner], texts: list[str]) -> dict[str, Any]
     return out
 
 
+def add_by_length(runners: dict[str, Runner], sentences: list[str], rounds: int) -> dict[str, Any]:
+    """ms per one-message add of ~100 and ~5,000 characters (embedding included), systems alternating."""
+    lengths = (100, 5000)
+    texts: dict[int, list[str]] = {n: [] for n in lengths}
+    pool = iter(sentences)
+    for n in lengths:
+        for _ in range(rounds):
+            text = ""
+            while len(text) < n:
+                text += next(pool) + " "
+            texts[n].append(text[:n])
+    ms: dict[str, dict[int, list[float]]] = {name: {n: [] for n in lengths} for name in runners}
+    for i in progress(range(rounds), desc="add by length"):
+        for n in lengths:
+            for name, runner in runners.items():
+                item = {"messages": [{"role": "user", "content": texts[n][i]}], "user_id": f"len-{n}"}
+                ms[name][n] += runner.call("add_many", engine=_engine(name), items=[item])["ms"]
+    out: dict[str, Any] = {}
+    for name, by_n in ms.items():
+        p50 = {n: float(np.median(v)) for n, v in by_n.items()}
+        out[name] = {f"p50_ms_{n}": round(p50[n], 1) for n in lengths}
+        out[name]["ratio_5000_over_100"] = round(p50[5000] / p50[100], 2)
+    return out
+
+
 def _mine(name: str, queries: list[str], mem0_queries: int) -> list[str]:
     return queries[:mem0_queries] if name == "mem0" else queries
 
@@ -317,6 +342,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         result["add_own_work_cached_embedding"] = add_overhead(
             runners, turn_texts[2 * n_add : 2 * n_add + 200]
         )
+        result["add_by_length"] = add_by_length(runners, synth.texts(2000), 5 if args.quick else 20)
         result["search"] = {}
         loaded = 0
         texts = synth.texts(sizes[-1])
@@ -347,7 +373,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         result["process"] = {name: r.call("checkpoint") for name, r in runners.items()}
         for name, st in result["process"].items():
             n = min(sizes[-1], mem0_max) if name == "mem0" else sizes[-1]
-            st["memories_in_store"] = n + 3 * n_add + 200
+            st["memories_in_store"] = n + 3 * n_add + 200 + 2 * (5 if args.quick else 20)
             st["disk_bytes_per_100k"] = round(st["disk_bytes"] / st["memories_in_store"] * 100_000)
         if args.scale:
             for name in ENGRAM_SYSTEMS:
@@ -506,6 +532,11 @@ def markdown(result: dict[str, Any]) -> str:
             ["own work per add (embedding cached)", name, "", f"p50 {r['p50_ms']} / mean {r['mean_ms']}"]
         )
     text += md_table(["mode", "system", "memories/s", "ms per memory"], rows)
+    rows = [
+        [name, r["p50_ms_100"], r["p50_ms_5000"], r["ratio_5000_over_100"]]
+        for name, r in result.get("add_by_length", {}).items()
+    ]
+    text += "\n" + md_table(["system", "add p50 ms, 100 chars", "add p50 ms, 5,000 chars", "ratio"], rows)
     text += "\n### Process\n\n"
     rows = [
         [n, round(p["rss_peak_mb"]), p["memories_in_store"], p["disk_bytes_per_100k"]]
