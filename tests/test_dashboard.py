@@ -185,8 +185,14 @@ def test_webhooks_project_settings_export_and_import(site: Site) -> None:
         assert exported.headers["content-disposition"].startswith("attachment")
         document = exported.json()
         assert [m["memory"] for m in document["memories"]] == ["Bob is allergic to peanuts"]
+        line = document["memories"][0]  # `engram export`'s line: history and sources included
+        assert [h["event"] for h in line["history"]] == ["ADD"] and line["user_id"] == "bob"
+        assert "sources" in line and line["metadata"]["topic"] == "food"
     with site.api() as api:
         assert api.post("/v1/exports/get/", json={"memory_export_id": document["id"]}).status_code == 200
+        api.post("/v1/exports/", json={"filters": {"user_id": "bob", "topic": "food"}}).raise_for_status()
+        by_api = api.post("/v1/exports/get/", json={}).json()["memories"]
+    assert by_api == document["memories"]  # the dashboard and /v1/exports/ write the same lines
     with sign_in(site.url, site.key_b) as other:
         token = csrf_of(other.get("/settings").text)
         files = {"file": ("export.json", json.dumps(document), "application/json")}

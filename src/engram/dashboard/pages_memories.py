@@ -19,6 +19,7 @@ from engram.dashboard.data import (
 )
 from engram.dashboard.filterlang import parse_filter_box
 from engram.errors import EngramError, ValidationError
+from engram.transfer import export_ids
 from engram.types import SCOPE_FIELDS
 
 router = APIRouter(include_in_schema=False)
@@ -200,15 +201,16 @@ async def _delete(dash: Dashboard, viewer: Viewer, ids: list[str]) -> int:
 
 
 async def _export(dash: Dashboard, viewer: Viewer, filter_box: str, ids: list[str] | None) -> Response:
-    """The same document as ``/v1/exports/`` (``{"memories": [...]}``), as a download."""
+    """The same document as ``/v1/exports/`` (``{"memories": [export lines]}``), as a download."""
     if ids is not None:
-        items = [m for m in [await viewer.memory.get(i) for i in ids[:10_000]] if m is not None]
-        recorded: dict[str, Any] = {"ids": ids[:10_000]}
+        chosen = ids[:10_000]
+        recorded: dict[str, Any] = {"ids": chosen}
     else:
         parsed = parse_filter_box(filter_box)
         found = await viewer.memory.get_all(all_scopes=True, filters=parsed.filters, top_k=100_000)
-        items = [m for m in found["results"] if parsed.text_matches(m["memory"])]
+        chosen = [m["id"] for m in found["results"] if parsed.text_matches(m["memory"])]
         recorded = parsed.filters or {}
+    items = await export_ids(viewer.memory, chosen)
     document: dict[str, Any] = {"memories": items}
     if viewer.project_id is not None:
         export = await dash.server.state.create_export(viewer.project_id, None, recorded, document)

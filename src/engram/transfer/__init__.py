@@ -4,12 +4,13 @@ Everything here works through :class:`engram.AsyncMemory` and the :class:`engram
 interface, so the CLI, the server and any script share one implementation.
 """
 
-from engram.transfer.exporter import export_lines, export_memories, export_to, walk_records
+from engram.transfer.exporter import export_ids, export_lines, export_memories, export_to, walk_records
 from engram.transfer.importer import ImportReport, Incoming, import_file, import_memories
 
 __all__ = [
     "ImportReport",
     "Incoming",
+    "export_ids",
     "export_lines",
     "export_memories",
     "export_to",

@@ -46,6 +46,17 @@ async def memory_line(memory: AsyncMemory, record: MemoryRecord, *, with_vector:
     return memory_dict(record, history, messages, vector)
 
 
+async def export_ids(memory: AsyncMemory, ids: list[str]) -> list[dict[str, Any]]:
+    """The export lines of the memories with these ids, in the order given (missing ids left out)."""
+    await memory.open()
+    lines = []
+    for memory_id in ids:
+        record = await memory.store.get(memory.namespace, memory_id)
+        if record is not None:
+            lines.append(await memory_line(memory, record, with_vector=False))
+    return lines
+
+
 async def export_lines(
     memory: AsyncMemory,
     *,
