@@ -21,6 +21,7 @@ from engram.errors import ConfigError
 from engram.filters import FilterNode
 from engram.types import (
     Candidate,
+    ChangeEvent,
     EmbedderInfo,
     HistoryEntry,
     MemoryContext,
@@ -309,6 +310,20 @@ class Store(ABC):
     async def forget_derived(self, namespace: str | None, user_id: str | None = None) -> None:
         """Drop profiles (of one user, one namespace or all) and the links of deleted memories."""
         raise self._no_derived()
+
+    # -- change feed: committed changes in commit order (optional; see ``keeps_changes``) ---------
+    keeps_changes: ClassVar[bool] = False  # True when the two methods below are implemented
+
+    async def change_cursor(self) -> str:
+        """The feed position after every change committed so far (where a new reader starts)."""
+        raise ConfigError(f"The {type(self).__name__} store keeps no change feed")
+
+    async def changes(self, after: str, limit: int) -> list[ChangeEvent]:
+        """Up to ``limit`` committed changes of every namespace after the position ``after``, oldest
+        first. Once a change is returned, no change can later appear before it: a reader that goes on
+        from the last one's ``cursor`` sees each change exactly once (the transactional outbox that
+        webhook deliveries are relayed from). Imported (restored) history is not in the feed."""
+        raise ConfigError(f"The {type(self).__name__} store keeps no change feed")
 
     async def memory_context(
         self, namespace: str, scope: Scope, memory_ids: Sequence[str], session_gap_s: float
