@@ -312,17 +312,13 @@ class Store(ABC):
         raise self._no_derived()
 
     # -- change feed: committed changes in commit order (optional; see ``keeps_changes``) ---------
-    keeps_changes: ClassVar[bool] = False  # True when the two methods below are implemented
+    keeps_changes: ClassVar[bool] = False  # True when the method below is implemented
 
-    async def change_cursor(self) -> str:
-        """The feed position after every change committed so far (where a new reader starts)."""
-        raise ConfigError(f"The {type(self).__name__} store keeps no change feed")
-
-    async def changes(self, after: str, limit: int) -> list[ChangeEvent]:
-        """Up to ``limit`` committed changes of every namespace after the position ``after``, oldest
-        first. Once a change is returned, no change can later appear before it: a reader that goes on
-        from the last one's ``cursor`` sees each change exactly once (the transactional outbox that
-        webhook deliveries are relayed from). Imported (restored) history is not in the feed."""
+    async def changes(self, after: str | None, limit: int) -> list[ChangeEvent]:
+        """Up to ``limit`` committed changes of every namespace after the position ``after`` (None:
+        from the start), oldest first. Once a change is returned, no change can later appear before
+        it: a reader that goes on from the last one's ``cursor`` sees each change exactly once (the
+        transactional outbox webhook deliveries are relayed from). Imported history is not in it."""
         raise ConfigError(f"The {type(self).__name__} store keeps no change feed")
 
     async def memory_context(

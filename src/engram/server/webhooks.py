@@ -64,10 +64,8 @@ class Webhooks:
         """Queue the deliveries of the changes committed since the cursor; the number queued."""
         if not self.store.keeps_changes:
             return 0
+        # None: from the start of the feed (a webhook is not sent the changes made before it existed)
         cursor = await self.state.get_cursor(FEED)
-        if cursor is None:  # first run: deliver what is committed from now on
-            await self.state.move_cursor(FEED, None, await self.store.change_cursor())
-            return 0
         queued = 0
         while True:
             batch = await self.store.changes(cursor, RELAY_BATCH)

@@ -38,15 +38,10 @@ def position(cursor: str) -> tuple[int, int]:
     return tx, seq
 
 
-async def head(db: Db, horizon: str) -> str:
-    """The position after every change that has ended (one statement: one snapshot)."""
-    rows = await db.rows(f"SELECT {horizon} - 1, COALESCE(MAX(seq), 0) FROM {{s}}.history")
-    return f"{int(rows[0][0])}:{int(rows[0][1])}"
-
-
-async def since(db: Db, horizon: str, after: str, limit: int) -> list[ChangeEvent]:
-    """Up to ``limit`` feed rows after ``after``, below the horizon, in feed order."""
-    tx, seq = position(after)
+async def since(db: Db, horizon: str, after: str | None, limit: int) -> list[ChangeEvent]:
+    """Up to ``limit`` feed rows after ``after`` (None: from the start), below the horizon, in feed
+    order. The horizon is read in the same statement as the rows: one snapshot."""
+    tx, seq = position(after) if after is not None else (-1, 0)
     rows = await db.rows(
         f"SELECT {_COLUMNS} FROM {{s}}.history WHERE tx IS NOT NULL AND tx < {horizon} "
         "AND (tx > %s OR (tx = %s AND seq > %s)) ORDER BY tx, seq LIMIT %s",

@@ -373,7 +373,7 @@ class SQLServiceState(ServiceState):
     # -- feed cursors ------------------------------------------------------------------------------
     async def get_cursor(self, name: str) -> str | None:
         row = await self._row("SELECT position FROM {s}.feed_cursors WHERE name = %s", (name,))
-        return None if row is None else str(row[0])
+        return None if row is None else str(row["position"])
 
     async def move_cursor(self, name: str, old: str | None, new: str) -> bool:
         if old is None:

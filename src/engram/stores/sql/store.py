@@ -203,11 +203,9 @@ class SQLStore(Store):
     keeps_changes = True
     _horizon = "1"  # SQL of the feed's horizon: every row of a transaction below it has committed
 
-    async def change_cursor(self) -> str:
-        return await self._read("", lambda s: changes.head(s.db(), self._horizon), primary=True)
-
-    async def changes(self, after: str, limit: int) -> list[ChangeEvent]:
-        changes.position(after)
+    async def changes(self, after: str | None, limit: int) -> list[ChangeEvent]:
+        if after is not None:
+            changes.position(after)
         if limit <= 0:
             return []
         return await self._read(
