@@ -55,7 +55,7 @@ async def test_migrations_are_recorded_and_reopen_is_idempotent(tmp_path: Path) 
 
     with sqlite3.connect(tmp_path / "s.db") as conn:
         versions = [r[0] for r in conn.execute("SELECT version FROM schema_migrations ORDER BY version")]
-        assert versions == [1, 2, 3, 4]
+        assert versions == [1, 2, 3, 4, 5]
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
