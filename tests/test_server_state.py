@@ -158,6 +158,15 @@ async def test_claimed_at_insert_is_not_taken_by_others(state: ServiceState) -> 
     assert await state.complete(job.id, "request", [])
 
 
+async def test_feed_cursors_move_only_from_where_they_are(state: ServiceState) -> None:
+    assert await state.get_cursor("feed") is None
+    assert await state.move_cursor("feed", None, "0:5")
+    assert not await state.move_cursor("feed", None, "0:3")  # another process placed it first
+    assert not await state.move_cursor("feed", "0:4", "0:9")  # stale: it is at 0:5
+    assert await state.move_cursor("feed", "0:5", "0:9")
+    assert await state.get_cursor("feed") == "0:9" and await state.get_cursor("other") is None
+
+
 async def test_webhooks_entities_exports_settings_are_per_project(state: ServiceState) -> None:
     a, b = await _project(state, "a"), await _project(state, "b")
     hook = await state.create_webhook(a, "h", "http://127.0.0.1/x", ["memory_add"])
