@@ -57,14 +57,16 @@ async def test_a_new_migration_is_one_entry(tmp_path: Path) -> None:
     from engram.stores.sql.migrations import Migration, script
     from engram.stores.sqlite.schema import migrate
 
-    steps = [*SQLITE_STATE_MIGRATIONS, Migration(5, "notes", script("CREATE TABLE notes (id TEXT);\n"))]
+    last = SQLITE_STATE_MIGRATIONS[-1].version
+    notes = Migration(last + 1, "notes", script("CREATE TABLE notes (id TEXT);\n"))
+    steps = [*SQLITE_STATE_MIGRATIONS, notes]
     conn = sqlite3.connect(tmp_path / "s.db", isolation_level=None)
-    assert migrate(conn, "state", SQLITE_STATE_MIGRATIONS) == 4
-    assert migrate(conn, "state", steps) == 5
-    assert migrate(conn, "state", steps) == 5  # applied once
+    assert migrate(conn, "state", SQLITE_STATE_MIGRATIONS) == last
+    assert migrate(conn, "state", steps) == last + 1
+    assert migrate(conn, "state", steps) == last + 1  # applied once
     assert conn.execute("SELECT count(*) FROM notes").fetchone() == (0,)
     conn.close()
-    assert _records(tmp_path / "s.db")[-1] == ("state", 5, "notes")
+    assert _records(tmp_path / "s.db")[-1] == ("state", last + 1, "notes")
 
 
 @pytest.mark.postgres

@@ -55,7 +55,7 @@ async def test_migrations_are_recorded_and_reopen_is_idempotent(tmp_path: Path) 
 
     with sqlite3.connect(tmp_path / "s.db") as conn:
         versions = [r[0] for r in conn.execute("SELECT version FROM schema_migrations ORDER BY version")]
-        assert versions == [1, 2, 3, 4]
+        assert versions == [1, 2, 3, 4, 5]
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
@@ -156,6 +156,15 @@ async def test_claimed_at_insert_is_not_taken_by_others(state: ServiceState) -> 
     assert job.status == "RUNNING" and job.claimed_by == "request"
     assert await state.claim("w", kinds=("ADD",), lease_seconds=30, max_attempts=3) is None
     assert await state.complete(job.id, "request", [])
+
+
+async def test_feed_cursors_move_only_from_where_they_are(state: ServiceState) -> None:
+    assert await state.get_cursor("feed") is None
+    assert await state.move_cursor("feed", None, "0:5")
+    assert not await state.move_cursor("feed", None, "0:3")  # another process placed it first
+    assert not await state.move_cursor("feed", "0:4", "0:9")  # stale: it is at 0:5
+    assert await state.move_cursor("feed", "0:5", "0:9")
+    assert await state.get_cursor("feed") == "0:9" and await state.get_cursor("other") is None
 
 
 async def test_webhooks_entities_exports_settings_are_per_project(state: ServiceState) -> None:

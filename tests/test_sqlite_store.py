@@ -45,6 +45,7 @@ def test_default_store_lives_under_engram_home(engram_home: Path) -> None:
         assert conn.execute("SELECT version, name FROM schema_migrations").fetchall() == [
             (1, "initial"),
             (2, "entity links and profiles"),
+            (3, "change feed"),
         ]
 
 

@@ -21,6 +21,7 @@ from engram.errors import ConfigError
 from engram.filters import FilterNode
 from engram.types import (
     Candidate,
+    ChangeEvent,
     EmbedderInfo,
     HistoryEntry,
     MemoryContext,
@@ -309,6 +310,16 @@ class Store(ABC):
     async def forget_derived(self, namespace: str | None, user_id: str | None = None) -> None:
         """Drop profiles (of one user, one namespace or all) and the links of deleted memories."""
         raise self._no_derived()
+
+    # -- change feed: committed changes in commit order (optional; see ``keeps_changes``) ---------
+    keeps_changes: ClassVar[bool] = False  # True when the method below is implemented
+
+    async def changes(self, after: str | None, limit: int) -> list[ChangeEvent]:
+        """Up to ``limit`` committed changes of every namespace after the position ``after`` (None:
+        from the start), oldest first. Once a change is returned, no change can later appear before
+        it: a reader that goes on from the last one's ``cursor`` sees each change exactly once (the
+        transactional outbox webhook deliveries are relayed from). Imported history is not in it."""
+        raise ConfigError(f"The {type(self).__name__} store keeps no change feed")
 
     async def memory_context(
         self, namespace: str, scope: Scope, memory_ids: Sequence[str], session_gap_s: float

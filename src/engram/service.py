@@ -291,6 +291,16 @@ class ServiceState(ABC):
     @abstractmethod
     async def list_deliveries(self, webhook_id: int) -> list[Delivery]: ...
 
+    # -- feed cursors (how far the webhook relay has read the store's change feed) ---------------
+    @abstractmethod
+    async def get_cursor(self, name: str) -> str | None:
+        """The stored position of the reader ``name``; None before its first :meth:`move_cursor`."""
+
+    @abstractmethod
+    async def move_cursor(self, name: str, old: str | None, new: str) -> bool:
+        """Set the reader's position to ``new`` only if it still is ``old`` (None: not yet set);
+        False when another process moved it first (compare-and-set: a cursor never goes back)."""
+
     # -- feedback and exports --------------------------------------------------------------------
     @abstractmethod
     async def add_feedback(

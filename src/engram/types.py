@@ -142,6 +142,21 @@ class WriteOutcome:
     existing_id: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class ChangeEvent:
+    """One committed change to a memory, read from the store's change feed (its history, in commit
+    order): ``cursor`` is the feed position just after it (see :meth:`engram.interfaces.Store.changes`)."""
+
+    cursor: str
+    id: str  # the history row's id: unique, so it names the change
+    namespace: str
+    memory_id: str
+    event: HistoryEvent
+    old_memory: str | None
+    new_memory: str | None
+    created_at: datetime
+
+
 @dataclass(slots=True)
 class HistoryEntry:
     """One change to one memory."""

@@ -146,10 +146,10 @@ async def edit(request: Request, memory_id: str) -> Response:
             changes["expiration_date" if expiry else "clear_expiration"] = expiry or True
         if not changes:
             return redirect(back, "Nothing changed.")
-        result = await viewer.memory.update(memory_id, **changes)
+        await viewer.memory.update(memory_id, **changes)
     except EngramError as e:
         return redirect(back, e.message, "error")
-    await _fire(dash, viewer, "UPDATE", [result])
+    _notify(dash, viewer)
     return redirect(back, "Saved.")
 
 
@@ -180,10 +180,10 @@ async def _superseded_by_this(viewer: Viewer, item: dict[str, Any]) -> list[dict
     return [m for m in found["results"] if m.get("superseded_by") == item["id"]]
 
 
-async def _fire(dash: Dashboard, viewer: Viewer, event: str, items: list[dict[str, Any]]) -> None:
-    """Tell the project's webhooks, as the REST API does for the same change."""
-    if viewer.project_id is not None and items:
-        await dash.server.webhooks.fire(viewer.project_id, [(event, {**i, "event": event}) for i in items])
+def _notify(dash: Dashboard, viewer: Viewer) -> None:
+    """Relay the change to the project's webhooks now, as the REST API does for the same change."""
+    if viewer.project_id is not None:
+        dash.server.webhooks.notify()
 
 
 async def _delete(dash: Dashboard, viewer: Viewer, ids: list[str]) -> int:
@@ -196,7 +196,7 @@ async def _delete(dash: Dashboard, viewer: Viewer, ids: list[str]) -> int:
                 gone.append(item)
         except EngramError:
             continue
-    await _fire(dash, viewer, "DELETE", gone)
+    _notify(dash, viewer)
     return len(gone)
 
 

@@ -78,15 +78,14 @@ class ProjectBackend(MemoryBackend):
         with _api_errors():
             require_write(self.ctx)
         result = await super().update(memory_id, text, metadata)
-        await self.server.webhooks.fire(self.ctx.project.id, [("UPDATE", {**result, "event": "UPDATE"})])
+        self.server.webhooks.notify()
         return result
 
     async def delete(self, memory_id: str) -> None:
         with _api_errors():
             require_write(self.ctx)
-        item = await self.get(memory_id)
         await super().delete(memory_id)
-        await self.server.webhooks.fire(self.ctx.project.id, [("DELETE", {**item, "event": "DELETE"})])
+        self.server.webhooks.notify()
 
     async def delete_all(self, scope: dict[str, Any]) -> int:
         with _api_errors():

@@ -1,5 +1,5 @@
 """The background job runner: claims queued jobs (async adds, webhook deliveries, profile builds) and
-runs them.
+runs them, and relays committed memory changes to webhook deliveries.
 
 A runner claims a job with a lease and keeps it alive with heartbeats. If its process dies, the lease
 runs out and another runner claims the job again; completion is guarded by the claim, so a job ends
@@ -74,7 +74,7 @@ class JobRunner:
         self.state = state
         self.settings = settings
         self.wake = asyncio.Event()
-        self.webhooks = Webhooks(state, settings, self.wake)
+        self.webhooks = Webhooks(state, engine.store, settings, self.wake)
         self._loops: list[asyncio.Task[None]] = []
         self._stop = asyncio.Event()
 
@@ -82,6 +82,8 @@ class JobRunner:
         """Start ``loops`` concurrent claim-and-run loops in the running event loop."""
         self._stop.clear()
         self._loops = [asyncio.create_task(self.run_forever(self._stop)) for _ in range(loops)]
+        if loops:
+            self._loops.append(asyncio.create_task(self.relay_forever(self._stop)))
         if loops and self.settings.retention_days > 0:
             self._loops.append(asyncio.create_task(self.prune_forever(self._stop)))
 
@@ -117,6 +119,21 @@ class JobRunner:
                 raise
             except Exception:  # a bug must not kill the loop; the lease will expire and retry
                 logger.exception("job %s crashed", job.id)
+
+    async def relay_forever(self, stop: asyncio.Event) -> None:
+        """Relay committed memory changes to webhook deliveries (see :mod:`engram.server.webhooks`):
+        at once after a write in this process, else every ``poll_interval`` (writes of other
+        processes, and changes whose relay a crash interrupted)."""
+        changed = self.webhooks.changed
+        while not stop.is_set():
+            changed.clear()
+            try:
+                await self.engine.open()
+                await self.webhooks.relay()
+            except Exception:  # a store or state outage: try again at the next poll
+                logger.exception("webhook relay failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(changed.wait(), timeout=self.settings.poll_interval)
 
     async def prune_forever(self, stop: asyncio.Event) -> None:
         """Every ``prune_interval``: delete what is older than ``retention_days`` (finished jobs, ...)."""
@@ -180,7 +197,7 @@ class JobRunner:
         if await self.state.complete(job.id, runner_id, results):
             scope = {k: kwargs[k] for k in SCOPE_KEYS if kwargs.get(k)}
             await self.state.touch_entities(job.project_id, scope)
-            await self.webhooks.fire(job.project_id, [(r.get("event", ""), r) for r in results])
+        self.webhooks.notify()
 
     async def _run_profiles(self, job: Job, runner_id: str) -> None:
         """Rebuild the profiles a PROFILE job names (see :mod:`engram.server.profile_jobs`)."""

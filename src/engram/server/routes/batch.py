@@ -54,12 +54,10 @@ async def batch_update(ctx: Ctx, server: ServerDep, body: BatchBody) -> dict[str
             )
     await existing(server, ctx, body)
     memory = server.memory(ctx)
-    changed = []
     for item in body.memories:
-        result = await memory.update(item.memory_id, text=item.text, metadata=item.metadata)
-        changed.append(("UPDATE", {**result, "event": "UPDATE"}))
-    await server.webhooks.fire(ctx.project.id, changed)
-    return {"message": f"Successfully updated {len(changed)} memories"}
+        await memory.update(item.memory_id, text=item.text, metadata=item.metadata)
+    server.webhooks.notify()
+    return {"message": f"Successfully updated {len(body.memories)} memories"}
 
 
 @router.delete("/v1/batch/")
@@ -69,7 +67,5 @@ async def batch_delete(ctx: Ctx, server: ServerDep, body: BatchBody) -> dict[str
     memory = server.memory(ctx)
     for memory_id in records:
         await memory.delete(memory_id)
-    await server.webhooks.fire(
-        ctx.project.id, [("DELETE", {**r, "event": "DELETE"}) for r in records.values()]
-    )
+    server.webhooks.notify()
     return {"message": f"Successfully deleted {len(records)} memories"}

@@ -74,13 +74,8 @@ def own_project(ctx: KeyContext, project_id: str) -> None:
 
 
 async def delete_scope(server: Server, ctx: KeyContext, ids: dict[str, Any]) -> dict[str, Any]:
-    """Delete every memory of a scope (refused without one), firing memory_delete webhooks."""
+    """Delete every memory of a scope (refused without one); memory_delete webhooks follow."""
     scope_from(required=True, **ids)
-    memory = server.memory(ctx)
-    doomed: list[dict[str, Any]] = []
-    hooks = await server.state.list_webhooks(ctx.project.id)
-    if any(h.is_active and (not h.event_types or "memory_delete" in h.event_types) for h in hooks):
-        doomed = (await memory.get_all(top_k=100_000, **ids))["results"]
-    result = await memory.delete_all(**ids)
-    await server.webhooks.fire(ctx.project.id, [("DELETE", {**m, "event": "DELETE"}) for m in doomed])
+    result = await server.memory(ctx).delete_all(**ids)
+    server.webhooks.notify()
     return {"message": "Memories deleted successfully!", "deleted": result.get("deleted", 0)}

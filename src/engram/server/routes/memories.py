@@ -139,7 +139,7 @@ async def update_memory(
     check_project(ctx, org_id or body.org_id, project_id or body.project_id)
     text = body.text if body.text is not None else body.data
     result = await server.memory(ctx).update(memory_id, text=text, metadata=body.metadata)
-    await server.webhooks.fire(ctx.project.id, [("UPDATE", {**result, "event": "UPDATE"})])
+    server.webhooks.notify()
     return result
 
 
@@ -154,7 +154,7 @@ async def delete_memory(
     if item is None:
         raise not_found("memory", memory_id)
     await memory.delete(memory_id)
-    await server.webhooks.fire(ctx.project.id, [("DELETE", {**item, "event": "DELETE"})])
+    server.webhooks.notify()
     return {"message": "Memory deleted successfully!", "id": memory_id}
 
 

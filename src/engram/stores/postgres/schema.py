@@ -160,12 +160,23 @@ def _m004_vectors_inline(s: str) -> list[str]:
     return [f"ALTER TABLE {s}.memories SET (toast_tuple_target = 8160)"]
 
 
+def _m006_change_feed(s: str) -> list[str]:
+    # The change feed (engram.stores.sql.changes): a row's tx is its writing transaction's id, so the
+    # feed can wait for transactions that commit out of order; older rows keep NULL (not in the feed).
+    return [
+        f"ALTER TABLE {s}.history ADD COLUMN tx bigint",
+        f"ALTER TABLE {s}.history ALTER COLUMN tx SET DEFAULT pg_current_xact_id()::text::bigint",
+        f"CREATE INDEX history_changes ON {s}.history (tx, seq) WHERE tx IS NOT NULL",
+    ]
+
+
 MIGRATIONS: list[Migration] = [
     Migration(1, "initial", _m001_initial),
     Migration(2, "unicode case folding for icontains", _m002_fold),
     Migration(3, "index source links by message", _m003_sources_by_message),
     Migration(4, "keep memory rows with their vectors in the table", _m004_vectors_inline),
     Migration(5, "entity links and profiles", derived.tables),
+    Migration(6, "change feed", _m006_change_feed),
 ]
 
 

@@ -72,9 +72,17 @@ def _m002_rate_buckets(s: str) -> list[str]:
     ]
 
 
+def _m003_feed_cursors(s: str) -> list[str]:
+    return [
+        f"""CREATE TABLE {s}.feed_cursors (name text PRIMARY KEY, position text NOT NULL,
+                updated_at float8 NOT NULL)""",
+    ]
+
+
 MIGRATIONS: list[Migration] = [
     Migration(1, "tenancy, keys, jobs, entities, webhooks, feedback, exports", _m001_state),
     Migration(2, "per-project rate-limit buckets shared by every server process", _m002_rate_buckets),
+    Migration(3, "change feed cursors of the webhook relay", _m003_feed_cursors),
 ]
 
 _EPOCH = "extract(epoch FROM statement_timestamp())::float8"  # one instant for the whole upsert

@@ -30,6 +30,7 @@ class PostgresStore(PostgresConnection, SQLStore):
     """The shared store for many servers and workers: one PostgreSQL database with pgvector."""
 
     Settings = PostgresSettings
+    _horizon = "pg_snapshot_xmin(pg_current_snapshot())::text::bigint"  # the oldest running transaction
     _remedy = (
         "point store.config.schema_name (or the URL) at a new schema, or drop that schema to start over "
         "with the new embedder"

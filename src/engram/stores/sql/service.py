@@ -50,6 +50,13 @@ _KEY_CONTEXT = (
 )
 
 
+_START_CURSOR = (
+    "INSERT INTO {s}.feed_cursors (name, position, updated_at) VALUES (%s, %s, {now}) "
+    "ON CONFLICT (name) DO NOTHING"
+)
+_MOVE_CURSOR = (
+    "UPDATE {s}.feed_cursors SET position = %s, updated_at = {now} WHERE name = %s AND position = %s"
+)
 _PROJECT_TABLES = ("api_keys", "jobs", "entities", "webhooks", "feedback", "exports")
 # What deleting a project runs, in order; each statement takes the project id once.
 _DELETE_PROJECT = [
@@ -362,6 +369,16 @@ class SQLServiceState(ServiceState):
             return jobs + deliveries
 
         return await self._transaction(tx)
+
+    # -- feed cursors ------------------------------------------------------------------------------
+    async def get_cursor(self, name: str) -> str | None:
+        row = await self._row("SELECT position FROM {s}.feed_cursors WHERE name = %s", (name,))
+        return None if row is None else str(row["position"])
+
+    async def move_cursor(self, name: str, old: str | None, new: str) -> bool:
+        if old is None:
+            return await self._count(_START_CURSOR, (name, new)) == 1
+        return await self._count(_MOVE_CURSOR, (new, name, old)) == 1
 
     # -- entities ----------------------------------------------------------------------------------
     async def touch_entities(self, project_id: str, ids: dict[str, str]) -> None:

@@ -20,10 +20,11 @@ from engram.filters import FilterNode
 from engram.interfaces import ListPage, Store
 from engram.keywords import query_terms
 from engram.ranking import memory_context
-from engram.stores.sql import derived, writes
+from engram.stores.sql import changes, derived, writes
 from engram.stores.sql.dialect import Query, Session, check_dim, check_embedder
 from engram.types import (
     Candidate,
+    ChangeEvent,
     EmbedderInfo,
     HistoryEntry,
     MemoryContext,
@@ -197,6 +198,19 @@ class SQLStore(Store):
 
     async def forget_derived(self, namespace: str | None, user_id: str | None = None) -> None:
         await self._transact(namespace, lambda s: derived.forget(s.db(), namespace, user_id))
+
+    # -- change feed (see :mod:`.changes`) -----------------------------------------------------------
+    keeps_changes = True
+    _horizon = "1"  # SQL of the feed's horizon: every row of a transaction below it has committed
+
+    async def changes(self, after: str | None, limit: int) -> list[ChangeEvent]:
+        if after is not None:
+            changes.position(after)
+        if limit <= 0:
+            return []
+        return await self._read(
+            "", lambda s: changes.since(s.db(), self._horizon, after, limit), primary=True
+        )
 
     # -- candidates --------------------------------------------------------------------------------
     async def vector_candidates(

@@ -17,6 +17,7 @@ from datetime import date, datetime
 from typing import Any
 
 from engram.errors import ConflictError, NotFoundError, StoreError
+from engram.stores.sql import changes
 from engram.stores.sql.dialect import Session
 from engram.types import (
     HistoryEntry,
@@ -175,4 +176,5 @@ async def restore(s: Session, namespace: str, memory: RestoredMemory) -> bool:
     await s.link_sources(rec.id, [m.id for m in memory.messages])
     for entry in memory.history:
         await s.add_history(namespace, replace(entry, memory_id=rec.id))
+    await changes.forget_restored(s.db(), rec.id)  # an import replays no webhook events
     return True

@@ -90,9 +90,17 @@ CREATE TABLE history (
 CREATE INDEX history_by_memory ON history (memory_id, seq);
 """
 
+# The change feed (engram.stores.sql.changes): new rows get tx 0, older ones stay out of it.
+_CHANGE_FEED = """
+ALTER TABLE history ADD COLUMN tx INTEGER DEFAULT 0;
+UPDATE history SET tx = NULL;
+CREATE INDEX history_changes ON history (tx, seq) WHERE tx IS NOT NULL;
+"""
+
 MIGRATIONS: list[Migration] = [
     Migration(1, "initial", script(_INITIAL)),
     Migration(2, "entity links and profiles", derived.tables),
+    Migration(3, "change feed", script(_CHANGE_FEED)),
 ]
 
 

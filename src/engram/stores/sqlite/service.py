@@ -73,6 +73,9 @@ CREATE TABLE exports (
     Migration(4, "per-project settings", script("""
 ALTER TABLE projects ADD COLUMN settings TEXT NOT NULL DEFAULT '{}';
 """)),
+    Migration(5, "change feed cursors of the webhook relay", script("""
+CREATE TABLE feed_cursors (name TEXT PRIMARY KEY, position TEXT NOT NULL, updated_at REAL NOT NULL);
+""")),
 ]  # fmt: skip
 
 
