@@ -88,6 +88,7 @@ async def test_unknown_and_repeated_numbers_are_ignored(mem: AsyncMemory, llm: S
     llm.push('Sure! ```json\n{"ranking": [99, "3", 3, "[1]", 0, -2]}\n```')
     found = await mem.search(QUESTION, user_id="u", rerank=True)
     assert texts(found) == [plain[2], plain[0], plain[1], *plain[3:]]
+    assert "at most 6 numbers" in llm.calls[0].messages[0]["content"]  # top_k 20, but 6 candidates
     assert found["rerank"]["ok"] is True and found["rerank"]["reordered"] == 2
 
 

@@ -13,6 +13,8 @@ from typing import Any
 import httpx
 import pytest
 
+from engram import MemoryClient
+
 sys.path.insert(0, str(Path(__file__).parent / "server"))
 from srvhelpers import MEM0_PY_VERSIONS, ServerProcess, client_env, make_key, mem0_python
 
@@ -87,7 +89,8 @@ def test_rerank_and_rewrite_in_a_search_request_use_the_llm(srv: ServerProcess, 
     ours = search(srv, key, rerank=True, top_k=1)
     assert [r["memory"] for r in ours["results"]] == [order[1]] and ours["rerank"]["candidates"] == 3
 
-    rewritten = search(srv, key, rewrite=True)
+    with MemoryClient(api_key=key, host=srv.url) as client:  # Engram's own client passes rewrite
+        rewritten = client.search("tea", user_id="alice", rewrite=True)
     assert rewritten["rewrite"]["queries"] == ["tea", "teapot kettle"]
     assert rewritten["results"][0]["memory"] == "I ordered a new teapot"
 

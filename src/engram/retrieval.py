@@ -216,7 +216,7 @@ def _merge(runs: list[Ranking]) -> Ranking:
     first = runs[0].scores
     ranked = sorted(scores, key=lambda mid: (-scores[mid], -first.get(mid, 0.0), mid))
     explain: dict[str, dict[str, Any]] = {}
-    if runs[0].explain:
+    if any(run.explain for run in runs):
         for mid in ranked:
             base = next(run.explain[mid] for run in runs if mid in run.explain)
             explain[mid] = {**base, "fused": scores[mid], "variants": [run.scores.get(mid) for run in runs]}

@@ -64,6 +64,7 @@ class LLMReranker(ListwiseReranker):
 
     async def order(self, query: str, documents: Sequence[str], *, top_n: int) -> list[int]:
         """Indices of the candidates the model ranked, best first (ProviderError when there are none)."""
+        top_n = max(1, min(top_n, len(documents)))
         answer = await complete_json(
             self.llm, self.build_messages(query, documents, top_n), schema=RANKING_SCHEMA
         )
