@@ -297,3 +297,36 @@ async def test_engine_picks_up_openai_from_the_environment(
     assert [r["memory"] for r in result["results"]] == ["alice loves sci-fi movies"]
     assert stub.headers[0]["authorization"] == "Bearer sk-env"
     assert "m1 [alice, user]: I love sci-fi movies" in stub.requests[0]["messages"][1]["content"]
+
+
+async def test_search_reranks_and_rewrites_through_the_real_sdk(stub: StubServer, tmp_path: Any) -> None:
+    """rerank=True with only an LLM configured: one chat completion per step, JSON schema requested."""
+    from engram import AsyncMemory
+    from engram.stores.sqlite import SQLiteStore
+    from engram.testing import FakeEmbedder
+
+    store = SQLiteStore(path=tmp_path / "s.db")
+    memory = AsyncMemory(store=store, embedder=FakeEmbedder(), llm=llm_for(stub))
+    turns = ["tea with lemon every morning", "tea shop on main street", "green tea twice a week"]
+    await memory.add([{"role": "user", "content": t} for t in turns], user_id="alice", infer=False)
+    plain = [r["memory"] for r in (await memory.search("tea", user_id="alice"))["results"]]
+    stub.replies.append(Reply(content='{"keywords": "tea drink", "paraphrases": ["what does she drink"]}'))
+    stub.replies.append(Reply(content='{"ranking": [3, 2, 1]}'))
+    try:
+        found = await memory.search("tea", user_id="alice", rewrite=True, rerank=True)
+        stub.replies.extend([Reply(500, body={"error": "down"})] * 3)  # every retry fails
+        failed = await memory.search("tea", user_id="alice", rerank=True)
+    finally:
+        await memory.close()
+    assert found["rewrite"]["queries"] == ["tea", "tea drink", "what does she drink"]
+    assert found["rerank"] == {"used": "llm:openai:stub-model", "ok": True, "candidates": 3, "reordered": 3}
+    rerank_request = stub.requests[1]
+    assert rerank_request["model"] == "stub-model"
+    assert rerank_request["response_format"]["type"] == "json_schema"
+    prompt = rerank_request["messages"][1]["content"]
+    shown = [line.split("] ", 1)[1] for line in prompt.splitlines() if line.startswith("[")]
+    assert prompt.startswith("Question: tea") and sorted(shown) == sorted(turns)
+    assert [r["memory"] for r in found["results"]] == shown[::-1]  # the model's order: 3, 2, 1
+    assert [r["memory"] for r in failed["results"]] == plain
+    assert failed["rerank"]["ok"] is False and "HTTP 500" in failed["rerank"]["error"]
+    assert len(stub.requests) == 5  # one call each, plus the provider's own retries of the failing one

@@ -255,10 +255,12 @@ class AsyncMemoryClient(_Base):
         agent_id: str | None = None,
         app_id: str | None = None,
         run_id: str | None = None,
+        rewrite: bool | None = None,
     ) -> dict[str, Any]:
-        """The most relevant memories of a scope: ``{"results": [...]}`` with scores."""
+        """The most relevant memories of a scope: ``{"results": [...]}`` with scores (plus ``"rerank"``
+        / ``"rewrite"`` notes when asked for; see docs/retrieval.md)."""
         ids = _kw(user_id=user_id, agent_id=agent_id, app_id=app_id, run_id=run_id)
-        kw = _kw(top_k=top_k, threshold=threshold, rerank=rerank)
+        kw = _kw(top_k=top_k, threshold=threshold, rerank=rerank, rewrite=rewrite)
         return cast(dict[str, Any], await self._send(_Requests.search(query, filters, kw, ids)))
 
     async def get_all(

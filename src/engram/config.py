@@ -49,7 +49,19 @@ class RetrievalConfig(BaseModel):
     question_penalty: float = Field(
         1.0, ge=0, description="taken off the raw score of memories that are questions (end with '?')"
     )
-    rerank_candidates: int = Field(50, ge=1, le=1000)
+    rerank_candidates: int = Field(
+        50, ge=1, le=1000, description="how many fused results rerank=True reorders (at least top_k)"
+    )
+    llm_doc_chars: int = Field(
+        300, ge=20, le=10_000, description="LLM reranking: each candidate's text is cut to this length"
+    )
+    llm_prompt_chars: int = Field(
+        12_000, ge=1_000, le=200_000, description="LLM reranking: the candidate texts' total length"
+    )
+    rewrite: bool = Field(False, description="search(rewrite=None) expands queries with the LLM when true")
+    rewrite_variants: int = Field(
+        3, ge=1, le=8, description="query rewriting: at most this many variants (keywords + paraphrases)"
+    )
     chunk_chars: int = Field(
         1000, ge=0, description="longer texts are embedded in chunks of about this size (0: never)"
     )

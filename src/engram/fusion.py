@@ -189,3 +189,15 @@ def _on_asked_date(ctx: MemoryContext | None, months: set[int], years: set[int])
         return False
     seen = datetime.fromtimestamp(ctx.observed_ts, UTC)
     return (not months or seen.month in months) and (not years or seen.year in years)
+
+
+def best_of(runs: list[dict[str, float]]) -> dict[str, float]:
+    """One score per memory over searches of several phrasings of a question (query rewriting): the
+    best score any phrasing gave it. Each run's scores come from :func:`contextual_scores`, so they
+    share one scale in (0, 1) and ``threshold`` keeps its meaning."""
+    best: dict[str, float] = {}
+    for scores in runs:
+        for mid, score in scores.items():
+            if score > best.get(mid, -1.0):
+                best[mid] = score
+    return best

@@ -71,6 +71,23 @@ class Reranker(ABC):
         """One score per document, in the same order."""
 
 
+class ListwiseReranker(ABC):
+    """Orders candidates by reading them together (an LLM, for example) instead of scoring each one."""
+
+    @property
+    @abstractmethod
+    def name(self) -> str:
+        """What search reports as the reranker used (for example ``"llm:openai:gpt-4.1-mini"``)."""
+
+    @abstractmethod
+    async def order(self, query: str, documents: Sequence[str], *, top_n: int) -> list[int]:
+        """Indices into ``documents``, most relevant first: at most ``top_n``, valid, no repeats.
+
+        Documents left out follow the listed ones in their previous order. Raises an
+        :class:`~engram.errors.EngramError` when no usable order came back.
+        """
+
+
 class LLM(ABC):
     """A chat model that answers with text (JSON when ``json_schema`` is given)."""
 

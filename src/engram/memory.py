@@ -18,7 +18,7 @@ from engram.adding import (
 from engram.config import MemoryConfig
 from engram.derived import EntityMention, StoredProfile
 from engram.entities import group_entities, has_entity_filter, links_for, resolve_entity_filter
-from engram.errors import ConfigError, NotFoundError, ValidationError
+from engram.errors import NotFoundError, ValidationError
 from engram.filters import split_scope
 from engram.inputs import (
     check_filters,
@@ -42,7 +42,7 @@ from engram.profiles import (
     profile_view,
     summarize,
 )
-from engram.retrieval import SearchRequest, hybrid_search
+from engram.retrieval import SearchRequest, run_search
 from engram.types import (
     MemoryRecord,
     Message,
@@ -51,7 +51,7 @@ from engram.types import (
     WriteOutcome,
     text_hash,
 )
-from engram.wiring import Backends, build_backends, close_with_loop
+from engram.wiring import Backends, build_backends, close_with_loop, search_models
 
 
 class AsyncMemory:
@@ -293,9 +293,13 @@ class AsyncMemory:
         run_id: str | None = None,
         limit: int | None = None,
         all_scopes: bool = False,
+        rewrite: bool | None = None,
     ) -> dict[str, Any]:
         """Most relevant memories in a scope: ``{"results": [item + "score"]}``, best first.
 
+        ``rerank=True`` reorders the best candidates with the reranker, else the LLM; ``rewrite=True``
+        also searches the LLM's keyword and paraphrase variants of the query. Either adds a note
+        (``"rerank"``/``"rewrite"``: ``{"used", "ok", ...}``); a failed call keeps the plain search.
         ``all_scopes=True`` searches every scope of the namespace (for admin tools such as the dashboard).
         """
         if not isinstance(query, str) or not query.strip():
@@ -309,12 +313,9 @@ class AsyncMemory:
         ):
             raise ValidationError("threshold must be a number between 0 and 1", field="threshold")
         scope, tree = self._scope_and_filters(filters, user_id, agent_id, app_id, run_id, all_scopes)
-        reranker = self._b.reranker if rerank else None
-        if rerank and reranker is None:
-            raise ConfigError("rerank=True needs a reranker; configure one under 'reranker'")
+        reranker, llm = search_models(self._b, self._llm, bool(rerank), rewrite)
         await self._ready()
         tree = await self._entity_tree(scope, tree, Visibility(include_superseded, show_expired))
-        query_vector = (await self._b.embedder.embed([query], kind="query"))[0]
         request = SearchRequest(
             self.namespace,
             scope,
@@ -325,15 +326,11 @@ class AsyncMemory:
             float(threshold) if threshold is not None else None,
             explain,
         )
-        hits = await hybrid_search(self._b.store, request, query_vector, self._b.config.retrieval, reranker)
-        results = []
-        for hit in hits:
-            item = hit.record.to_item()
-            item["score"] = hit.score
-            if explain:
-                item["explain"] = hit.explain
-            results.append(item)
-        return {"results": results}
+        b = self._b
+        found = await run_search(
+            b.store, b.embedder, request, b.config.retrieval, reranker=reranker, rewriter=llm
+        )
+        return {"results": [hit.to_item(explain) for hit in found.hits], **found.notes}
 
     def _scope_and_filters(
         self,

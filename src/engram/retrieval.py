@@ -4,22 +4,33 @@ Both signals bring candidates from inside the scope. Every candidate gets its ex
 candidates have their vectors fetched) and its BM25; the two are z-normalised and weighted, then each
 memory takes in part of its conversational neighbours' scores, a session bonus and a date cue
 (engram/fusion.py; docs/retrieval.md says why and what each step is worth on LoCoMo).
+
+With an LLM, two optional steps (one call each, falling back with a note in the result when the call
+fails): query rewriting searches keyword and paraphrase variants too, and reranking reorders the best
+``rerank_candidates`` results (engram/rewrite.py, engram/rerankers/llm.py).
 """
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
 from engram.config import RetrievalConfig
+from engram.errors import EngramError
 from engram.filters import FilterNode
-from engram.fusion import contextual_scores
-from engram.interfaces import Reranker, Store
+from engram.fusion import best_of, contextual_scores
+from engram.interfaces import LLM, Embedder, ListwiseReranker, Reranker, Store
+from engram.llms._retry import short_message
+from engram.rewrite import rewrite_query
 from engram.types import MemoryContext, MemoryRecord, Scope, Vector, Visibility
+
+AnyReranker = Reranker | ListwiseReranker
+logger = logging.getLogger("engram.search")
 
 
 @dataclass(slots=True)
@@ -29,6 +40,11 @@ class Hit:
     record: MemoryRecord
     score: float
     explain: dict[str, Any] = field(default_factory=dict)
+
+    def to_item(self, explain: bool = False) -> dict[str, Any]:
+        """The result dict: the memory's item plus ``score`` (and ``explain`` when asked)."""
+        item = {**self.record.to_item(), "score": self.score}
+        return {**item, "explain": self.explain} if explain else item
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,14 +59,68 @@ class SearchRequest:
     explain: bool = False
 
 
+@dataclass(slots=True)
+class Ranking:
+    """One search's candidates with their scores, best first, before the cut to ``top_k``."""
+
+    ranked: list[str]
+    scores: dict[str, float]
+    explain: dict[str, dict[str, Any]] = field(default_factory=dict)  # per memory, when asked
+
+
+@dataclass(slots=True)
+class SearchOutcome:
+    """Hits plus what the optional LLM steps did (``{"rerank": {...}, "rewrite": {...}}``, as asked)."""
+
+    hits: list[Hit]
+    notes: dict[str, Any] = field(default_factory=dict)
+
+
 async def hybrid_search(
     store: Store,
     request: SearchRequest,
     query_vector: Vector,
     config: RetrievalConfig,
-    reranker: Reranker | None = None,
+    reranker: AnyReranker | None = None,
 ) -> list[Hit]:
     """Search one scope; returns hits best first, at most ``top_k``, all at or above ``threshold``."""
+    ranking = await rank_candidates(store, request, query_vector, config)
+    if reranker is not None:
+        ranking, _ = await rerank(store, request, ranking, reranker, config)
+    return await collect_hits(store, request, ranking)
+
+
+async def run_search(
+    store: Store,
+    embedder: Embedder,
+    request: SearchRequest,
+    config: RetrievalConfig,
+    *,
+    reranker: AnyReranker | None = None,
+    rewriter: LLM | None = None,
+) -> SearchOutcome:
+    """The whole search: optional query variants (one LLM call), one ranking per phrasing merged
+    (:func:`engram.fusion.best_of`), optional reranking, then the cut to ``threshold`` and ``top_k``."""
+    notes: dict[str, Any] = {}
+    queries = [request.query]
+    if rewriter is not None:
+        variants, notes["rewrite"] = await _query_variants(rewriter, request.query, config)
+        queries += variants
+    vectors = await embedder.embed(queries, kind="query")
+    runs = [
+        await rank_candidates(store, replace(request, query=q), vectors[i], config)
+        for i, q in enumerate(queries)
+    ]
+    ranking = runs[0] if len(runs) == 1 else _merge(runs)
+    if reranker is not None:
+        ranking, notes["rerank"] = await rerank(store, request, ranking, reranker, config)
+    return SearchOutcome(await collect_hits(store, request, ranking), notes)
+
+
+async def rank_candidates(
+    store: Store, request: SearchRequest, query_vector: Vector, config: RetrievalConfig
+) -> Ranking:
+    """Gather the scope's candidates for one query and fuse their signals into one score each."""
     n = max(config.candidates, request.top_k)
     use_vector = config.vector_weight > 0
     use_keyword = config.keyword_weight > 0
@@ -66,9 +136,6 @@ async def hybrid_search(
     cosine = {c.memory_id: c.score for c in found.vector}
     cosine.update(found.extra_cosines)
     bm25 = {c.memory_id: c.score for c in found.keyword}
-    vector_rank = {c.memory_id: i + 1 for i, c in enumerate(found.vector)}
-    keyword_rank = {c.memory_id: i + 1 for i, c in enumerate(found.keyword)}
-    best_bm25 = max(bm25.values(), default=0.0)
     pool = list(cosine.keys() | bm25.keys())
     gap_s = config.session_gap_minutes * 60
     contexts = await store.memory_context(request.namespace, request.scope, pool, gap_s)
@@ -80,28 +147,36 @@ async def hybrid_search(
     ranked = sorted(fused, key=lambda mid: (-fused[mid], mid))
     if config.question_penalty > 0:
         ranked = await _question_penalty(store, request, ranked, fused, config)
-    if reranker is not None:
-        ranked, fused = await _rerank(store, request, reranker, ranked[: config.rerank_candidates], fused)
-    if request.threshold is not None:
-        ranked = [mid for mid in ranked if fused[mid] >= request.threshold]
-    ranked = ranked[: request.top_k]
-    records = {r.id: r for r in await store.get_many(request.namespace, ranked)}
-    hits: list[Hit] = []
-    for mid in ranked:
-        record = records.get(mid)
-        if record is None:  # deleted between the candidate query and now
-            continue
-        explain: dict[str, Any] = {}
-        if request.explain:
-            explain = {
+    explain: dict[str, dict[str, Any]] = {}
+    if request.explain:
+        vector_rank = {c.memory_id: i + 1 for i, c in enumerate(found.vector)}
+        keyword_rank = {c.memory_id: i + 1 for i, c in enumerate(found.keyword)}
+        best_bm25 = max(bm25.values(), default=0.0)
+        explain = {
+            mid: {
                 "vector": {"cosine": cosine.get(mid), "rank": vector_rank.get(mid)},
                 "keyword": {"bm25": bm25.get(mid), "rank": keyword_rank.get(mid), "best_bm25": best_bm25},
                 "weights": {"vector": config.vector_weight, "keyword": config.keyword_weight},
                 "fused": fused[mid],
                 "context": parts.get(mid),
             }
-        hits.append(Hit(record, fused[mid], explain))
-    return hits
+            for mid in ranked
+        }
+    return Ranking(ranked, fused, explain)
+
+
+async def collect_hits(store: Store, request: SearchRequest, ranking: Ranking) -> list[Hit]:
+    """The ranking cut to ``threshold`` and ``top_k``, with each memory's record."""
+    ranked = ranking.ranked
+    if request.threshold is not None:
+        ranked = [mid for mid in ranked if ranking.scores[mid] >= request.threshold]
+    ranked = ranked[: request.top_k]
+    records = {r.id: r for r in await store.get_many(request.namespace, ranked)}
+    return [
+        Hit(records[mid], ranking.scores[mid], ranking.explain.get(mid, {}))
+        for mid in ranked
+        if mid in records  # a memory deleted between the candidate query and now is skipped
+    ]
 
 
 async def _neighbour_cosines(
@@ -134,10 +209,78 @@ async def _question_penalty(
     return sorted(head, key=lambda mid: (-fused[mid], mid)) + ranked[len(head) :]
 
 
-async def _rerank(
-    store: Store, request: SearchRequest, reranker: Reranker, ids: list[str], fused: dict[str, float]
-) -> tuple[list[str], dict[str, float]]:
-    records = await store.get_many(request.namespace, ids)
-    scores = await reranker.rerank(request.query, [r.text for r in records])
-    rescored = {r.id: 1.0 / (1.0 + math.exp(-s)) for r, s in zip(records, scores, strict=True)}
-    return sorted(rescored, key=lambda mid: (-rescored[mid], mid)), {**fused, **rescored}
+def _merge(runs: list[Ranking]) -> Ranking:
+    """Rankings of several phrasings of one question as one: each memory's best score (ties: the
+    original question's order); ``explain`` adds the score each phrasing gave (``variants``)."""
+    scores = best_of([run.scores for run in runs])
+    first = runs[0].scores
+    ranked = sorted(scores, key=lambda mid: (-scores[mid], -first.get(mid, 0.0), mid))
+    explain: dict[str, dict[str, Any]] = {}
+    if any(run.explain for run in runs):
+        for mid in ranked:
+            base = next(run.explain[mid] for run in runs if mid in run.explain)
+            explain[mid] = {**base, "fused": scores[mid], "variants": [run.scores.get(mid) for run in runs]}
+    return Ranking(ranked, scores, explain)
+
+
+async def _query_variants(llm: LLM, query: str, config: RetrievalConfig) -> tuple[list[str], dict[str, Any]]:
+    """The LLM's variants of ``query`` and the note for the result (on failure: none, and why)."""
+    note: dict[str, Any] = {"used": f"llm:{llm.name}", "ok": True}
+    try:
+        variants = await rewrite_query(llm, query, variants=config.rewrite_variants)
+    except EngramError as e:
+        logger.warning("query rewriting with %s failed; searching the query as given: %s", llm.name, e)
+        return [], {**note, "ok": False, "error": _reason(e), "queries": [query]}
+    return variants, {**note, "queries": [query, *variants]}
+
+
+async def rerank(
+    store: Store, request: SearchRequest, ranking: Ranking, reranker: AnyReranker, config: RetrievalConfig
+) -> tuple[Ranking, dict[str, Any]]:
+    """Reorder the best ``max(rerank_candidates, top_k)`` candidates with ``reranker``; when it fails
+    the fused order stays and the note (``{"used", "ok", "candidates", "error"}``) says why."""
+    head = ranking.ranked[: max(config.rerank_candidates, request.top_k)]
+    records = {r.id: r for r in await store.get_many(request.namespace, head)}
+    head = [mid for mid in head if mid in records]
+    note: dict[str, Any] = {"used": reranker.name, "ok": True, "candidates": len(head)}
+    if len(head) < 2:
+        return ranking, {**note, "reordered": 0}
+    try:
+        order, scores, moved = await _reorder(reranker, request, head, records, ranking.scores)
+    except EngramError as e:
+        logger.warning("reranking with %s failed; keeping the fused order: %s", reranker.name, e)
+        return ranking, {**note, "ok": False, "error": _reason(e)}
+    for position, mid in enumerate(order, start=1):
+        if mid in ranking.explain:
+            ranking.explain[mid]["rerank"] = {"position": position, "fused": ranking.scores[mid]}
+    rest = [mid for mid in ranking.ranked if mid not in scores]
+    return Ranking(order + rest, {**ranking.scores, **scores}, ranking.explain), {**note, "reordered": moved}
+
+
+async def _reorder(
+    reranker: AnyReranker,
+    request: SearchRequest,
+    ids: list[str],
+    records: Mapping[str, MemoryRecord],
+    fused: Mapping[str, float],
+) -> tuple[list[str], dict[str, float], int]:
+    """(new order, new scores, how many the reranker placed). A listwise reranker only orders, so the
+    candidates keep the fused scores, handed out best first in the new order (scores stay descending
+    and ``threshold`` keeps its scale); a scoring reranker's scores are squashed into (0, 1)."""
+    texts = [records[mid].text for mid in ids]
+    if isinstance(reranker, ListwiseReranker):
+        listed = await reranker.order(request.query, texts, top_n=request.top_k)
+        picked = [i for i in dict.fromkeys(listed) if 0 <= i < len(ids)]
+        placed = set(picked)
+        order = [ids[i] for i in picked] + [mid for i, mid in enumerate(ids) if i not in placed]
+        slots = sorted((fused[mid] for mid in ids), reverse=True)
+        return order, dict(zip(order, slots, strict=True)), len(picked)
+    scores = await reranker.rerank(request.query, texts)
+    rescored = {mid: 1.0 / (1.0 + math.exp(-s)) for mid, s in zip(ids, scores, strict=True)}
+    return sorted(rescored, key=lambda mid: (-rescored[mid], mid)), rescored, len(ids)
+
+
+def _reason(error: BaseException) -> str:
+    """One line for a result's note: the error's class and the first line of its message."""
+    lines = short_message(error, 300).splitlines()
+    return f"{type(error).__name__}: {lines[0] if lines else ''}".rstrip(": ")

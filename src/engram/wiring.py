@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -12,7 +13,7 @@ from pydantic import ValidationError as PydanticValidationError
 from engram import registry
 from engram.config import MemoryConfig, ProviderSpec
 from engram.errors import ConfigError
-from engram.interfaces import LLM, Embedder, Extractor, Reranker, Store
+from engram.interfaces import LLM, Embedder, Extractor, ListwiseReranker, Reranker, Store
 
 if TYPE_CHECKING:
     from engram.memory import AsyncMemory
@@ -90,3 +91,31 @@ def _build(kind: registry.Kind, spec: ProviderSpec | None, default: ProviderSpec
     if chosen is None:
         return None
     return registry.create(kind, chosen.provider, chosen.config, base)
+
+
+def search_models(
+    backends: Backends, get_llm: Callable[[], LLM | None], rerank: bool, rewrite: bool | None
+) -> tuple[Reranker | ListwiseReranker | None, LLM | None]:
+    """The reranker and the query rewriter one search asked for. ``rerank=True`` uses the configured
+    reranker, else the LLM as a listwise reranker; ``rewrite`` (None: ``retrieval.rewrite``) needs the
+    LLM. ConfigError when what was asked for is not there."""
+    cfg = backends.config.retrieval
+    wants_rewrite = cfg.rewrite if rewrite is None else rewrite
+    reranker: Reranker | ListwiseReranker | None = backends.reranker if rerank else None
+    llm = get_llm() if wants_rewrite or (rerank and reranker is None) else None
+    if rerank and reranker is None:
+        if llm is None:
+            raise ConfigError(
+                "rerank=True needs a reranker or an LLM; configure one under 'reranker' or 'llm'",
+                details={"field": "rerank"},
+            )
+        from engram.rerankers.llm import LLMReranker
+
+        reranker = LLMReranker(llm, doc_chars=cfg.llm_doc_chars, prompt_chars=cfg.llm_prompt_chars)
+    if wants_rewrite and llm is None:
+        source = "rewrite=True" if rewrite else "retrieval.rewrite"
+        raise ConfigError(
+            f"{source} needs an LLM; configure one under 'llm' (or set OPENAI_API_KEY or ANTHROPIC_API_KEY)",
+            details={"field": "rewrite"},
+        )
+    return reranker, llm if wants_rewrite else None

@@ -18,7 +18,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic import ValidationError as PydanticValidationError
 
-from engram.errors import ExtractionError
+from engram.errors import ExtractionError, ProviderError
 from engram.interfaces import LLM
 
 #: The JSON schema the extractor asks for (strict-mode compatible for OpenAI structured outputs).
@@ -236,31 +236,52 @@ def _facts_list(value: Any) -> list[Any]:
     raise OutputProblemError(f'expected a JSON object with a "facts" list, got {type(value).__name__}')
 
 
-def parse_facts(raw: str) -> ParsedFacts:
-    """Turn one model answer into facts, repairing common damage; OutputProblemError if unusable."""
+@dataclass(slots=True)
+class JsonAnswer:
+    """The JSON value(s) found in one model answer, and how much repair that took."""
+
+    values: list[Any]
+    region: str  # the part of the answer that held the JSON
+    repaired: bool = False
+    open_brackets: list[str] = field(default_factory=list)  # left open where the answer was cut off
+    in_string: bool = False  # the answer was cut off inside a string
+    notes: list[str] = field(default_factory=list)
+
+
+def parse_json_answer(raw: str) -> JsonAnswer:
+    """The JSON in a model answer: reasoning blocks, prose and code fences are skipped and damaged JSON
+    is repaired (``json-repair``); OutputProblemError when there is no usable JSON at all.
+
+    The one JSON-repair path of Engram: extraction, LLM reranking and query rewriting all use it.
+    """
     if not raw or not raw.strip():
         raise OutputProblemError("the answer was empty")
     region = _json_region(_strip_reasoning(raw))
     if not region:
         raise OutputProblemError("the answer contains no JSON object")
-    notes: list[str] = []
     values = _strict_values(region)
-    repaired = values is None
-    truncated_inside_item = False
-    if values is None:
-        import json_repair
+    if values is not None:
+        return JsonAnswer(values, region)
+    import json_repair
 
-        stack, in_string = _scan(region)
-        list_depth = 1 if region.startswith("[") else 2
-        truncated_inside_item = bool(stack) and (len(stack) > list_depth or in_string)
-        if stack:
-            notes.append("the answer was cut off; closed it")
-        try:
-            values = [json_repair.loads(region)]
-        except Exception as e:  # json-repair gives up on some inputs
-            raise OutputProblemError(f"the JSON could not be repaired ({e})") from e
-        if values == [""] or values == [None]:
-            raise OutputProblemError("the answer contains no parsable JSON object")
+    stack, in_string = _scan(region)
+    notes = ["the answer was cut off; closed it"] if stack else []
+    try:
+        values = [json_repair.loads(region)]
+    except Exception as e:  # json-repair gives up on some inputs
+        raise OutputProblemError(f"the JSON could not be repaired ({e})") from e
+    if values == [""] or values == [None]:
+        raise OutputProblemError("the answer contains no parsable JSON object")
+    return JsonAnswer(values, region, True, stack, in_string, notes)
+
+
+def parse_facts(raw: str) -> ParsedFacts:
+    """Turn one model answer into facts, repairing common damage; OutputProblemError if unusable."""
+    answer = parse_json_answer(raw)
+    values, region, notes = answer.values, answer.region, list(answer.notes)
+    list_depth = 1 if region.startswith("[") else 2
+    stack = answer.open_brackets
+    truncated_inside_item = bool(stack) and (len(stack) > list_depth or answer.in_string)
     items: list[Any] = []
     for value in values:
         items.extend(_facts_list(value))
@@ -292,7 +313,7 @@ def parse_facts(raw: str) -> ParsedFacts:
     if not facts and truncated_inside_item:
         raise OutputProblemError("the answer was cut off before the first complete fact")
     notes.extend(problems)
-    return ParsedFacts(facts, repaired, notes)
+    return ParsedFacts(facts, answer.repaired, notes)
 
 
 def correction_message(problem: str) -> str:
@@ -335,3 +356,18 @@ async def complete_facts(
         ) from e
     parsed.notes.insert(0, f"first answer unusable ({problem}); the corrective retry worked")
     return parsed, second
+
+
+async def complete_json(
+    llm: LLM, messages: Sequence[dict[str, str]], *, schema: dict[str, Any], temperature: float | None = 0.0
+) -> JsonAnswer:
+    """One call to ``llm`` for a JSON answer (repaired like extraction output); a ProviderError that
+    names the problem when the answer holds no usable JSON. Used by search's LLM helpers, which fall
+    back instead of retrying: one call each keeps search fast."""
+    raw = await llm.complete([dict(m) for m in messages], json_schema=schema, temperature=temperature)
+    try:
+        return parse_json_answer(raw)
+    except OutputProblemError as e:
+        raise ProviderError(
+            f"{llm.name} gave an unusable answer: {e}", provider=llm.name, details={"raw_output": raw[:2000]}
+        ) from e

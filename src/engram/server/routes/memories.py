@@ -33,6 +33,7 @@ class SearchBody(Scoped):
     limit: int | None = Field(None, ge=1, description="mem0 1.x name of top_k")
     threshold: float | None = Field(None, ge=0, le=1)
     rerank: bool = False
+    rewrite: bool | None = Field(None, description="also search the LLM's variants of the query (Engram)")
     explain: bool = False
     include_superseded: bool = False
     show_expired: bool = False
@@ -55,13 +56,15 @@ class UpdateBody(OpenBody):
 
 # -- search and list ------------------------------------------------------------------------------
 async def search(server: Server, ctx: KeyContext, body: SearchBody) -> dict[str, Any]:
-    """Ranked memories of the caller's project (``rerank`` falls back to plain ranking if none)."""
+    """Ranked memories of the caller's project. ``rerank`` uses the configured reranker, else the LLM;
+    with neither, plain ranking and a ``"rerank"`` note saying so (mem0's clients always may send it)."""
     check_project(ctx, body.org_id, body.project_id)
     args: dict[str, Any] = {
         "filters": body.filters,
         "top_k": body.top_k or body.limit or 20,
         "threshold": body.threshold,
         "explain": body.explain,
+        "rewrite": body.rewrite,
         "include_superseded": body.include_superseded,
         "show_expired": body.show_expired,
         **top_level_ids(body),
@@ -69,10 +72,11 @@ async def search(server: Server, ctx: KeyContext, body: SearchBody) -> dict[str,
     memory = server.memory(ctx)
     try:
         return await memory.search(body.query, rerank=body.rerank, **args)
-    except ConfigError:
-        if not body.rerank:
+    except ConfigError as e:
+        if not body.rerank or e.details.get("field") != "rerank":
             raise
-        return await memory.search(body.query, **args)  # no reranker configured: plain ranking
+        found = await memory.search(body.query, **args)  # no reranker and no LLM: plain ranking
+        return {**found, "rerank": {"used": None, "ok": False, "error": "no reranker or LLM is configured"}}
 
 
 @router.post("/v3/memories/search/")
