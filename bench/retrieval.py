@@ -140,16 +140,20 @@ def aggregate(rows: Iterable[tuple[list[str], dict[str, float]]]) -> dict[str, d
 
 
 def run_system(
-    make: Callable[[], Runner], engines: dict[str, Any], sets: dict[str, list[Item]]
+    make: Callable[[], Runner],
+    engines: dict[str, Any],
+    embedder: str | None,
+    sets: dict[str, list[Item]],
 ) -> dict[str, dict[str, dict[str, dict[str, float]]]]:
-    """engine -> set -> slice -> metrics."""
+    """engine -> set -> slice -> metrics (``embedder``: Engram's, when not the default)."""
     runner = make()
     rows: dict[str, dict[str, list[tuple[list[str], dict[str, float]]]]] = defaultdict(
         lambda: defaultdict(list)
     )
     try:
         with tempfile.TemporaryDirectory(prefix="bench-retrieval-") as home:
-            names = sorted(runner.call("init", home=home, engines=engines)["engines"])
+            chosen = {"embedder": embedder} if embedder else {}
+            names = sorted(runner.call("init", home=home, engines=engines, **chosen)["engines"])
             for set_name, scopes in sets.items():
                 for scope in scopes:
                     per_engine = run_scope(runner, names, set_name, scope)
@@ -202,12 +206,16 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--engines", default=None, help="JSON: extra Engram engines {name: {retrieval: {...}}}")
     ap.add_argument("--out", type=Path, default=None, help="results directory (default bench/results)")
     ap.add_argument("--no-docs", action="store_true", help="do not rewrite docs/benchmarks.md")
+    ap.add_argument("--embedder", default=None, help="Engram's embedder provider (default: minilm)")
     args = ap.parse_args(argv)
     sets = {name: pick(name, args.quick) for name in args.sets.split(",")}
     engines: dict[str, Any] = {"engram": {}, **(json.loads(args.engines) if args.engines else {})}
     results: dict[str, Any] = {}
     systems = args.systems.split(",")
-    jobs = {"engram": (engram_runner, engines), "mem0": (mem0_runner, {"mem0": {}})}
+    jobs = {
+        "engram": (engram_runner, engines, args.embedder),
+        "mem0": (mem0_runner, {"mem0": {}}, None),
+    }
     with ThreadPoolExecutor(max_workers=2) as pool:  # the two systems run side by side
         futures = [pool.submit(run_system, *jobs[s], sets) for s in systems]
         for future in futures:

