@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, ClassVar, Literal
@@ -179,6 +179,24 @@ class Store(ABC):
 
     @abstractmethod
     async def close(self) -> None: ...
+
+    async def reembed(
+        self,
+        embedder: EmbedderInfo,
+        embed: Callable[[list[str]], Awaitable[Vector]],
+        *,
+        batch_size: int = 64,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> int:
+        """Open the store (instead of :meth:`open`) for ``embedder`` even when another embedder filled it,
+        and give every memory (all namespaces, deleted ones too) the vector ``embed`` returns for its
+        text, ``batch_size`` memories per transaction; then record ``embedder`` so that :meth:`open`
+        accepts it and refuses the old one. ``progress(done, total)`` after each batch. An interrupted
+        run leaves the store refusing every open until it is run again with the same embedder, which
+        resumes after the last committed batch. Returns how many memories were re-embedded (0 when the
+        store already holds ``embedder``'s vectors). The store is open afterwards.
+        """
+        raise ConfigError(f"The {type(self).__name__} store cannot re-embed its memories")
 
     # -- writes: each call is one transaction, history included ------------------------------
     @abstractmethod

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from engram.adding import (
@@ -51,7 +51,7 @@ from engram.types import (
     WriteOutcome,
     text_hash,
 )
-from engram.wiring import Backends, build_backends, close_with_loop, search_models
+from engram.wiring import Backends, Reembed, build_backends, close_with_loop, open_store, search_models
 
 
 class AsyncMemory:
@@ -119,16 +119,31 @@ class AsyncMemory:
             self._b.views[namespace] = view
         return view
 
-    async def _ready(self) -> None:
+    async def _ready(self, reembed: Reembed | None = None) -> int:
         if self._b.ready:
-            return
+            return 0
         if self._b.lock is None:
             self._b.lock = asyncio.Lock()
         async with self._b.lock:
-            if not self._b.ready:
-                await self._b.store.open(self._b.embedder.info)
-                self._b.ready = True
-                self._b.watch = asyncio.get_running_loop().create_task(close_with_loop(self, self._b))
+            if self._b.ready:
+                return 0
+            count = await open_store(self._b, reembed)
+            self._b.ready = True
+            self._b.watch = asyncio.get_running_loop().create_task(close_with_loop(self, self._b))
+            return count
+
+    async def reembed(
+        self, *, batch_size: int = 64, progress: Callable[[int, int], None] | None = None
+    ) -> int:
+        """Give every memory of the store (every namespace) a vector from this engine's embedder, then
+        use the store: for a store filled by another embedder, which the other methods refuse.
+
+        ``batch_size`` memories per transaction, ``progress(done, total)`` after each; run it again to
+        resume an interrupted run. Returns how many were re-embedded (0: the store already matched).
+        Stop other processes using the store first. See docs/embedders.md.
+        """
+        check_int(batch_size, "batch_size", low=1, high=10_000)
+        return await self._ready(Reembed(batch_size, progress))
 
     async def open(self) -> None:
         """Open (create or migrate) the store now; every method does this on first use anyway."""

@@ -127,6 +127,7 @@ class Memory:
     summary = blocking(AsyncMemory.summary)
     stats = blocking(AsyncMemory.stats)
     reset = blocking(AsyncMemory.reset)
+    reembed = blocking(AsyncMemory.reembed)
 
     def close(self) -> None:
         """Close the store and stop the background loop (again: nothing happens)."""

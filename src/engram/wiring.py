@@ -11,9 +11,11 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError as PydanticValidationError
 
 from engram import registry
+from engram.chunking import embed_documents
 from engram.config import MemoryConfig, ProviderSpec
 from engram.errors import ConfigError
 from engram.interfaces import LLM, Embedder, Extractor, ListwiseReranker, Reranker, Store
+from engram.types import Vector
 
 if TYPE_CHECKING:
     from engram.memory import AsyncMemory
@@ -60,6 +62,29 @@ def build_backends(
         reranker=reranker or _build("reranker", cfg.reranker, None, Reranker),
         extractor=extractor,
     )
+
+
+@dataclass(frozen=True)
+class Reembed:
+    """How :func:`open_store` re-embeds the store (``AsyncMemory.reembed``)."""
+
+    batch_size: int
+    progress: Callable[[int, int], None] | None
+
+
+async def open_store(backends: Backends, reembed: Reembed | None) -> int:
+    """Open the store for the engine's embedder, or re-embed it with that embedder first (returns how
+    many memories were re-embedded)."""
+    embedder, store = backends.embedder, backends.store
+    if reembed is None:
+        await store.open(embedder.info)
+        return 0
+    chunk_chars = backends.config.retrieval.chunk_chars
+
+    async def embed(texts: list[str]) -> Vector:
+        return await embed_documents(embedder, texts, chunk_chars)
+
+    return await store.reembed(embedder.info, embed, batch_size=reembed.batch_size, progress=reembed.progress)
 
 
 async def close_with_loop(memory: AsyncMemory, backends: Backends) -> None:

@@ -123,7 +123,7 @@ def quickstart(
 
 def _mount_server_commands() -> None:
     """`engram serve`, `worker`, `ui`, `keys`, `mcp` and the data commands (imported when they run)."""
-    from engram.cli import doctor, memories, transfer
+    from engram.cli import doctor, memories, reembed, transfer
     from engram.cli.keys import keys_app
     from engram.cli.mcp import mcp_app
     from engram.cli.serve import serve_command, worker_command
@@ -132,6 +132,7 @@ def _mount_server_commands() -> None:
     memories.mount(app)
     transfer.mount(app)
     app.command("doctor")(doctor.doctor)
+    app.command("reembed")(reembed.reembed_command)
     app.command("serve")(serve_command)
     app.command("worker")(worker_command)
     app.command("ui")(ui_command)

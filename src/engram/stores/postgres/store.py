@@ -19,6 +19,7 @@ from engram.stores.postgres.rows import PostgresSettings
 from engram.stores.postgres.schema import HNSW_INDEX, MIGRATION_LOCK_KEY, hnsw_index_sql, migrate
 from engram.stores.postgres.session import PostgresSession
 from engram.stores.sql.dialect import Session
+from engram.stores.sql.reembed import META_KEYS
 from engram.stores.sql.store import SQLStore
 from engram.types import EmbedderInfo
 
@@ -60,23 +61,35 @@ class PostgresStore(PostgresConnection, SQLStore):
         s = self._s
         async with conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK_KEY,))
-            cur = await conn.execute(f"SELECT key, value FROM {s}.meta WHERE key IN ('embedder', 'dim')")
+            cur = await conn.execute(f"SELECT key, value FROM {s}.meta WHERE key IN {META_KEYS}")
             rows = dict(await cur.fetchall())
             if not rows:
                 await conn.execute(
                     f"INSERT INTO {s}.meta (key, value) VALUES ('embedder', %s), ('dim', %s)",
                     (embedder.name, str(embedder.dim)),
                 )
-                await conn.execute(
-                    f"ALTER TABLE {s}.memories ALTER COLUMN embedding TYPE vector({int(embedder.dim)})"
-                )
-                if self.settings.hnsw and embedder.dim <= _HNSW_MAX_DIM:
-                    await conn.execute(hnsw_index_sql(s))
-            cur = await conn.execute(
-                "SELECT 1 FROM pg_indexes WHERE schemaname = %s AND indexname = %s", (s, HNSW_INDEX)
-            )
-            self._has_hnsw = await cur.fetchone() is not None
+                await self.type_vectors(conn, embedder.dim)
+            else:
+                await self._find_hnsw(conn)
         return rows
+
+    async def type_vectors(self, conn: Any, dim: int | None) -> None:
+        """Declare the vector column's size and build the HNSW index (``None``: any size, no index)."""
+        s = self._s
+        if dim is None:
+            await conn.execute(f"DROP INDEX IF EXISTS {s}.{HNSW_INDEX}")
+            await conn.execute(f"ALTER TABLE {s}.memories ALTER COLUMN embedding TYPE vector")
+        else:
+            await conn.execute(f"ALTER TABLE {s}.memories ALTER COLUMN embedding TYPE vector({int(dim)})")
+            if self.settings.hnsw and dim <= _HNSW_MAX_DIM:
+                await conn.execute(hnsw_index_sql(s))
+        await self._find_hnsw(conn)
+
+    async def _find_hnsw(self, conn: Any) -> None:
+        cur = await conn.execute(
+            "SELECT 1 FROM pg_indexes WHERE schemaname = %s AND indexname = %s", (self._s, HNSW_INDEX)
+        )
+        self._has_hnsw = await cur.fetchone() is not None
 
     def _location(self) -> str:
         return f"The PostgreSQL store (schema {self._s!r})"

@@ -185,3 +185,13 @@ class PostgresWrites(PostgresReads):
         )
         for table in ("memories", "messages", "history"):
             await self.conn.execute(f"DELETE FROM {s}.{table} WHERE namespace = %s", (namespace,))
+
+    async def set_vectors(self, vectors: list[tuple[int, Vector]]) -> None:
+        async with self.conn.cursor() as cur:
+            await cur.executemany(
+                f"UPDATE {self.s}.memories SET embedding = %s WHERE seq = %s",
+                [(np.asarray(v, dtype=np.float32), seq) for seq, v in vectors],
+            )
+
+    async def type_vectors(self, dim: int | None) -> None:
+        await self.store.type_vectors(self.conn, dim)

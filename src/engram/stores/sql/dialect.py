@@ -9,6 +9,7 @@ are in :mod:`engram.stores.sql.writes`, :mod:`engram.stores.sql.store` and :mod:
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -140,6 +141,14 @@ class Session(Protocol):
 
     async def reset(self, namespace: str | None, embedder: EmbedderInfo) -> None: ...
 
+    # -- re-embedding (the rest is generic SQL in engram.stores.sql.reembed) -----------------------
+    async def set_vectors(self, vectors: list[tuple[int, Vector]]) -> None:
+        """Replace the vectors of these memories (by ``seq``), whatever their previous size."""
+
+    async def type_vectors(self, dim: int | None) -> None:
+        """Where vectors have a declared size: ``None`` lets the column hold any size (a re-embed
+        to another size is under way), ``dim`` declares it again (and rebuilds vector indexes)."""
+
     # -- derived data (entity links and profiles: engram.stores.sql.derived) -----------------------
     def db(self) -> Db:
         """This session's connection as a :class:`~engram.stores.sql.db.Db`."""
@@ -167,7 +176,16 @@ def check_dim(vector: Vector, dim: int, field: str) -> None:
 
 
 def check_embedder(stored: dict[str, str], embedder: EmbedderInfo, where: str, remedy: str) -> None:
-    """Vectors of different embedders cannot be compared: refuse a store filled by another one."""
+    """Vectors of different embedders cannot be compared: refuse a store filled by another one, or
+    one whose re-embedding (``stored["reembed"]``, see :mod:`engram.stores.sql.reembed`) is unfinished."""
+    if "reembed" in stored:
+        target = json.loads(stored["reembed"])
+        raise EmbedderMismatchError(
+            f"{where} is being re-embedded to embedder {target['embedder']!r} ({target['dim']} "
+            f"dimensions) and that was interrupted: its vectors are a mix of two embedders. Run "
+            f"`engram reembed` (or AsyncMemory.reembed()) with {target['embedder']!r} again to finish.",
+            details={"stored": stored, "configured": {"embedder": embedder.name, "dim": embedder.dim}},
+        )
     if stored and (stored["embedder"] != embedder.name or int(stored["dim"]) != embedder.dim):
         raise EmbedderMismatchError(
             f"{where} was filled by embedder {stored['embedder']!r} "

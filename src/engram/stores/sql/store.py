@@ -10,6 +10,7 @@ from __future__ import annotations
 from abc import abstractmethod
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import date
+from functools import partial
 from typing import Any, TypeVar
 
 import numpy as np
@@ -20,7 +21,7 @@ from engram.filters import FilterNode
 from engram.interfaces import ListPage, Store
 from engram.keywords import query_terms
 from engram.ranking import memory_context
-from engram.stores.sql import changes, derived, writes
+from engram.stores.sql import changes, derived, reembed, writes
 from engram.stores.sql.dialect import Query, Session, check_dim, check_embedder
 from engram.types import (
     Candidate,
@@ -80,6 +81,43 @@ class SQLStore(Store):
         self._embedder = embedder
         self._dim = embedder.dim
         await self._start()
+
+    async def reembed(
+        self,
+        embedder: EmbedderInfo,
+        embed: Callable[[list[str]], Awaitable[Vector]],
+        *,
+        batch_size: int = 64,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> int:
+        stored = await self._prepare(embedder)
+        after = reembed.plan(stored, embedder)
+        self._embedder = embedder
+        self._dim = embedder.dim
+        await self._start()
+        if after is None:
+            return 0
+        await self._transact(
+            None, partial(reembed.start, embedder=embedder, after=after, stored_dim=int(stored["dim"]))
+        )
+        done, total = await self._read("", partial(reembed.counts, after=after), primary=True)
+        count = 0
+        while rows := await self._read(
+            "", partial(reembed.batch, after=after, limit=batch_size), primary=True
+        ):
+            vectors = await embed([text for _, text in rows])
+            if vectors.shape != (len(rows), embedder.dim):
+                raise StoreError(
+                    f"The embedder returned vectors of shape {vectors.shape} for {len(rows)} texts; "
+                    f"{embedder.name!r} declares {embedder.dim} dimensions"
+                )
+            pairs = [(seq, vectors[i]) for i, (seq, _) in enumerate(rows)]
+            await self._transact(None, partial(reembed.write, embedder=embedder, vectors=pairs))
+            after, count = rows[-1][0], count + len(rows)
+            if progress is not None:
+                progress(done + count, total)
+        await self._transact(None, partial(reembed.finish, embedder=embedder))
+        return count
 
     def _check_dim(self, vector: Vector, field: str) -> None:
         check_dim(vector, self._dim, field)

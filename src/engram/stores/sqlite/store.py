@@ -24,6 +24,7 @@ from engram.filters import FilterNode
 from engram.interfaces import BackendSettings, HybridCandidates, cosines_of, keyword_only
 from engram.keywords import query_terms
 from engram.stores.sql.dialect import Query, Session, run_inline
+from engram.stores.sql.reembed import META_KEYS
 from engram.stores.sql.store import SQLStore
 from engram.stores.sqlite.connection import connect, immediate, translated
 from engram.stores.sqlite.schema import migrate
@@ -171,7 +172,7 @@ class SQLiteStore(SQLStore):
 
 
 def _stored_embedder(conn: sqlite3.Connection) -> dict[str, str]:
-    return dict(conn.execute("SELECT key, value FROM meta WHERE key IN ('embedder', 'dim')"))
+    return dict(conn.execute(f"SELECT key, value FROM meta WHERE key IN {META_KEYS}"))
 
 
 async def _hybrid(s: Session, q: Query, query_vector: Vector | None, terms: list[str]) -> HybridCandidates:

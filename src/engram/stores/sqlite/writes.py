@@ -210,3 +210,13 @@ class SQLiteWrites(SQLiteReads):
         self.conn.execute(f"DELETE FROM vectors WHERE seq {in_namespace.format('seq')}", (namespace,))
         for table in ("memories", "messages", "history"):
             self.conn.execute(f"DELETE FROM {table} WHERE namespace = ?", (namespace,))
+
+    async def set_vectors(self, vectors: list[tuple[int, Vector]]) -> None:
+        self.stale = True
+        self.conn.executemany(
+            "UPDATE vectors SET embedding = ? WHERE seq = ?",
+            [(np.asarray(v, dtype=np.float32).tobytes(), seq) for seq, v in vectors],
+        )
+
+    async def type_vectors(self, dim: int | None) -> None:
+        """Blobs have no declared size: nothing to do."""
