@@ -35,6 +35,16 @@ from engram.types import (
     WriteOutcome,
 )
 
+EmbedTexts = Callable[[list[str]], Awaitable[Vector]]  # texts -> their vectors (documents)
+
+
+@dataclass(frozen=True, slots=True)
+class Reembed:
+    """How :meth:`Store.reembed` runs: memories per transaction, ``progress(done, total)`` after each."""
+
+    batch_size: int = 64
+    progress: Callable[[int, int], None] | None = None
+
 
 class BackendSettings(BaseModel):
     """Base of every backend's settings: unknown keys are an error, not silently ignored."""
@@ -180,18 +190,11 @@ class Store(ABC):
     @abstractmethod
     async def close(self) -> None: ...
 
-    async def reembed(
-        self,
-        embedder: EmbedderInfo,
-        embed: Callable[[list[str]], Awaitable[Vector]],
-        *,
-        batch_size: int = 64,
-        progress: Callable[[int, int], None] | None = None,
-    ) -> int:
+    async def reembed(self, embedder: EmbedderInfo, embed: EmbedTexts, how: Reembed) -> int:
         """Open the store (instead of :meth:`open`) for ``embedder`` even when another embedder filled it,
         and give every memory (all namespaces, deleted ones too) the vector ``embed`` returns for its
-        text, ``batch_size`` memories per transaction; then record ``embedder`` so that :meth:`open`
-        accepts it and refuses the old one. ``progress(done, total)`` after each batch. An interrupted
+        text, ``how.batch_size`` memories per transaction; then record ``embedder`` so that :meth:`open`
+        accepts it and refuses the old one. ``how.progress(done, total)`` after each batch. An interrupted
         run leaves the store refusing every open until it is run again with the same embedder, which
         resumes after the last committed batch. Returns how many memories were re-embedded (0 when the
         store already holds ``embedder``'s vectors). The store is open afterwards.

@@ -32,7 +32,7 @@ from engram.inputs import (
     require_scope,
     scope_from,
 )
-from engram.interfaces import LLM, Embedder, Extractor, Reranker, Store
+from engram.interfaces import LLM, Embedder, Extractor, Reembed, Reranker, Store
 from engram.limits import Limits
 from engram.profiles import (
     MAX_PROFILE_MEMORIES,
@@ -51,7 +51,7 @@ from engram.types import (
     WriteOutcome,
     text_hash,
 )
-from engram.wiring import Backends, Reembed, build_backends, close_with_loop, open_store, search_models
+from engram.wiring import Backends, build_backends, close_with_loop, open_store, search_models
 
 
 class AsyncMemory:

@@ -14,7 +14,7 @@ from engram import registry
 from engram.chunking import embed_documents
 from engram.config import MemoryConfig, ProviderSpec
 from engram.errors import ConfigError
-from engram.interfaces import LLM, Embedder, Extractor, ListwiseReranker, Reranker, Store
+from engram.interfaces import LLM, Embedder, Extractor, ListwiseReranker, Reembed, Reranker, Store
 from engram.types import Vector
 
 if TYPE_CHECKING:
@@ -64,14 +64,6 @@ def build_backends(
     )
 
 
-@dataclass(frozen=True)
-class Reembed:
-    """How :func:`open_store` re-embeds the store (``AsyncMemory.reembed``)."""
-
-    batch_size: int
-    progress: Callable[[int, int], None] | None
-
-
 async def open_store(backends: Backends, reembed: Reembed | None) -> int:
     """Open the store for the engine's embedder, or re-embed it with that embedder first (returns how
     many memories were re-embedded)."""
@@ -84,7 +76,7 @@ async def open_store(backends: Backends, reembed: Reembed | None) -> int:
     async def embed(texts: list[str]) -> Vector:
         return await embed_documents(embedder, texts, chunk_chars)
 
-    return await store.reembed(embedder.info, embed, batch_size=reembed.batch_size, progress=reembed.progress)
+    return await store.reembed(embedder.info, embed, reembed)
 
 
 async def close_with_loop(memory: AsyncMemory, backends: Backends) -> None:

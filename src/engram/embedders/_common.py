@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any, TypeVar
 
 import numpy as np
@@ -54,3 +55,33 @@ def build_settings(model: type[S], settings: S | None, overrides: dict[str, Any]
             f"{'.'.join(str(p) for p in err['loc']) or '(settings)'}: {err['msg']}" for err in e.errors()
         )
         raise ConfigError(f"Invalid {model.__qualname__}: {problems}") from e
+
+
+class LocalModel:
+    """What the in-process model embedders share: the model loads once (on the first embed, or
+    :meth:`load`), behind ``_load_lock``; runs are serialised by ``_run_lock`` (each run already uses
+    every core); :meth:`aclose` drops it (loaded again on the next embed)."""
+
+    _model: Any = None
+
+    def _init_model(self) -> None:
+        self._load_lock = threading.Lock()
+        self._run_lock = threading.Lock()
+        self._model = None
+
+    @property
+    def loaded(self) -> bool:
+        """Whether the model has been loaded (it loads on the first embed)."""
+        return self._model is not None
+
+    def load(self) -> None:
+        """Verify and load the model now (otherwise the first embed does it)."""
+        self._loaded()
+
+    def _loaded(self) -> Any:
+        raise NotImplementedError
+
+    async def aclose(self) -> None:
+        """Drop the model (it is loaded again on the next embed)."""
+        with self._load_lock:
+            self._model = None

@@ -23,7 +23,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field
 
-from engram.embedders._common import build_settings, check_texts, l2_normalize
+from engram.embedders._common import LocalModel, build_settings, check_texts, l2_normalize
 from engram.errors import ConfigError, ProviderError
 from engram.interfaces import BackendSettings, Embedder
 from engram.types import EmbedderInfo, Vector
@@ -161,7 +161,7 @@ def verify_model_file(
             _write_disk_cache(key)
 
 
-class MiniLMEmbedder(Embedder):
+class MiniLMEmbedder(LocalModel, Embedder):
     """all-MiniLM-L6-v2 (384-d, int8 ONNX) on CPU: offline, about 3 ms per query on 2 cores.
 
     Thread-safe: the model loads once (on first :meth:`embed`), and concurrent calls share it.
@@ -183,26 +183,17 @@ class MiniLMEmbedder(Embedder):
             None, ge=1, le=256, description="intra-op threads; default: usable CPUs, at most 8"
         )
 
+    _model: _Loaded | None
+
     def __init__(self, settings: MiniLMEmbedder.Settings | None = None, **overrides: Any) -> None:
         self.settings = build_settings(MiniLMEmbedder.Settings, settings, overrides)
-        self._load_lock = threading.Lock()
-        self._run_lock = threading.Lock()
-        self._model: _Loaded | None = None
+        self._init_model()
 
     @property
     def info(self) -> EmbedderInfo:
         return EmbedderInfo(name=MODEL_NAME, dim=DIM)
 
-    @property
-    def loaded(self) -> bool:
-        """Whether the model has been loaded (it loads on the first embed)."""
-        return self._model is not None
-
-    # -- loading -------------------------------------------------------------------------------
-    def load(self) -> None:
-        """Verify and load the model and tokenizer now (otherwise the first embed does it)."""
-        self._loaded()
-
+    # -- loading (on first use: LocalModel) ----------------------------------------------------
     def _loaded(self) -> _Loaded:
         model = self._model
         if model is not None:
@@ -303,8 +294,3 @@ class MiniLMEmbedder(Embedder):
         if not items:
             return np.zeros((0, DIM), dtype=np.float32)
         return await asyncio.to_thread(self.embed_sync, items)
-
-    async def aclose(self) -> None:
-        """Drop the session (it is rebuilt on the next embed)."""
-        with self._load_lock:
-            self._model = None

