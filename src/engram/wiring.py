@@ -76,7 +76,11 @@ async def open_store(backends: Backends, reembed: Reembed | None) -> int:
     async def embed(texts: list[str]) -> Vector:
         return await embed_documents(embedder, texts, chunk_chars)
 
-    return await store.reembed(embedder.info, embed, reembed)
+    try:
+        return await store.reembed(embedder.info, embed, reembed)
+    except BaseException:
+        await store.close()  # it may have opened (pools, connections) before failing
+        raise
 
 
 async def close_with_loop(memory: AsyncMemory, backends: Backends) -> None:
