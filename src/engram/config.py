@@ -29,6 +29,14 @@ class RetrievalConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     vector_weight: float = Field(0.5, ge=0)
     keyword_weight: float = Field(0.5, ge=0)
+    vector_min_spread: float = Field(
+        0.1, ge=0, le=1, description="cosine z-scores divide by at least this (cosine units)"
+    )
+    keyword_min_spread: float = Field(
+        0.75,
+        ge=0,
+        description="BM25 z-scores divide by at least this share of the mean BM25 of the memories that match",
+    )
     candidates: int = Field(100, ge=1, le=10_000, description="candidates each signal brings")
     context_prev: float = Field(
         0.3, ge=0, le=1, description="share of the previous memory's score (same session) a memory inherits"

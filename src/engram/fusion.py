@@ -57,8 +57,10 @@ def date_cues(query: str) -> tuple[set[int], set[int]]:
     return months, years
 
 
-def _z(values: np.ndarray) -> np.ndarray:
-    std = float(values.std())
+def _z(values: np.ndarray, min_spread: float = 0.0) -> np.ndarray:
+    """z-scores whose divisor is at least ``min_spread``: a signal that barely varies, or varies in one
+    value only, cannot turn its noise or its lone match into an extreme score."""
+    std = max(float(values.std()), min_spread)
     return (values - values.mean()) / std if std > 0 else np.zeros_like(values)
 
 
@@ -122,14 +124,18 @@ def _members(
 def _base(
     members: list[str], cosine: Mapping[str, float], bm25: Mapping[str, float], config: RetrievalConfig
 ) -> np.ndarray:
-    """Weighted z-scores of cosine (clipped at 0) and BM25."""
+    """Weighted z-scores of cosine (clipped at 0) and BM25, each with a floored spread
+    (``vector_min_spread``; ``keyword_min_spread`` times the mean BM25 of the memories that match)."""
     wv, wk = config.vector_weight, config.keyword_weight
     total = (wv + wk) or 1.0
     cos = np.array([max(cosine.get(m, 0.0), 0.0) for m in members], dtype=np.float64)
     kw = np.array([bm25.get(m, 0.0) for m in members], dtype=np.float64)
     zero = np.zeros(len(members), dtype=np.float64)
-    kz = _z(kw) if wk else zero
-    out: np.ndarray = 0.5 * (wv * (_z(cos) if wv else zero) + wk * kz) / total
+    matched = kw[kw > 0]
+    kw_floor = config.keyword_min_spread * float(matched.mean()) if matched.size else 0.0
+    kz = _z(kw, kw_floor) if wk else zero
+    vz = _z(cos, config.vector_min_spread) if wv else zero
+    out: np.ndarray = 0.5 * (wv * vz + wk * kz) / total
     return out
 
 
