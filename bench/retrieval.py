@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 import tempfile
 from collections import defaultdict
@@ -232,7 +233,7 @@ def main(argv: list[str]) -> int:
     write_results(name, {"top_k": TOP_K, "results": results}, markdown, args.out)
     print(markdown)
     if not args.quick and not args.no_docs:
-        write_docs(markdown, "python -m bench.retrieval")
+        write_docs(markdown, shlex.join(["python", "-m", "bench.retrieval", *argv]))
     return 0
 
 

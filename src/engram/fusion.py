@@ -125,18 +125,26 @@ def _base(
     members: list[str], cosine: Mapping[str, float], bm25: Mapping[str, float], config: RetrievalConfig
 ) -> np.ndarray:
     """Weighted z-scores of cosine (clipped at 0) and BM25, each with a floored spread
-    (``vector_min_spread``; ``keyword_min_spread`` times the mean BM25 of the memories that match)."""
+    (``vector_min_spread``; :func:`_keyword_floor`)."""
     wv, wk = config.vector_weight, config.keyword_weight
     total = (wv + wk) or 1.0
     cos = np.array([max(cosine.get(m, 0.0), 0.0) for m in members], dtype=np.float64)
     kw = np.array([bm25.get(m, 0.0) for m in members], dtype=np.float64)
     zero = np.zeros(len(members), dtype=np.float64)
-    matched = kw[kw > 0]
-    kw_floor = config.keyword_min_spread * float(matched.mean()) if matched.size else 0.0
+    kw_floor = _keyword_floor(kw, config.keyword_min_spread)
     kz = _z(kw, kw_floor) if wk else zero
     vz = _z(cos, config.vector_min_spread) if wv else zero
     out: np.ndarray = 0.5 * (wv * vz + wk * kz) / total
     return out
+
+
+def _keyword_floor(kw: np.ndarray, share: float) -> float:
+    """The least spread BM25 z-scores divide by: ``share`` of the mean BM25 of the memories that match,
+    fading out as more of them match (a match rare in the scope is what a plain z-score inflates)."""
+    matched = kw[kw > 0]
+    if not matched.size:
+        return 0.0
+    return share * float(matched.mean()) * (1.0 - matched.size / kw.size)
 
 
 def _smoothed(
