@@ -44,6 +44,13 @@ def test_several_keyword_matches_still_rank_by_bm25() -> None:
     assert scores["a"] > scores["b"] > scores["c"] > scores["d"]
 
 
+def test_when_every_memory_matches_small_bm25_differences_still_count() -> None:
+    # no match is rare in the scope, so the keyword floor fades out and BM25 breaks the cosine tie
+    cosine = {m: 0.05 for m in "abcd"}
+    bm25 = {"a": 3.4e-6, "b": 3.7e-6, "c": 3.1e-6, "d": 3.5e-6}
+    assert _top(cosine, bm25, RetrievalConfig()) == "b"
+
+
 @pytest.fixture(scope="module")
 def minilm() -> MiniLMEmbedder:
     return MiniLMEmbedder()
