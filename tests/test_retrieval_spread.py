@@ -51,6 +51,15 @@ def test_when_every_memory_matches_small_bm25_differences_still_count() -> None:
     assert _top(cosine, bm25, RetrievalConfig()) == "b"
 
 
+def test_no_floor_when_only_the_best_candidates_of_a_large_scope_are_scored() -> None:
+    # scope_size None: the candidates are each signal's best, a truncated head; plain z-scores there
+    cosine = {f"m{i}": 0.015 * i for i in range(16)} | {"piano": 0.40, "sense": 0.10}
+    bm25 = {"sense": 3.6}
+    new, _ = contextual_scores(list(cosine), cosine, bm25, {}, "q", RetrievalConfig(), scope_size=None)
+    old, _ = contextual_scores(list(cosine), cosine, bm25, {}, "q", OLD, scope_size=None)
+    assert new == old
+
+
 @pytest.fixture(scope="module")
 def minilm() -> MiniLMEmbedder:
     return MiniLMEmbedder()

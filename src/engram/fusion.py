@@ -84,7 +84,7 @@ def contextual_scores(
     with_context = scope_size is None or scope_size >= config.context_min_memories
     members = _members(pool, contexts, cosine) if with_context else list(dict.fromkeys(pool))
     index = {mid: i for i, mid in enumerate(members)}
-    base = _base(members, cosine, bm25, config)
+    base = _base(members, cosine, bm25, config, floored=scope_size is not None)
     if with_context:
         smoothed = {m: _smoothed(m, base, index, contexts, config) for m in members}
         session_best = _session_best(members, smoothed, contexts, config.session_gap_minutes * 60)
@@ -122,18 +122,24 @@ def _members(
 
 
 def _base(
-    members: list[str], cosine: Mapping[str, float], bm25: Mapping[str, float], config: RetrievalConfig
+    members: list[str],
+    cosine: Mapping[str, float],
+    bm25: Mapping[str, float],
+    config: RetrievalConfig,
+    floored: bool = True,
 ) -> np.ndarray:
     """Weighted z-scores of cosine (clipped at 0) and BM25, each with a floored spread
-    (``vector_min_spread``; :func:`_keyword_floor`)."""
+    (``vector_min_spread``; :func:`_keyword_floor`) when ``floored``: only when the whole scope is
+    scored. A larger scope's candidates are each signal's best 100, a truncated head whose spread is
+    naturally small, and a floor calibrated on whole scopes would flatten it (LoCoMo R@10 0.722 -> 0.704)."""
     wv, wk = config.vector_weight, config.keyword_weight
     total = (wv + wk) or 1.0
     cos = np.array([max(cosine.get(m, 0.0), 0.0) for m in members], dtype=np.float64)
     kw = np.array([bm25.get(m, 0.0) for m in members], dtype=np.float64)
     zero = np.zeros(len(members), dtype=np.float64)
-    kw_floor = _keyword_floor(kw, config.keyword_min_spread)
+    kw_floor = _keyword_floor(kw, config.keyword_min_spread) if floored else 0.0
     kz = _z(kw, kw_floor) if wk else zero
-    vz = _z(cos, config.vector_min_spread) if wv else zero
+    vz = _z(cos, config.vector_min_spread if floored else 0.0) if wv else zero
     out: np.ndarray = 0.5 * (wv * vz + wk * kz) / total
     return out
 
