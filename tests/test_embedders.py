@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 
 from engram import registry
+from engram.embedders._common import length_batches
 from engram.embedders.fake import FakeEmbedder
 from engram.embedders.minilm import DIM, MODEL_SHA256, MiniLMEmbedder, ModelIntegrityError
 from engram.embedders.openai import OpenAIEmbedder
@@ -173,6 +174,19 @@ def test_minilm_batch_equals_single(minilm: MiniLMEmbedder) -> None:
     singles = np.stack([minilm.embed_sync([t])[0] for t in texts])
     assert np.allclose(batched, singles, atol=1e-5)
     assert np.allclose(minilm.embed_sync(texts), singles, atol=1e-5)
+
+
+def test_length_batches_pad_little_and_respect_both_caps() -> None:
+    lengths = [5, 100, 3, 50, 7, 256, 256, 256, 600]
+    groups = length_batches(lengths, max_texts=4, max_tokens=512)
+    assert sorted(i for g in groups for i in g) == list(range(len(lengths)))  # each text once
+    for g in groups:
+        widths = [lengths[i] for i in g]
+        assert widths == sorted(widths)  # shortest first: a run pads to its last text
+        assert len(g) <= 4
+        assert len(g) == 1 or len(g) * widths[-1] <= 512  # a text over the budget runs alone
+    assert [[lengths[i] for i in g] for g in groups] == [[3, 5, 7, 50], [100, 256], [256, 256], [600]]
+    assert length_batches([], 64, 512) == []
 
 
 def test_minilm_truncates_long_texts(minilm: MiniLMEmbedder) -> None:

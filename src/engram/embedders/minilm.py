@@ -23,7 +23,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field
 
-from engram.embedders._common import LocalModel, build_settings, check_texts, l2_normalize
+from engram.embedders._common import LocalModel, build_settings, check_texts, l2_normalize, length_batches
 from engram.errors import ConfigError, ProviderError
 from engram.interfaces import BackendSettings, Embedder
 from engram.types import EmbedderInfo, Vector
@@ -178,7 +178,13 @@ class MiniLMEmbedder(LocalModel, Embedder):
             True, description="remember a verified model file in $ENGRAM_HOME/cache instead of re-hashing"
         )
         max_length: int = Field(256, ge=8, le=512, description="tokens per text (longer texts truncate)")
-        batch_size: int = Field(64, ge=1, le=1024, description="texts per onnxruntime run")
+        batch_size: int = Field(64, ge=1, le=1024, description="texts per onnxruntime run, at most")
+        batch_tokens: int = Field(
+            512,
+            ge=8,
+            le=65536,
+            description="padded tokens per onnxruntime run, at most (a longer text runs alone)",
+        )
         threads: int | None = Field(
             None, ge=1, le=256, description="intra-op threads; default: usable CPUs, at most 8"
         )
@@ -230,7 +236,7 @@ class MiniLMEmbedder(LocalModel, Embedder):
             special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])],
         )
         tokenizer.enable_truncation(max_length=self.settings.max_length)
-        tokenizer.no_padding()  # padding is per sorted batch, see _embed_sorted
+        tokenizer.no_padding()  # padding is per run of similar lengths, see embed_sync
         return tokenizer
 
     def _build_session(self, path: Path) -> Any:
@@ -260,12 +266,10 @@ class MiniLMEmbedder(LocalModel, Embedder):
         model = self._loaded()
         encodings = model.tokenizer.encode_batch(items, add_special_tokens=True)
         ids = [np.asarray(e.ids, dtype=np.int64) for e in encodings]
-        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))  # similar lengths pad less
         out = np.empty((len(items), DIM), dtype=np.float32)
-        size = self.settings.batch_size
-        for start in range(0, len(order), size):
-            chunk = order[start : start + size]
-            out[chunk] = self._run(model, [ids[i] for i in chunk])
+        groups = length_batches([len(x) for x in ids], self.settings.batch_size, self.settings.batch_tokens)
+        for group in groups:
+            out[group] = self._run(model, [ids[i] for i in group])
         return l2_normalize(out)
 
     def _run(self, model: _Loaded, ids: list[np.ndarray]) -> np.ndarray:
