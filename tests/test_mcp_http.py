@@ -47,7 +47,10 @@ async def test_http_tools_end_to_end(srv: ServerProcess, keys: dict[str, str]) -
         assert not err
         memory_id = added["results"][0]["id"]
         err, found = await call(s, "search_memories", {"query": "dog name"})
-        assert not err and found["results"][0]["id"] == memory_id
+        assert not err and found["results"][0]["id"] == memory_id and "rerank" not in found
+        err, reranked = await call(s, "search_memories", {"query": "dog name", "rerank": True})
+        assert not err and reranked["results"][0]["id"] == memory_id  # no LLM here: plain, and says so
+        assert reranked["rerank"] == {"used": None, "ok": False, "error": "no reranker or LLM is configured"}
         err, _ = await call(
             s, "update_memory", {"memory_id": memory_id, "text": "Alice's dog is Biscuit, a beagle"}
         )

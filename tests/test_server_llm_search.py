@@ -3,6 +3,7 @@ server subprocess with a scripted LLM, driven over loopback HTTP (raw, and by me
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -16,12 +17,19 @@ import pytest
 from engram import MemoryClient
 
 sys.path.insert(0, str(Path(__file__).parent / "server"))
+from mcphelpers import call, http_session
 from srvhelpers import MEM0_PY_VERSIONS, ServerProcess, client_env, make_key, mem0_python
 
 pytestmark = pytest.mark.slow
 TURNS = ["I drink green tea every morning", "the tea shop closes at six", "I ordered a new teapot"]
-# the scripted LLM answers in this order: the mem0 client's rerank, our rerank, then a rewrite
-REPLIES = ['{"ranking": [3, 1]}', '{"ranking": [2]}', '{"keywords": "teapot kettle", "paraphrases": []}']
+# the scripted LLM answers in this order: the mem0 client's rerank, our rerank, a rewrite, then the
+# rerank of an MCP client's search
+REPLIES = [
+    '{"ranking": [3, 1]}',
+    '{"ranking": [2]}',
+    '{"keywords": "teapot kettle", "paraphrases": []}',
+    '{"ranking": [3]}',
+]
 MEM0_SEARCH = """
 import json, sys
 from mem0 import MemoryClient
@@ -93,6 +101,17 @@ def test_rerank_and_rewrite_in_a_search_request_use_the_llm(srv: ServerProcess, 
         rewritten = client.search("tea", user_id="alice", rewrite=True)
     assert rewritten["rewrite"]["queries"] == ["tea", "teapot kettle"]
     assert rewritten["results"][0]["memory"] == "I ordered a new teapot"
+
+    async def mcp_search() -> dict[str, Any]:  # an agent asks for reranking through the MCP tool
+        headers = {"Authorization": f"Token {key}", "X-Engram-User-Id": "alice"}
+        async with http_session(srv.url + "/mcp", headers) as session:
+            err, found = await call(session, "search_memories", {"query": "tea", "rerank": True})
+        assert not err, found
+        return dict(found)
+
+    by_agent = asyncio.run(mcp_search())
+    assert [r["memory"] for r in by_agent["results"]] == [order[2], order[0], order[1]]
+    assert by_agent["rerank"] == {"used": "llm:scripted", "ok": True, "candidates": 3, "reordered": 1}
 
 
 async def test_without_an_llm_rerank_is_plain_ranking_with_a_note(tmp_path: Path) -> None:

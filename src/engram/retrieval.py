@@ -16,12 +16,12 @@ import logging
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from engram.config import RetrievalConfig
-from engram.errors import EngramError
+from engram.errors import ConfigError, EngramError
 from engram.filters import FilterNode
 from engram.fusion import best_of, contextual_scores
 from engram.interfaces import LLM, Embedder, ListwiseReranker, Reranker, Store
@@ -29,7 +29,11 @@ from engram.llms._retry import short_message
 from engram.rewrite import rewrite_query
 from engram.types import MemoryContext, MemoryRecord, Scope, Vector, Visibility
 
+if TYPE_CHECKING:
+    from engram.memory import AsyncMemory
+
 AnyReranker = Reranker | ListwiseReranker
+NO_RERANKER_NOTE = {"used": None, "ok": False, "error": "no reranker or LLM is configured"}
 logger = logging.getLogger("engram.search")
 
 
@@ -284,3 +288,18 @@ def _reason(error: BaseException) -> str:
     """One line for a result's note: the error's class and the first line of its message."""
     lines = short_message(error, 300).splitlines()
     return f"{type(error).__name__}: {lines[0] if lines else ''}".rstrip(": ")
+
+
+async def search_reranking_if_possible(
+    memory: AsyncMemory, query: str, *, rerank: bool, **search_args: Any
+) -> dict[str, Any]:
+    """``memory.search(query, rerank=rerank, ...)``; when ``rerank`` is asked for and no reranker or
+    LLM is configured, the plain ranking with a ``"rerank"`` note instead of an error. For callers
+    that may always ask for it: mem0's clients (the server) and agents (the MCP tools)."""
+    try:
+        return await memory.search(query, rerank=rerank, **search_args)
+    except ConfigError as e:
+        if not rerank or e.details.get("field") != "rerank":
+            raise
+    found = await memory.search(query, **search_args)
+    return {**found, "rerank": dict(NO_RERANKER_NOTE)}

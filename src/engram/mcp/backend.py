@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from engram.memory import AsyncMemory
+from engram.retrieval import search_reranking_if_possible
 from engram.types import SCOPE_FIELDS
 
 # Fields of a memory a model needs; the rest (hashes, source ids...) stays out of its context.
@@ -129,8 +130,10 @@ class MemoryBackend:
         result = await self.memory.add(messages, **scope, **kwargs)
         return list(result.get("results", []))
 
-    async def search(self, query: str, scope: dict[str, Any], **kwargs: Any) -> list[dict[str, Any]]:
-        return list((await self.memory.search(query, **scope, **kwargs))["results"])
+    async def search(
+        self, query: str, scope: dict[str, Any], *, rerank: bool = False, **kwargs: Any
+    ) -> dict[str, Any]:
+        return await search_reranking_if_possible(self.memory, query, rerank=rerank, **scope, **kwargs)
 
     async def list_memories(self, scope: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
         return await self.memory.get_all(**scope, **kwargs)

@@ -33,7 +33,7 @@ def register_openmemory_tools(server: MCPServer, resolve: Resolver) -> None:
     async def search_memory(
         backend: MemoryBackend, caller: Caller, query: Annotated[str, Field(description="What to look for.")]
     ) -> Any:
-        return results(await backend.search(query, caller.scope({}), top_k=10))
+        return results((await backend.search(query, caller.scope({}), top_k=10))["results"])
 
     @tool(READ, "List all memories of the user, most recent first.")
     async def list_memories(backend: MemoryBackend, caller: Caller) -> Any:

@@ -238,9 +238,17 @@ def _register_read_tools(server: MCPServer, resolve: Resolver) -> None:
         agent_id: AgentId = None,
         app_id: AppId = None,
         run_id: RunId = None,
+        rerank: Annotated[
+            bool,
+            Field(
+                description="Reorder the best candidates with the configured reranker or LLM: slower, "
+                "often more precise. Without one the plain ranking is returned, with a note."
+            ),
+        ] = False,
     ) -> Any:
         scope = caller.read_scope(ids(user_id, agent_id, app_id, run_id), filters)
-        return results(await backend.search(query, scope, filters=filters, top_k=top_k or limit or 10))
+        found = await backend.search(query, scope, filters=filters, top_k=top_k or limit or 10, rerank=rerank)
+        return {**results(found["results"]), **({"rerank": found["rerank"]} if "rerank" in found else {})}
 
     @tool(
         READ,

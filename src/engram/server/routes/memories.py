@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Query, Request
 from pydantic import Field
 
-from engram.errors import ConfigError
+from engram.retrieval import search_reranking_if_possible
 from engram.server.auth import check_project, require_write
 from engram.server.deps import Ctx, Server, ServerDep
 from engram.server.errors import not_found
@@ -69,14 +69,7 @@ async def search(server: Server, ctx: KeyContext, body: SearchBody) -> dict[str,
         "show_expired": body.show_expired,
         **top_level_ids(body),
     }
-    memory = server.memory(ctx)
-    try:
-        return await memory.search(body.query, rerank=body.rerank, **args)
-    except ConfigError as e:
-        if not body.rerank or e.details.get("field") != "rerank":
-            raise
-        found = await memory.search(body.query, **args)  # no reranker and no LLM: plain ranking
-        return {**found, "rerank": {"used": None, "ok": False, "error": "no reranker or LLM is configured"}}
+    return await search_reranking_if_possible(server.memory(ctx), body.query, rerank=body.rerank, **args)
 
 
 @router.post("/v3/memories/search/")
