@@ -1,8 +1,9 @@
 """Query plans of the PostgreSQL store's search: ``python -m bench.pg_profile [--load] [--pg-url URL]``.
 
 Loads (``--load``, with the COPY bulk loader) three schemas of synthetic memories like bench.speed's:
-``prof_1k`` (one scope of 1,000), ``prof_100k`` (one scope of 100,000) and ``prof_1m`` (1,000,000
-over 1,000 scopes of 1,000), then runs store-only searches (``hybrid_search`` with precomputed query
+``prof_1k`` (one scope of 1,000), ``prof_100k`` (one scope of 100,000), ``prof_1m`` (1,000,000
+over 1,000 scopes of 1,000) and, only when asked for, ``prof_10m`` (10,000,000 over 10,000 scopes),
+then runs store-only searches (``hybrid_search`` with precomputed query
 vectors) in each case twice: once through connections that log every statement's plan with
 ``auto_explain`` (ANALYZE, BUFFERS) into the server log, once plainly for latencies. Writes
 ``bench/results/pg-profile.json`` (latencies, statements and round trips per search, load rates)
@@ -31,7 +32,12 @@ import numpy as np
 from bench.common import REPO, RESULTS, load_locomo
 from bench.speed import BENCH_PG_SETTINGS, Synth, base_vectors
 
-CASES = {"1k": ("prof_1k", 1000, 1), "100k": ("prof_100k", 100_000, 1), "1m": ("prof_1m", 1_000_000, 1000)}
+CASES = {
+    "1k": ("prof_1k", 1000, 1),
+    "100k": ("prof_100k", 100_000, 1),
+    "1m": ("prof_1m", 1_000_000, 1000),
+    "10m": ("prof_10m", 10_000_000, 10_000),  # for the sizing plan; ~45 GB on disk, loaded once
+}
 EXPLAIN = (
     "-c session_preload_libraries=auto_explain -c auto_explain.log_min_duration=0 "
     "-c auto_explain.log_analyze=on -c auto_explain.log_buffers=on -c auto_explain.log_timing=on "
@@ -73,7 +79,7 @@ async def load(url: str, datadir: Path | None, synth: Synth, case: str) -> dict[
     schema, n, scopes = CASES[case]
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
-    # 1M: scopes of 1,000 are searched exactly, so no HNSW index (its build is timed at 100k)
+    # 1M, 10M: scopes of 1,000 are searched exactly, so no HNSW index (its build is timed at 100k)
     store = _store(url, schema, hnsw=scopes == 1)
     await store.open(MiniLMEmbedder().info)
     per = n // scopes
