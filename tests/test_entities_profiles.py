@@ -12,7 +12,7 @@ from engram.cli import SEED_CONVERSATION
 from engram.derived import EntityLink, EntityMention
 from engram.embedders.fake import FakeEmbedder
 from engram.entities import extract_entities, group_entities
-from engram.errors import ValidationError
+from engram.errors import StoreError, ValidationError
 from engram.llms.scripted import ScriptedLLM
 
 # Hand-written conversations and what the rules must find in them: (name, type, aliases).
@@ -244,3 +244,25 @@ async def test_update_relinks_the_new_text(amem: AsyncMemory) -> None:
         ("Pepper", "pet")
     ]
     assert (await amem.get_all(filters={"user_id": "ivo", "entity": "Miso"}))["total"] == 0
+
+
+async def test_entity_links_commit_with_their_memories(
+    amem: AsyncMemory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An add and its entity links are one transaction: when recording the links fails, the memory,
+    its message and its history are not stored either."""
+    from engram.stores.sql import derived
+
+    async def broken(*args: Any, **kwargs: Any) -> None:
+        raise StoreError("entity links: disk full")
+
+    monkeypatch.setattr(derived, "link", broken)
+    with pytest.raises(StoreError, match="disk full"):
+        await amem.add("Grabbed coffee with Priya at Harbor Street Cafe.", user_id="tx", infer=False)
+    monkeypatch.undo()
+    assert (await amem.get_all(user_id="tx"))["results"] == []
+    assert (await amem.entities(user_id="tx"))["results"] == []
+    added = await amem.add("Grabbed coffee with Priya at Harbor Street Cafe.", user_id="tx", infer=False)
+    assert added["results"][0]["event"] == "ADD"  # nothing half-written blocked the retry
+    names = {e["name"] for e in (await amem.entities(user_id="tx"))["results"]}
+    assert {"Priya", "Harbor Street Cafe"} <= names

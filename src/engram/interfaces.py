@@ -36,6 +36,8 @@ from engram.types import (
 )
 
 EmbedTexts = Callable[[list[str]], Awaitable[Vector]]  # texts -> their vectors (documents)
+# an add's outcomes -> the entity links to record with them (pure: no I/O; see Store.add)
+EntityLinker = Callable[[Sequence[WriteOutcome]], Sequence[EntityLink]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,9 +206,15 @@ class Store(ABC):
     # -- writes: each call is one transaction, history included ------------------------------
     @abstractmethod
     async def add(
-        self, namespace: str, messages: Sequence[StoredMessage], memories: Sequence[NewMemory]
+        self,
+        namespace: str,
+        messages: Sequence[StoredMessage],
+        memories: Sequence[NewMemory],
+        *,
+        entities: EntityLinker | None = None,
     ) -> list[WriteOutcome]:
-        """Store messages and memories atomically.
+        """Store messages and memories atomically (with the links ``entities`` makes of the outcomes,
+        in the same transaction, when the store keeps derived data).
 
         A memory whose ``hash`` is already current in exactly the same scope is not stored again:
         its sources are linked to the existing memory and the outcome is ``NONE`` with that id.

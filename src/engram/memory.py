@@ -32,7 +32,7 @@ from engram.inputs import (
     require_scope,
     scope_from,
 )
-from engram.interfaces import LLM, Embedder, Extractor, Reembed, Reranker, Store
+from engram.interfaces import LLM, Embedder, EntityLinker, Extractor, Reembed, Reranker, Store
 from engram.limits import Limits
 from engram.profiles import (
     MAX_PROFILE_MEMORIES,
@@ -233,8 +233,9 @@ class AsyncMemory:
 
     async def _write_raw(self, plan: AddPlan, vectors: Any) -> dict[str, Any]:
         memories = raw_memories(plan, vectors)
-        outcomes = await self._b.store.add(self.namespace, plan.stored, memories)
-        await self._link_entities(plan.scope, outcomes, {})
+        outcomes = await self._b.store.add(
+            self.namespace, plan.stored, memories, entities=self._linker(plan.scope, {})
+        )
         return {"results": add_results(outcomes, memories)}
 
     async def _add_inferred(self, add: AddPlan) -> dict[str, Any]:
@@ -254,8 +255,8 @@ class AsyncMemory:
             expires_at=add.expires_at,
             observed_at=add.observed_at,
         )
-        outcomes = await self._b.store.add(self.namespace, add.stored, plan.new)
-        await self._link_entities(add.scope, [*outcomes, *plan.duplicates], plan.entity_hints)
+        linker = self._linker(add.scope, plan.entity_hints, plan.duplicates)
+        outcomes = await self._b.store.add(self.namespace, add.stored, plan.new, entities=linker)
         results = add_results([*outcomes, *plan.duplicates], plan.new)
         answer: dict[str, Any] = {"results": results, "extractor": plan.extractor}
         if plan.notes:
@@ -277,18 +278,15 @@ class AsyncMemory:
             self._b.extractor = build_extractor(self._llm())
         return self._b.extractor
 
-    async def _link_entities(
-        self,
-        scope: Scope,
-        outcomes: list[WriteOutcome],
-        hints: dict[str, list[EntityMention]],
-        replace: Sequence[str] = (),
-    ) -> None:
-        """Record the named entities of stored (or matched) memories: the extractor's, else the rules'."""
+    def _linker(
+        self, scope: Scope, hints: dict[str, list[EntityMention]], extra: Sequence[WriteOutcome] = ()
+    ) -> EntityLinker | None:
+        """What names the entities of an add's outcomes (and of ``extra`` ones): the extractor's
+        entities, else the rules'; the store records them in the add's transaction."""
         if not self._b.store.keeps_derived:
-            return
-        links = links_for(outcomes, hints, exclude=tuple(v for v in scope.as_dict().values() if v))
-        await self._b.store.link_entities(self.namespace, links, replace=replace)
+            return None
+        exclude = tuple(v for v in scope.as_dict().values() if v)
+        return lambda outcomes: links_for([*outcomes, *extra], hints, exclude=exclude)
 
     # -- search and reads ------------------------------------------------------------------------
     async def search(
@@ -451,9 +449,10 @@ class AsyncMemory:
             expires_at=expires_at,
             clear_expiry=bool(clear_expiration),
         )
-        if text is not None:
-            changed = WriteOutcome(record.id, record.text, "UPDATE")
-            await self._link_entities(record.scope, [changed], {}, replace=[record.id])
+        linker = self._linker(record.scope, {}) if text is not None else None
+        if linker is not None:  # the new text's entities replace the old text's
+            links = linker([WriteOutcome(record.id, record.text, "UPDATE")])
+            await self._b.store.link_entities(self.namespace, links, replace=[record.id])
         return {"message": "Memory updated successfully!", **record.to_item()}
 
     async def delete(self, memory_id: str) -> dict[str, Any]:

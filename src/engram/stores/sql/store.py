@@ -18,7 +18,7 @@ import numpy as np
 from engram.derived import EntityLink, StoredProfile
 from engram.errors import NotFoundError, StoreError
 from engram.filters import FilterNode
-from engram.interfaces import EmbedTexts, ListPage, Reembed, Store
+from engram.interfaces import EmbedTexts, EntityLinker, ListPage, Reembed, Store
 from engram.keywords import query_terms
 from engram.ranking import memory_context
 from engram.stores.sql import changes, derived, reembed, writes
@@ -117,14 +117,24 @@ class SQLStore(Store):
 
     # -- writes ------------------------------------------------------------------------------------
     async def add(
-        self, namespace: str, messages: Sequence[StoredMessage], memories: Sequence[NewMemory]
+        self,
+        namespace: str,
+        messages: Sequence[StoredMessage],
+        memories: Sequence[NewMemory],
+        *,
+        entities: EntityLinker | None = None,
     ) -> list[WriteOutcome]:
         for mem in memories:
             self._check_dim(mem.vector, "memories[].vector")
-        done = await self._transact(
-            namespace, lambda s: writes.add(s, namespace, list(messages), list(memories))
-        )
-        return done.outcomes
+
+        async def work(s: Session) -> list[WriteOutcome]:
+            done = await writes.add(s, namespace, list(messages), list(memories))
+            links = entities(done.outcomes) if entities is not None else ()
+            if links:  # derived data, committed with the memories it describes
+                await derived.link(s.db(), namespace, links, ())
+            return done.outcomes
+
+        return await self._transact(namespace, work)
 
     async def update(
         self,
