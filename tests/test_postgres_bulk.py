@@ -134,3 +134,38 @@ async def test_scope_first_keyword_plan_ranks_like_the_index_plan(
                 assert [c.score for c in by_scope] == pytest.approx([c.score for c in by_index], rel=1e-9)
     finally:
         await store.close()
+
+
+async def test_copy_and_add_store_the_same_keyword_document_at_its_limits(
+    postgres_store_factory: Callable[[], Any], pg_url: str, pg_schema: str
+) -> None:
+    """The binary tsvector COPY writes equals the text form ``add`` writes, where tsvector's limits
+    bite: over 256 positions of one term, positions past 16,383, an over-long lexeme, one token."""
+    e = FakeEmbedder()
+    texts = [
+        "echo " * 300 + "end",
+        " ".join(f"w{i}" for i in range(17_000)) + " tail tail",
+        "x" * 3000 + " short words here",
+        "solo",
+    ]
+    vectors = await e.embed(texts)
+    added = PostgresStore(url=pg_url, schema_name=pg_schema + "_limits")
+    copied: PostgresStore = postgres_store_factory()
+    await added.open(e.info)
+    await copied.open(e.info)
+    try:
+        mems = memories(texts, vectors, Scope(user_id="u"))
+        await added.add("ns", [], mems)
+        await copy_memories(copied, "ns", mems)
+        with psycopg.connect(pg_url) as conn:
+            rows = [
+                conn.execute(f"SELECT id, tsv::text, doc_len FROM {schema}.memories ORDER BY id").fetchall()
+                for schema in (pg_schema + "_limits", pg_schema)
+            ]
+        assert rows[0] == rows[1] and len(rows[0]) == 4
+        assert rows[0][0][1].count(",") == 255  # "echo" keeps 256 positions
+        assert "'tail':16383" in rows[0][1][1]  # positions past the limit collapse onto it
+        assert rows[0][3][1] == "'solo':1"
+    finally:
+        await added.close()
+        await copied.close()

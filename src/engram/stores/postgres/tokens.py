@@ -40,8 +40,8 @@ def tokenize_many(texts: Sequence[str]) -> list[list[tuple[str, int]]]:
     try:
         conn.executemany("INSERT INTO docs (rowid, body) VALUES (?, ?)", enumerate(texts, start=1))
         out: list[list[tuple[str, int]]] = [[] for _ in texts]
-        for term, doc, offset in conn.execute("SELECT term, doc, offset FROM vocab"):
-            out[int(doc) - 1].append((str(term), int(offset)))
+        for term, doc, offset in conn.execute("SELECT term, doc, offset FROM vocab").fetchall():
+            out[doc - 1].append((term, offset))  # SQLite gives str and int
         conn.execute("DELETE FROM docs")
     finally:
         conn.execute("COMMIT")
@@ -56,9 +56,19 @@ def positions(tokens: list[tuple[str, int]]) -> dict[str, list[int]]:
     """Each term's sorted, distinct 1-based positions, within ``tsvector``'s limits."""
     found: dict[str, list[int]] = {}
     for term, offset in tokens:
-        if len(term.encode("utf-8")) <= _MAX_LEXEME_BYTES:
-            found.setdefault(term, []).append(min(offset + 1, _MAX_POSITION))
-    return {term: sorted(set(pos))[:_MAX_POSITIONS] for term, pos in found.items()}
+        if term in found:
+            found[term].append(offset + 1)
+        else:
+            found[term] = [offset + 1]
+    out: dict[str, list[int]] = {}
+    for term, pos in found.items():
+        # a UTF-8 character is at most 4 bytes: only long terms need encoding to be measured
+        if len(term) * 4 > _MAX_LEXEME_BYTES and len(term.encode("utf-8")) > _MAX_LEXEME_BYTES:
+            continue
+        if len(pos) > 1 or pos[0] > _MAX_POSITION:  # one position in range is already canonical
+            pos = sorted({min(p, _MAX_POSITION) for p in pos})[:_MAX_POSITIONS]
+        out[term] = pos
+    return out
 
 
 def tsvector_literal(tokens: list[tuple[str, int]]) -> str:
@@ -74,8 +84,16 @@ def tsvector_binary(tokens: list[tuple[str, int]]) -> bytes:
     found = positions(tokens)
     parts = [struct.pack("!i", len(found))]
     for term, pos in found.items():
-        parts.append(term.encode("utf-8") + b"\0" + struct.pack(f"!H{len(pos)}H", len(pos), *pos))
+        parts.append(term.encode("utf-8"))
+        parts.append(_ONE_POSITION.pack(0, 1, pos[0]) if len(pos) == 1 else _positions_struct(pos))
     return b"".join(parts)
+
+
+_ONE_POSITION = struct.Struct("!BHH")  # the lexeme's NUL, one position, the position
+
+
+def _positions_struct(pos: list[int]) -> bytes:
+    return b"\0" + struct.pack(f"!H{len(pos)}H", len(pos), *pos)
 
 
 def document(text: str, scope_ids: int) -> tuple[str, int]:
