@@ -8,16 +8,16 @@ from __future__ import annotations
 
 import asyncio
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, Protocol
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from engram.derived import EntityLink, EntityMention, StoredProfile
-from engram.errors import ConfigError
+from engram.errors import ConfigError, ConflictError
 from engram.filters import FilterNode
 from engram.types import (
     Candidate,
@@ -172,6 +172,30 @@ class ListPage:
     total: int
 
 
+@dataclass(frozen=True, slots=True)
+class StoredMemory:
+    """A stored memory as an export shows it: the record, its history and its source messages."""
+
+    record: MemoryRecord
+    history: list[HistoryEntry]
+    messages: list[StoredMessage]
+
+
+@dataclass(frozen=True, slots=True)
+class Restored:
+    """What :meth:`Store.restore_many` did with one memory (see :func:`restore_one`).
+
+    Nothing was written unless ``written``. ``conflict``: the :class:`ConflictError`'s message (a
+    current memory of the scope says the same under another id, or a history id is taken). Neither:
+    the id is taken, by ``stored`` (this namespace's memory with that id) or, when ``stored`` is None,
+    by a deleted memory or one of another namespace.
+    """
+
+    written: bool = False
+    conflict: str | None = None
+    stored: StoredMemory | None = None
+
+
 class Store(ABC):
     """Owns everything that must commit together: memories, vectors, keyword index, history, messages.
 
@@ -259,9 +283,19 @@ class Store(ABC):
         taken (in any namespace, deleted memories included). Raises ConflictError when a current memory
         of the same scope already says the same (another id).
         """
-        from engram.errors import ConfigError
-
         raise ConfigError(f"The {type(self).__name__} store cannot restore exported memories")
+
+    async def restore_many(
+        self, namespace: str, batches: AsyncIterable[Sequence[RestoredMemory]]
+    ) -> AsyncIterator[list[Restored]]:
+        """Restore exported memories batch by batch, in order, each as :func:`restore_one` would:
+        yields one :class:`Restored` per memory of each batch, after writing it. The outcomes carry
+        what they report, so nothing needs reading back (a store may commit several batches, or all,
+        at once). The default restores one memory per transaction; the PostgreSQL store overrides it
+        to write whole batches with ``COPY``.
+        """
+        async for batch in batches:
+            yield [await restore_one(self, namespace, memory) for memory in batch]
 
     # -- reads --------------------------------------------------------------------------------
     @abstractmethod
@@ -404,6 +438,34 @@ class Store(ABC):
         missing = keyword_only(vector_hits, keyword_hits)
         vectors = await self.vectors_for(namespace, missing) if missing and query_vector is not None else {}
         return HybridCandidates(vector_hits, keyword_hits, cosines_of(vectors, query_vector))
+
+
+class Restorer(Protocol):
+    """What :func:`restore_one` needs: a store, or a store's open transaction."""
+
+    async def get(self, namespace: str, memory_id: str) -> MemoryRecord | None: ...
+
+    async def history(self, namespace: str, memory_id: str) -> list[HistoryEntry]: ...
+
+    async def messages_for(self, namespace: str, memory_id: str) -> list[StoredMessage]: ...
+
+    async def restore(self, namespace: str, memory: RestoredMemory) -> bool: ...
+
+
+async def restore_one(target: Restorer, namespace: str, memory: RestoredMemory) -> Restored:
+    """The import rule for one memory: when its id is a memory of ``namespace``, that memory is
+    returned and nothing is written; otherwise :meth:`Store.restore` writes it, unless the id is
+    taken elsewhere or it conflicts (a current twin under another id, a history id taken)."""
+    memory_id = memory.record.id
+    found = await target.get(namespace, memory_id)
+    if found is not None:
+        history = await target.history(namespace, memory_id)
+        return Restored(stored=StoredMemory(found, history, await target.messages_for(namespace, memory_id)))
+    try:
+        written = await target.restore(namespace, memory)
+    except ConflictError as e:
+        return Restored(conflict=e.message)
+    return Restored(written=written)
 
 
 @dataclass(frozen=True, slots=True)

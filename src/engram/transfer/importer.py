@@ -8,18 +8,21 @@ unless the export carries vectors of that very embedder.
 from __future__ import annotations
 
 import json
+from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engram.errors import ConflictError, ValidationError
+from engram.errors import ValidationError
+from engram.interfaces import Restored
 from engram.memory import AsyncMemory
-from engram.transfer.exporter import memory_line
 from engram.transfer.format import check_header, memory_dict, parse_memory
 from engram.types import RestoredMemory
 
-BATCH = 64
+BATCH = 2000  # memories per Store.restore_many batch
+EMBED_BATCH = 64  # texts per embedder call
+_TAKEN = "the id is taken (by a deleted memory or in another namespace)"
 Progress = Callable[[int, int | None], None]  # (done, total if known)
 
 
@@ -43,27 +46,21 @@ class Incoming:
     has_vector: bool = False
 
 
-async def _restore(memory: AsyncMemory, item: RestoredMemory, report: ImportReport) -> None:
-    store, namespace, rec = memory.store, memory.namespace, item.record
-    existing = await store.get(namespace, rec.id)
-    if existing is not None:
-        stored = await memory_line(memory, existing, with_vector=False)
-        if stored == memory_dict(rec, item.history, item.messages, None):
-            report.skipped += 1
-        else:
-            report.conflicts.append({"id": rec.id, "reason": "a different memory with this id is stored"})
-        return
-    try:
-        written = await store.restore(namespace, item)
-    except ConflictError as e:
-        report.conflicts.append({"id": rec.id, "reason": e.message})
-        return
-    if written:
+def _tally(item: RestoredMemory, outcome: Restored, report: ImportReport) -> None:
+    """Count one memory's outcome: written, skipped (the same memory is stored) or a conflict."""
+    rec, stored = item.record, outcome.stored
+    if outcome.written:
         report.imported += 1
+    elif outcome.conflict is not None:
+        report.conflicts.append({"id": rec.id, "reason": outcome.conflict})
+    elif stored is None:
+        report.conflicts.append({"id": rec.id, "reason": _TAKEN})
+    elif memory_dict(stored.record, stored.history, stored.messages, None) == memory_dict(
+        rec, item.history, item.messages, None
+    ):
+        report.skipped += 1
     else:
-        report.conflicts.append(
-            {"id": rec.id, "reason": "the id is taken (by a deleted memory or in another namespace)"}
-        )
+        report.conflicts.append({"id": rec.id, "reason": "a different memory with this id is stored"})
 
 
 async def import_memories(
@@ -73,22 +70,36 @@ async def import_memories(
     total: int | None = None,
     progress: Progress | None = None,
 ) -> ImportReport:
-    """Restore ``items`` in order (one transaction each), embedding those without a usable vector."""
+    """Restore ``items`` in order through :meth:`Store.restore_many` (in batches; one transaction
+    per memory unless the store writes batches at once), embedding those without a usable vector."""
     await memory.open()
     report = ImportReport()
+    sent: deque[list[Incoming]] = deque()
     done = 0
+    async for outcomes in memory.store.restore_many(memory.namespace, _embedded(memory, items, sent)):
+        batch = sent.popleft()
+        for incoming, outcome in zip(batch, outcomes, strict=True):
+            _tally(incoming.memory, outcome, report)
+        done += len(batch)
+        if progress is not None:
+            progress(done, total)
+    return report
+
+
+async def _embedded(
+    memory: AsyncMemory, items: AsyncIterable[Incoming] | Iterable[Incoming], sent: deque[list[Incoming]]
+) -> AsyncIterator[list[RestoredMemory]]:
+    """``items`` in batches, each memory with its vector (computed ``EMBED_BATCH`` at a time when
+    missing); each batch is also appended to ``sent``."""
     async for batch in _batches(items):
         todo = [i.memory for i in batch if not i.has_vector]
-        if todo:
-            vectors = await memory.embedder.embed([m.record.text for m in todo])
-            for restored, vector in zip(todo, vectors, strict=True):
+        for start in range(0, len(todo), EMBED_BATCH):
+            part = todo[start : start + EMBED_BATCH]
+            vectors = await memory.embedder.embed([m.record.text for m in part])
+            for restored, vector in zip(part, vectors, strict=True):
                 restored.vector = vector
-        for incoming in batch:
-            await _restore(memory, incoming.memory, report)
-            done += 1
-            if progress is not None:
-                progress(done, total)
-    return report
+        sent.append(batch)
+        yield [i.memory for i in batch]
 
 
 async def _each(items: AsyncIterable[Incoming] | Iterable[Incoming]) -> AsyncIterator[Incoming]:

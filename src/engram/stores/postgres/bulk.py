@@ -16,38 +16,39 @@ Memories that supersede others are refused: an import loads facts, it does not r
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from engram.errors import StoreError
 from engram.stores.postgres import tokens
-from engram.types import NewMemory, utcnow
+from engram.stores.postgres.rows import MEMORY_WRITE_COLUMNS, memory_row
+from engram.stores.sql.rows import new_record
+from engram.types import NewMemory, Scope, utcnow
 
 if TYPE_CHECKING:
     from engram.stores.postgres.store import PostgresStore
 
 Progress = Callable[[int], None]  # called with the number of memories copied so far
 
-_TSVECTOR_OID = 3614  # a built-in type: its oid is fixed
-_COLUMNS = (
-    "id, namespace, user_id, agent_id, app_id, run_id, scope_key, text, hash, actor_id, role, "
-    "metadata, metadata_text, created_at, observed_at, expires_at, embedding, tsv, doc_len"
-)
-_TYPES = [
-    *["text"] * 11, "jsonb", "text", "timestamptz", "timestamptz", "date", "vector", "tsvector", "int4",
+_TSVECTOR_OID = 3614  # built-in types: their oids are fixed
+_JSONB_OID = 3802
+MEMORY_TYPES = [  # the types of MEMORY_WRITE_COLUMNS, for binary COPY
+    *["text"] * 11, "jsonb", "text", "timestamptz", "timestamptz", "timestamptz", "date", "text",
+    "timestamptz", "vector", "tsvector", "int4",
 ]  # fmt: skip
 _KEEP_INDEXES = ("memories_pkey", "memories_seq_key")  # constraints: kept through the load
 _INDEX_MEMORY = "1GB"
 _CURRENT = "deleted_at IS NULL AND superseded_by IS NULL"
 
 
-class _Tsvector(bytes):
+class Tsvector(bytes):
     """``tsvector`` binary data (see :func:`tokens.tsvector_binary`)."""
+
+
+class JsonbText(str):
+    """JSON text for a ``jsonb`` column of a binary ``COPY`` (sent as is, not encoded again)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +76,7 @@ async def copy_memories(
         await conn.execute(f"LOCK TABLE {s}.memories IN SHARE ROW EXCLUSIVE MODE")
         cur = await conn.execute(f"SELECT NOT EXISTS (SELECT 1 FROM {s}.memories)")
         empty = bool((await cur.fetchone())[0])
-        dropped = await _drop_indexes(conn, s) if empty else []
+        dropped = await drop_indexes(conn, s) if empty else []
         target = f"{s}.memories" if empty else "engram_load"
         if not empty:
             await conn.execute(
@@ -97,12 +98,13 @@ async def copy_memories(
     return BulkLoad(loaded, given - loaded, empty, copy_seconds, index_seconds)
 
 
-async def _drop_indexes(conn: Any, schema: str) -> list[str]:
-    """Drop the table's secondary indexes; returns the statements that build them again."""
+async def drop_indexes(conn: Any, schema: str, keep: tuple[str, ...] = ()) -> list[str]:
+    """Drop the memories table's secondary indexes (but those in ``keep``); returns the statements
+    that build them again."""
     cur = await conn.execute(
         "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = %s AND tablename = 'memories' "
         "AND NOT (indexname = ANY(%s::text[]))",
-        (schema, list(_KEEP_INDEXES)),
+        (schema, [*_KEEP_INDEXES, *keep]),
     )
     rows = await cur.fetchall()
     for name, _ in rows:
@@ -128,9 +130,9 @@ async def _copy_rows(
     sources: dict[str, list[str]] = {}
     given = 0
     async with conn.cursor() as cur:
-        cur.adapters.register_dumper(_Tsvector, _tsvector_dumper())  # this cursor only
-        async with cur.copy(f"COPY {target} ({_COLUMNS}) FROM STDIN (FORMAT BINARY)") as copy:
-            copy.set_types(_TYPES)
+        register_dumpers(cur)
+        async with cur.copy(f"COPY {target} ({MEMORY_WRITE_COLUMNS}) FROM STDIN (FORMAT BINARY)") as copy:
+            copy.set_types(MEMORY_TYPES)
             for batch in _batches(memories, batch_size):
                 given += len(batch)
                 fresh = []
@@ -169,13 +171,13 @@ def _batches(memories: Iterable[NewMemory], size: int) -> Iterator[list[NewMemor
 def _rows(namespace: str, batch: list[NewMemory]) -> Iterator[tuple[Any, ...]]:
     now = utcnow()
     for mem, toks in zip(batch, tokens.tokenize_many([m.text for m in batch]), strict=True):
-        metadata = json.dumps(mem.metadata)
-        yield (
-            mem.id, namespace, *mem.scope.as_tuple(), mem.scope.key(), mem.text, mem.hash, mem.actor_id,
-            mem.role, metadata, metadata, now, mem.observed_at, mem.expires_at,
-            np.asarray(mem.vector, dtype=np.float32), _Tsvector(tokens.tsvector_binary(toks)),
-            len(toks) + len(mem.scope.given()),
-        )  # fmt: skip
+        document = copy_document(toks, mem.scope)
+        yield memory_row(namespace, new_record(mem, now), mem.vector, *document, JsonbText)
+
+
+def copy_document(toks: list[tuple[str, int]], scope: Scope) -> tuple[Tsvector, int]:
+    """The ``tsv`` and ``doc_len`` of a memory for binary COPY, from its text's tokens."""
+    return Tsvector(tokens.tsvector_binary(toks)), len(toks) + len(scope.given())
 
 
 async def _store_rows(conn: Any, schema: str, empty: bool) -> int:
@@ -191,7 +193,8 @@ async def _store_rows(conn: Any, schema: str, empty: bool) -> int:
     else:
         rows = "ins"
         prefix = (
-            f"ins AS (INSERT INTO {schema}.memories ({_COLUMNS}) SELECT {_COLUMNS} FROM engram_load "
+            f"ins AS (INSERT INTO {schema}.memories ({MEMORY_WRITE_COLUMNS}) "
+            f"SELECT {MEMORY_WRITE_COLUMNS} FROM engram_load "
             f"ORDER BY seq ON CONFLICT (namespace, scope_key, hash) WHERE {_CURRENT} DO NOTHING "
             "RETURNING *), "
         )
@@ -214,8 +217,8 @@ async def _link(conn: Any, schema: str, namespace: str, sources: dict[str, list[
     )
 
 
-def _tsvector_dumper() -> type:
-    """A psycopg dumper passing :func:`tokens.tsvector_binary` output through as ``tsvector``."""
+def register_dumpers(cur: Any) -> None:
+    """Teach ``cur`` (only it) the binary forms of :class:`Tsvector` and :class:`JsonbText`."""
     from psycopg.adapt import Dumper
     from psycopg.pq import Format
 
@@ -226,4 +229,12 @@ def _tsvector_dumper() -> type:
         def dump(self, obj: Any) -> bytes:
             return bytes(obj)
 
-    return TsvectorBinaryDumper
+    class JsonbTextBinaryDumper(Dumper):
+        format = Format.BINARY
+        oid = _JSONB_OID
+
+        def dump(self, obj: Any) -> bytes:
+            return b"\x01" + str(obj).encode("utf-8")  # jsonb's binary format: version 1, then the text
+
+    cur.adapters.register_dumper(Tsvector, TsvectorBinaryDumper)
+    cur.adapters.register_dumper(JsonbText, JsonbTextBinaryDumper)

@@ -11,8 +11,8 @@ from pydantic import Field, SecretStr
 
 from engram.interfaces import BackendSettings
 from engram.stores.postgres.schema import SCHEMA_NAME_RE
-from engram.stores.sql.rows import RowReader, memory_columns
-from engram.types import Vector
+from engram.stores.sql.rows import RowReader, content_digest, memory_columns
+from engram.types import HistoryEntry, MemoryRecord, StoredMessage, Vector
 
 MEMORY_COLUMNS = memory_columns("metadata_text")  # exactly as given (jsonb normalises numbers)
 
@@ -79,3 +79,51 @@ def _day(value: date | None) -> date | None:
 ROWS = RowReader(utc, _day, lambda text: dict(json.loads(text)))
 record = ROWS.memory
 message = ROWS.message
+
+
+# -- rows written (INSERT parameters and COPY rows alike) ----------------------------------------------
+MEMORY_WRITE_COLUMNS = (
+    "id, namespace, user_id, agent_id, app_id, run_id, scope_key, text, hash, actor_id, role, metadata, "
+    "metadata_text, created_at, updated_at, observed_at, expires_at, superseded_by, valid_until, embedding, "
+    "tsv, doc_len"
+)
+MESSAGE_WRITE_COLUMNS = (
+    "id, namespace, user_id, agent_id, app_id, run_id, scope_key, role, name, content, content_hash, "
+    "observed_at, created_at"
+)
+HISTORY_WRITE_COLUMNS = (
+    "id, namespace, memory_id, event, old_memory, new_memory, created_at, actor_id, role, details"
+)
+
+
+def _as_given(text: str) -> Any:
+    return text
+
+
+def memory_row(
+    namespace: str, rec: MemoryRecord, vector: Vector, tsv: Any, doc_len: int, jsonb: Any = _as_given
+) -> tuple[Any, ...]:
+    """The memory's values in :data:`MEMORY_WRITE_COLUMNS` order (``jsonb`` wraps the metadata text
+    for its ``jsonb`` column; ``tsv``: the keyword document, as the statement expects it)."""
+    metadata = json.dumps(rec.metadata)
+    return (
+        rec.id, namespace, *rec.scope.as_tuple(), rec.scope.key(), rec.text, rec.hash, rec.actor_id,
+        rec.role, jsonb(metadata), metadata, rec.created_at, rec.updated_at, rec.observed_at, rec.expires_at,
+        rec.superseded_by, rec.valid_until, np.asarray(vector, dtype=np.float32), tsv, doc_len,
+    )  # fmt: skip
+
+
+def message_row(namespace: str, m: StoredMessage) -> tuple[Any, ...]:
+    """The message's values in :data:`MESSAGE_WRITE_COLUMNS` order."""
+    return (
+        m.id, namespace, *m.scope.as_tuple(), m.scope.key(), m.role, m.name, m.content,
+        content_digest(m.content), m.observed_at, m.created_at,
+    )  # fmt: skip
+
+
+def history_row(namespace: str, e: HistoryEntry, jsonb: Any = _as_given) -> tuple[Any, ...]:
+    """The history entry's values in :data:`HISTORY_WRITE_COLUMNS` order."""
+    return (
+        e.id, namespace, e.memory_id, e.event, e.old_memory, e.new_memory, e.created_at, e.actor_id, e.role,
+        jsonb(json.dumps(e.details)),
+    )  # fmt: skip

@@ -15,11 +15,23 @@ import numpy as np
 
 from engram.stores.postgres import tokens
 from engram.stores.postgres.reads import PostgresReads
+from engram.stores.postgres.rows import (
+    HISTORY_WRITE_COLUMNS,
+    MEMORY_WRITE_COLUMNS,
+    MESSAGE_WRITE_COLUMNS,
+    history_row,
+    memory_row,
+    message_row,
+)
 from engram.stores.sql.dialect import Deleted, Locked, scope_clauses
 from engram.stores.sql.rows import content_digest, new_record
 from engram.types import EmbedderInfo, HistoryEntry, MemoryRecord, NewMemory, Scope, StoredMessage, Vector
 
 _CURRENT = "deleted_at IS NULL AND superseded_by IS NULL"
+
+
+def _params(n: int) -> str:
+    return ",".join(["%s"] * n)
 
 
 class PostgresWrites(PostgresReads):
@@ -30,16 +42,10 @@ class PostgresWrites(PostgresReads):
             return
         async with self.conn.cursor() as cur:
             await cur.executemany(
-                f"INSERT INTO {self.s}.messages (id, namespace, user_id, agent_id, app_id, run_id, "
-                "scope_key, role, name, content, content_hash, observed_at, created_at) "
-                "VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)"
+                f"INSERT INTO {self.s}.messages ({MESSAGE_WRITE_COLUMNS}) VALUES ({_params(13)})"
                 + (" ON CONFLICT (id) DO NOTHING" if existing_ok else ""),
-                [
-                    (m.id, namespace, *m.scope.as_tuple(), m.scope.key(), m.role, m.name, m.content,
-                     content_digest(m.content), m.observed_at, m.created_at)
-                    for m in messages
-                ],
-            )  # fmt: skip
+                [message_row(namespace, m) for m in messages],
+            )
 
     async def memory_taken(self, memory_id: str) -> bool:
         cur = await self.conn.execute(f"SELECT 1 FROM {self.s}.memories WHERE id = %s", (memory_id,))
@@ -87,17 +93,12 @@ class PostgresWrites(PostgresReads):
 
     async def _insert_row(self, namespace: str, rec: MemoryRecord, vector: Vector, on_conflict: str) -> Any:
         """The memory row with its vector and keyword document; the cursor."""
-        metadata = json.dumps(rec.metadata)
+        values = _params(12) + "::jsonb," + _params(8) + ",%s::tsvector,%s"
+        document = tokens.document(rec.text, len(rec.scope.given()))
         return await self.conn.execute(
-            f"INSERT INTO {self.s}.memories (id, namespace, user_id, agent_id, app_id, run_id, scope_key, "
-            "text, hash, actor_id, role, metadata, metadata_text, created_at, updated_at, observed_at, "
-            "expires_at, superseded_by, valid_until, embedding, tsv, doc_len) VALUES (%s,%s,%s,%s,%s,%s,"
-            f"%s,%s,%s,%s,%s,%s::jsonb,%s,%s,%s,%s,%s,%s,%s,%s,%s::tsvector,%s) {on_conflict}",
-            (rec.id, namespace, *rec.scope.as_tuple(), rec.scope.key(), rec.text, rec.hash, rec.actor_id,
-             rec.role, metadata, metadata, rec.created_at, rec.updated_at, rec.observed_at, rec.expires_at,
-             rec.superseded_by, rec.valid_until, np.asarray(vector, dtype=np.float32),
-             *tokens.document(rec.text, len(rec.scope.given()))),
-        )  # fmt: skip
+            f"INSERT INTO {self.s}.memories ({MEMORY_WRITE_COLUMNS}) VALUES ({values}) {on_conflict}",
+            memory_row(namespace, rec, vector, *document),
+        )
 
     async def supersede(self, namespace: str, old_id: str, new_id: str, now: datetime) -> str | None:
         cur = await self.conn.execute(
@@ -118,11 +119,9 @@ class PostgresWrites(PostgresReads):
 
     async def add_history(self, namespace: str, e: HistoryEntry) -> None:
         await self.conn.execute(
-            f"INSERT INTO {self.s}.history (id, namespace, memory_id, event, old_memory, new_memory, "
-            "created_at, actor_id, role, details) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s::jsonb)",
-            (e.id, namespace, e.memory_id, e.event, e.old_memory, e.new_memory, e.created_at, e.actor_id,
-             e.role, json.dumps(e.details)),
-        )  # fmt: skip
+            f"INSERT INTO {self.s}.history ({HISTORY_WRITE_COLUMNS}) VALUES ({_params(9)},%s::jsonb)",
+            history_row(namespace, e),
+        )
 
     async def lock_memory(self, namespace: str, memory_id: str) -> Locked | None:
         cur = await self.conn.execute(
