@@ -88,10 +88,8 @@ async def copy_memories(
         copy_seconds = time.perf_counter() - t0
         await _link(conn, s, namespace, sources, f"{s}.memories" if empty else "engram_load")
         t1 = time.perf_counter()
-        for statement in dropped:
-            await conn.execute(statement)
         if empty:
-            await conn.execute(f"ANALYZE {s}.memories")
+            await rebuild_indexes(conn, s, dropped)
         index_seconds = time.perf_counter() - t1
     store._note_write(namespace)
     store._stats_cache.clear()
@@ -115,6 +113,13 @@ async def drop_indexes(conn: Any, schema: str, keep: tuple[str, ...] = ()) -> li
         (_INDEX_MEMORY, _INDEX_MEMORY),
     )
     return [str(definition) for _, definition in rows]
+
+
+async def rebuild_indexes(conn: Any, schema: str, statements: list[str]) -> None:
+    """Build the indexes :func:`drop_indexes` dropped, then gather the table's planner statistics."""
+    for statement in statements:
+        await conn.execute(statement)
+    await conn.execute(f"ANALYZE {schema}.memories")
 
 
 async def _copy_rows(

@@ -9,11 +9,12 @@ this class opens the pools and runs reads and write transactions on a
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 from engram.errors import MissingDependencyError
-from engram.stores.postgres import shutdown
+from engram.interfaces import Restored
+from engram.stores.postgres import restore, shutdown
 from engram.stores.postgres.connection import PostgresConnection
 from engram.stores.postgres.rows import PostgresSettings
 from engram.stores.postgres.schema import HNSW_INDEX, MIGRATION_LOCK_KEY, hnsw_index_sql, migrate
@@ -21,7 +22,7 @@ from engram.stores.postgres.session import PostgresSession
 from engram.stores.sql.dialect import Session
 from engram.stores.sql.reembed import META_KEYS
 from engram.stores.sql.store import SQLStore
-from engram.types import EmbedderInfo
+from engram.types import EmbedderInfo, RestoredMemory
 
 T = TypeVar("T")
 _HNSW_MAX_DIM = 2000  # pgvector indexes vectors of up to 2,000 dimensions
@@ -45,6 +46,12 @@ class PostgresStore(PostgresConnection, SQLStore):
 
     async def _transact(self, namespace: str | None, fn: Callable[[Session], Awaitable[T]]) -> T:
         return await self._write(namespace, lambda conn: fn(PostgresSession(self, conn)))
+
+    def restore_many(
+        self, namespace: str, batches: AsyncIterable[Sequence[RestoredMemory]]
+    ) -> AsyncIterator[list[Restored]]:
+        """Imports with binary ``COPY`` (see :mod:`engram.stores.postgres.restore`)."""
+        return restore.restore_many(self, namespace, batches)
 
     async def _prepare(self, embedder: EmbedderInfo) -> dict[str, str]:
         try:
