@@ -16,10 +16,9 @@ import pytest
 from engram import AsyncMemory
 from engram.interfaces import Store
 from engram.stores.postgres import PostgresStore
-from engram.stores.sqlite import SQLiteStore
 from engram.testing import FakeEmbedder
 from engram.transfer import export_to, import_file
-from tests.transfer_helpers import everything, fill, scripted_llm
+from tests.transfer_helpers import everything, filled_source
 
 pytestmark = pytest.mark.postgres
 RESTORE_LOG = "engram.stores.postgres.restore"
@@ -33,9 +32,7 @@ class OneByOneStore(PostgresStore):
 
 @pytest.fixture
 async def source(tmp_path: Path) -> AsyncIterator[AsyncMemory]:
-    engine = AsyncMemory(store=SQLiteStore(path=tmp_path / "source.db"), embedder=FakeEmbedder(),
-                         llm=scripted_llm())  # fmt: skip
-    await fill(engine)
+    engine = await filled_source(tmp_path / "source.db")
     yield engine
     await engine.close()
 

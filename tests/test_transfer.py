@@ -15,14 +15,12 @@ from engram.interfaces import Store
 from engram.stores.sqlite import SQLiteStore
 from engram.testing import FakeEmbedder
 from engram.transfer import export_to, import_file
-from tests.transfer_helpers import everything, fill, scripted_llm
+from tests.transfer_helpers import everything, filled_source
 
 
 @pytest.fixture
 async def source(tmp_path: Path) -> AsyncIterator[AsyncMemory]:
-    engine = AsyncMemory(store=SQLiteStore(path=tmp_path / "source.db"), embedder=FakeEmbedder(),
-                         llm=scripted_llm())  # fmt: skip
-    await fill(engine)
+    engine = await filled_source(tmp_path / "source.db")
     yield engine
     await engine.close()
 

@@ -4,10 +4,12 @@ for the export/import tests."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 from engram import AsyncMemory
-from engram.testing import ScriptedLLM
+from engram.stores.sqlite import SQLiteStore
+from engram.testing import FakeEmbedder, ScriptedLLM
 
 
 def _facts(*items: dict[str, Any]) -> str:
@@ -55,6 +57,13 @@ async def fill(engine: AsyncMemory) -> dict[str, str]:
     old = await engine.add("an old expired fact", user_id="carol", infer=False, expiration_date="2020-01-01")
     ids["expired"] = old["results"][0]["id"]
     return ids
+
+
+async def filled_source(path: Path) -> AsyncMemory:
+    """An engine on a new SQLite store at ``path`` holding the sample memories (:func:`fill`)."""
+    engine = AsyncMemory(store=SQLiteStore(path=path), embedder=FakeEmbedder(), llm=scripted_llm())
+    await fill(engine)
+    return engine
 
 
 async def everything(engine: AsyncMemory) -> dict[str, Any]:

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from engram.interfaces import Restored, restore_one
-from engram.stores.postgres import tokens
+from engram.stores.postgres import rows, tokens
 from engram.stores.postgres.bulk import (
     MEMORY_TYPES,
     JsonbText,
@@ -36,14 +36,6 @@ from engram.stores.postgres.bulk import (
     drop_indexes,
     rebuild_indexes,
     register_dumpers,
-)
-from engram.stores.postgres.rows import (
-    HISTORY_WRITE_COLUMNS,
-    MEMORY_WRITE_COLUMNS,
-    MESSAGE_WRITE_COLUMNS,
-    history_row,
-    memory_row,
-    message_row,
 )
 from engram.stores.postgres.session import PostgresSession
 from engram.stores.sql import writes
@@ -206,13 +198,13 @@ class _Run:
             return 0
         async with conn.cursor() as cur:
             register_dumpers(cur)
-            await _copy(cur, f"{schema}.memories ({MEMORY_WRITE_COLUMNS})", MEMORY_TYPES,
+            await _copy(cur, f"{schema}.memories ({rows.MEMORY_WRITE_COLUMNS})", MEMORY_TYPES,
                         _memory_rows(namespace, memories))  # fmt: skip
-            await _copy(cur, f"{schema}.messages ({MESSAGE_WRITE_COLUMNS})", _MESSAGE_TYPES,
-                        (message_row(namespace, g) for g in messages))  # fmt: skip
+            await _copy(cur, f"{schema}.messages ({rows.MESSAGE_WRITE_COLUMNS})", _MESSAGE_TYPES,
+                        (rows.message_row(namespace, g) for g in messages))  # fmt: skip
             await _copy(cur, f"{schema}.memory_sources (memory_id, message_id)", ["text", "text"],
                         _source_rows(memories))  # fmt: skip
-            await _copy(cur, f"{schema}.history ({HISTORY_WRITE_COLUMNS}, tx)", _HISTORY_TYPES,
+            await _copy(cur, f"{schema}.history ({rows.HISTORY_WRITE_COLUMNS}, tx)", _HISTORY_TYPES,
                         _history_rows(namespace, memories))  # fmt: skip
         return len(memories)
 
@@ -220,7 +212,7 @@ class _Run:
 def _memory_rows(namespace: str, memories: list[RestoredMemory]) -> Iterator[tuple[Any, ...]]:
     toks = tokens.tokenize_many([m.record.text for m in memories])
     for m, t in zip(memories, toks, strict=True):
-        yield memory_row(namespace, m.record, m.vector, *copy_document(t, m.record.scope), JsonbText)
+        yield rows.memory_row(namespace, m.record, m.vector, *copy_document(t, m.record.scope), JsonbText)
 
 
 def _source_rows(memories: list[RestoredMemory]) -> Iterator[tuple[str, str]]:
@@ -234,7 +226,7 @@ def _history_rows(namespace: str, memories: list[RestoredMemory]) -> Iterator[tu
     for m in memories:
         for h in m.history:
             entry = h if h.memory_id == m.record.id else replace(h, memory_id=m.record.id)
-            yield (*history_row(namespace, entry, JsonbText), None)
+            yield (*rows.history_row(namespace, entry, JsonbText), None)
 
 
 async def _copy(cur: Any, target: str, types: list[str], rows: Any) -> None:
