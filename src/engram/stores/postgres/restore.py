@@ -148,11 +148,17 @@ class _Taken:
             cur = await conn.execute(sql.format(s=schema), params)
             return {row[0] if len(row) == 1 else tuple(row) for row in await cur.fetchall()}
 
-        ids = "SELECT id FROM {s}.%s WHERE id = ANY(%%s::text[])"
+        # One index probe per key (a LATERAL subquery with LIMIT is never turned into a join): the
+        # rows this transaction copied have no planner statistics yet, and a guessed hash join would
+        # scan the whole table for every batch.
+        ids = (
+            "SELECT f.id FROM unnest(%%s::text[]) AS f(id), "
+            "LATERAL (SELECT 1 FROM {s}.%s t WHERE t.id = f.id LIMIT 1) AS hit"
+        )
         facts = (
-            "SELECT m.scope_key, m.hash FROM {s}.memories m JOIN unnest(%s::text[], %s::text[]) AS "
-            "f(scope_key, hash) ON m.scope_key = f.scope_key AND m.hash = f.hash WHERE m.namespace = %s "
-            "AND m.deleted_at IS NULL AND m.superseded_by IS NULL"
+            "SELECT f.scope_key, f.hash FROM unnest(%s::text[], %s::text[]) AS f(scope_key, hash), LATERAL "
+            "(SELECT 1 FROM {s}.memories m WHERE m.namespace = %s AND m.scope_key = f.scope_key "
+            "AND m.hash = f.hash AND m.deleted_at IS NULL AND m.superseded_by IS NULL LIMIT 1) AS hit"
         )
         return cls(
             await found(ids % "memories", [m.record.id for m in batch]),
