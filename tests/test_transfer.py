@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from engram import AsyncMemory
@@ -15,6 +16,7 @@ from engram.interfaces import Store
 from engram.stores.sqlite import SQLiteStore
 from engram.testing import FakeEmbedder
 from engram.transfer import export_to, import_file
+from engram.transfer.format import dumps, loads
 from tests.transfer_helpers import everything, filled_source
 
 
@@ -168,5 +170,33 @@ async def test_a_fact_already_stored_under_another_id_is_a_conflict(
         assert [c["id"] for c in report.conflicts] == [tea["id"]]
         assert report.imported == len(lines) - 2
         assert await target.get(tea["id"]) is None and await target.get(mine) is not None
+    finally:
+        await target.close()
+
+
+def test_vectors_are_read_apart_exactly_as_the_json_decoder_reads_them() -> None:
+    vector = np.random.default_rng(3).normal(size=384).astype(np.float32)
+    line = dumps({"id": "a", "metadata": {"vector": [1, 2]}, "vector": [float(x) for x in vector]})
+    fast = loads(line + "\n")
+    assert fast["metadata"] == {"vector": [1, 2]}
+    assert np.asarray(fast["vector"], dtype=np.float32).tobytes() == vector.tobytes()
+    assert loads(line, vector=False) == {"id": "a", "metadata": {"vector": [1, 2]}}
+    for other in ('{"vector": [1, 2]}', '{"id": "a", "vector": [1, "x"]}', '{"id":"a","vector":[]}',
+                  '{"id":"a","vector":[1e3,-2]}', '{"id":"a","vector":[1,2]} '):  # fmt: skip
+        read = loads(other)
+        assert {**read, "vector": list(read["vector"])} == json.loads(other)
+
+
+async def test_a_malformed_number_in_a_vector_is_named_and_nothing_is_written(
+    source: AsyncMemory, tmp_path: Path
+) -> None:
+    lines = await export_file(source, tmp_path / "a.jsonl", with_vectors=True)
+    broken = lines[2].replace(',"vector":[', ',"vector":[1.2.3,', 1)
+    (tmp_path / "b.jsonl").write_text("\n".join([lines[0], lines[1], broken]) + "\n", encoding="utf-8")
+    target = AsyncMemory(store=SQLiteStore(path=tmp_path / "t.db"), embedder=FakeEmbedder())
+    try:
+        with pytest.raises(ValidationError, match=r"line 3\.vector holds a malformed number"):
+            await import_file(target, tmp_path / "b.jsonl")
+        assert (await target.get_all(user_id="alice"))["total"] == 0
     finally:
         await target.close()

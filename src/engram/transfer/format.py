@@ -30,6 +30,8 @@ from engram.types import (
 FORMAT = "engram-export"
 VERSION = 1
 _EVENTS = ("ADD", "UPDATE", "DELETE", "SUPERSEDE")
+_VECTOR_KEY = ',"vector":['
+_NOT_NUMBERS = str.maketrans("", "", "0123456789.,-+eE")  # deletes what a list of JSON numbers holds
 
 
 def dumps(obj: dict[str, Any]) -> str:
@@ -115,6 +117,24 @@ def memory_dict(
 
 
 # -- reading ----------------------------------------------------------------------------------------
+def loads(text: str, *, vector: bool = True) -> Any:
+    """One line's JSON. A vector ending the line, as :func:`memory_dict` writes it, is split off and
+    parsed apart (decoding 384 numbers as JSON costs several times the rest of the line), or with
+    ``vector=False`` dropped unparsed. Raises ``ValueError`` (``json.JSONDecodeError`` included)."""
+    line = text.rstrip()
+    start = line.rfind(_VECTOR_KEY)
+    numbers = line[start + len(_VECTOR_KEY) : -2] if start > 0 and line.endswith("]}") else None
+    if numbers is None or numbers.translate(_NOT_NUMBERS):  # not that shape: the JSON decoder decides
+        obj = json.loads(text)
+        if not vector and isinstance(obj, dict):
+            obj.pop("vector", None)
+        return obj
+    obj = json.loads(line[:start] + "}")
+    if vector and isinstance(obj, dict):  # float() reads each number exactly as the JSON decoder does
+        obj["vector"] = np.fromiter(map(float, numbers.split(",")), np.float64) if numbers else []
+    return obj
+
+
 def _field(obj: dict[str, Any], name: str, where: str, *, required: bool = False) -> Any:
     value = obj.get(name)
     if required and value in (None, ""):

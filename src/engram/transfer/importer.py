@@ -8,17 +8,21 @@ unless the export carries vectors of that very embedder.
 from __future__ import annotations
 
 import json
+import struct
+import tempfile
 from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
+
+import numpy as np
 
 from engram.errors import ValidationError
 from engram.interfaces import Restored
 from engram.memory import AsyncMemory
-from engram.transfer.format import check_header, memory_dict, parse_memory
-from engram.types import RestoredMemory
+from engram.transfer.format import check_header, loads, memory_dict, parse_memory
+from engram.types import RestoredMemory, Vector
 
 BATCH = 2000  # memories per Store.restore_many batch
 EMBED_BATCH = 64  # texts per embedder call
@@ -123,7 +127,8 @@ async def _batches(items: AsyncIterable[Incoming] | Iterable[Incoming]) -> Async
 
 
 # -- Engram export files ------------------------------------------------------------------------------
-def _lines(path: Path) -> Iterator[tuple[int, Any]]:
+def _lines(path: Path, *, vectors: bool = True) -> Iterator[tuple[int, Any]]:
+    """(line number, JSON) of each non-blank line (``vectors=False``: memory lines' vectors left out)."""
     try:
         handle = path.open(encoding="utf-8")
     except OSError as e:
@@ -133,13 +138,18 @@ def _lines(path: Path) -> Iterator[tuple[int, Any]]:
             if not text.strip():
                 continue
             try:
-                yield number, json.loads(text)
+                yield number, loads(text, vector=vectors)
             except json.JSONDecodeError as e:
                 raise ValidationError(f"{path}: line {number} is not JSON: {e.msg}", field="file") from e
+            except ValueError as e:
+                raise ValidationError(f"{path}: line {number}.vector holds a malformed number: {e}",
+                                      field="vector") from e  # fmt: skip
 
 
-def check_file(path: Path) -> tuple[dict[str, Any], int]:
-    """Validate a whole export file before anything is written: its header and the memory count."""
+def check_file(path: Path, vectors: IO[bytes] | None = None) -> tuple[dict[str, Any], int]:
+    """Validate a whole export file before anything is written: its header and the memory count.
+    ``vectors``: where to keep each memory's vector (see :func:`_kept_vectors`), so that the import
+    need not parse them again."""
     lines = _lines(path)
     first = next(lines, None)
     if first is None or not isinstance(first[1], dict):
@@ -147,24 +157,44 @@ def check_file(path: Path) -> tuple[dict[str, Any], int]:
     head = check_header(first[1])
     count = 0
     for number, obj in lines:
-        parse_memory(obj, number)
+        restored, has_vector = parse_memory(obj, number)
+        if vectors is not None:
+            vector = np.ascontiguousarray(restored.vector, dtype=np.float32) if has_vector else None
+            vectors.write(struct.pack("<i", -1 if vector is None else len(vector)))
+            vectors.write(b"" if vector is None else vector.tobytes())
         count += 1
     return head, count
 
 
-def _file_items(path: Path, use_vectors: bool, dim: int) -> Iterator[Incoming]:
-    lines = _lines(path)
+def _kept_vectors(kept: IO[bytes]) -> Iterator[Vector | None]:
+    """The vectors :func:`check_file` kept, in line order (None: that line had none)."""
+    kept.seek(0)
+    while size := kept.read(4):
+        (n,) = struct.unpack("<i", size)
+        yield None if n < 0 else np.frombuffer(bytearray(kept.read(4 * n)), dtype=np.float32)
+
+
+def _file_items(path: Path, kept: IO[bytes] | None, dim: int) -> Iterator[Incoming]:
+    """The file's memories; with ``kept`` (their vectors, usable when of size ``dim``) the lines'
+    vectors are not parsed again."""
+    lines = _lines(path, vectors=False)
     next(lines)
+    vectors = _kept_vectors(kept) if kept is not None else None
     for number, obj in lines:
-        restored, has_vector = parse_memory(obj, number)
-        yield Incoming(restored, has_vector and use_vectors and restored.vector.shape == (dim,))
+        restored, _ = parse_memory(obj, number)
+        vector = next(vectors) if vectors is not None else None
+        if vector is not None and vector.shape == (dim,):
+            restored.vector = vector
+        yield Incoming(restored, restored.vector.shape == (dim,))
 
 
 async def import_file(memory: AsyncMemory, path: Path, *, progress: Progress | None = None) -> ImportReport:
     """Import an ``engram export`` file into ``memory``'s namespace."""
-    head, count = check_file(path)
-    await memory.open()
-    info = memory.embedder.info
-    same_embedder = head.get("embedder") == {"name": info.name, "dim": info.dim}
-    items = _file_items(path, same_embedder and bool(head.get("with_vectors")), info.dim)
-    return await import_memories(memory, items, total=count, progress=progress)
+    with tempfile.TemporaryFile() as kept:
+        head, count = check_file(path, kept)
+        await memory.open()
+        info = memory.embedder.info
+        same_embedder = head.get("embedder") == {"name": info.name, "dim": info.dim}
+        use = same_embedder and bool(head.get("with_vectors"))
+        items = _file_items(path, kept if use else None, info.dim)
+        return await import_memories(memory, items, total=count, progress=progress)
