@@ -17,7 +17,8 @@ from engram import AsyncMemory
 from engram.interfaces import Store
 from engram.stores.postgres import PostgresStore
 from engram.testing import FakeEmbedder
-from engram.transfer import export_to, import_file
+from engram.transfer import Incoming, export_to, import_file, import_memories, importer
+from engram.transfer.format import parse_memory
 from tests.transfer_helpers import everything, filled_source
 
 pytestmark = pytest.mark.postgres
@@ -200,5 +201,35 @@ async def test_import_into_an_empty_table_copies_and_builds_the_indexes_after(
         assert index_oids(pg_url, pg_schema) == after  # a table with rows keeps its indexes
         hits = await target.search("I prefer window seats", user_id="alice")
         assert hits["results"][0]["memory"] == "I prefer window seats"
+    finally:
+        await target.close()
+
+
+async def test_a_failed_import_into_an_empty_table_leaves_it_empty_and_indexed(
+    source: AsyncMemory,
+    targets: Callable[..., AsyncMemory],
+    tmp_path: Path,
+    pg_url: str,
+    pg_schema: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    lines = await export_file(source, tmp_path / "a.jsonl")
+
+    def items() -> Iterator[Incoming]:
+        for number, line in enumerate(lines[1:], start=2):
+            yield Incoming(parse_memory(json.loads(line), number)[0], has_vector=True)
+        raise RuntimeError("the source broke")
+
+    monkeypatch.setattr(importer, "BATCH", 3)  # two batches are copied before the failure
+    target = targets("")
+    try:
+        await target.open()
+        before = index_oids(pg_url, pg_schema)
+        with pytest.raises(RuntimeError, match="the source broke"):
+            await import_memories(target, items())
+        assert index_oids(pg_url, pg_schema) == before  # the dropped indexes came back with the rollback
+        assert (await target.get_all(user_id="alice", include_superseded=True))["total"] == 0
+        report = await import_file(target, tmp_path / "a.jsonl")
+        assert report.imported == len(lines) - 1
     finally:
         await target.close()
