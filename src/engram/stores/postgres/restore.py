@@ -10,7 +10,7 @@ the order, in a savepoint of the same transaction, so its outcome, conflict mess
 one-by-one path's.
 
 - Into an **empty** ``memories`` table the whole import is one transaction: the secondary indexes
-  are dropped (but the unique index of current facts, which upholds the rule during the load), the
+  are dropped, except the unique index of current facts (it upholds the rule during the load), the
   batches are copied, and the indexes are built after the last; other processes see the empty table
   or the full, indexed one.
 - Into a table that holds rows, each batch is one transaction and the indexes are kept.
@@ -235,10 +235,10 @@ def _history_rows(namespace: str, memories: list[RestoredMemory]) -> Iterator[tu
             yield (*rows.history_row(namespace, entry, JsonbText), None)
 
 
-async def _copy(cur: Any, target: str, types: list[str], rows: Any) -> None:
+async def _copy(cur: Any, target: str, types: list[str], values: Iterator[tuple[Any, ...]]) -> None:
     async with cur.copy(f"COPY {target} FROM STDIN (FORMAT BINARY)") as copy:
         copy.set_types(types)
-        for row in rows:
+        for row in values:
             await copy.write_row(row)
 
 
