@@ -142,6 +142,8 @@ async def test_the_report_and_the_data_are_the_one_by_one_paths(
                 await prefill(target, lines, tmp_path)
             copy_log(caplog)
             report = (await import_file(target, file)).as_dict()
+            kept = await target.get(json.loads(lines[1])["id"])
+            assert kept is not None and kept["memory"] == "Alice lives in Berlin"  # not overwritten
             results.append((report, await export_all(target, tmp_path / "out.jsonl"), copy_log(caplog)))
         finally:
             await target.close()
