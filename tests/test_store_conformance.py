@@ -8,18 +8,21 @@ where memories fall into sessions (so neighbours within the gap lend their score
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 
 from engram.config import RetrievalConfig
 from engram.embedders.fake import FakeEmbedder
 from engram.interfaces import Store
+from engram.ranking import memory_context
 from engram.retrieval import SearchRequest, hybrid_search
 from engram.stores.sqlite import SQLiteStore
-from engram.types import NewMemory, Scope, Visibility, text_hash
+from engram.types import MemoryRecord, NewMemory, Scope, Visibility, text_hash
 
 pytestmark = pytest.mark.postgres
 
@@ -94,3 +97,44 @@ async def test_both_stores_give_the_same_context_and_drop_the_same_terms(stores:
     assert hits[0] and all(
         "garden" in text for mid, text, _ in conversation() if mid in {c.memory_id for c in hits[0]}
     )
+
+
+async def test_postgres_candidates_bring_the_context_and_cosines_a_search_would_ask_for(
+    stores: list[Store],
+) -> None:
+    """PostgreSQL's candidate statements return each candidate's timeline and the cosines fusion needs
+    (so a search asks no memory_context nor vectors_for): the same as the generic calls give."""
+    sqlite, postgres = stores
+    scope = Scope(user_id="alice", run_id="chat")
+    vector = (await FakeEmbedder().embed(["Bob train Lyon"], kind="query"))[0]
+    found = await postgres.hybrid_candidates("ns", scope, None, Visibility(), vector, "Bob train Lyon", 3)
+    by_vector = {c.memory_id for c in found.vector}
+    by_keyword = {c.memory_id for c in found.keyword}
+    assert found.timeline is not None and set(found.timeline) == by_vector | by_keyword
+    assert found.extra_cosines and set(found.extra_cosines) == by_keyword - by_vector
+    expected = await sqlite.memory_context("ns", scope, sorted(found.timeline), 3600)
+    assert {mid: memory_context(*found.timeline[mid], 3600) for mid in found.timeline} == expected
+    neighbours = {n for c in expected.values() for n in (c.prev_id, c.next_id) if n is not None}
+    vectors = await sqlite.vectors_for("ns", sorted(neighbours | set(found.extra_cosines)))
+    cosines = {**found.neighbour_cosines, **found.extra_cosines}
+    for mid in neighbours | set(found.extra_cosines):
+        assert cosines[mid] == pytest.approx(float(np.dot(vectors[mid], vector)), abs=1e-5)
+
+
+async def test_a_search_reads_each_record_once(stores: list[Store], monkeypatch: pytest.MonkeyPatch) -> None:
+    for store in stores:
+        asked: list[list[str]] = []
+        get_many = store.get_many
+
+        async def counted(
+            namespace: str, ids: Sequence[str], get_many: Any = get_many, asked: list[list[str]] = asked
+        ) -> list[MemoryRecord]:
+            asked.append(list(ids))
+            return list(await get_many(namespace, ids))
+
+        monkeypatch.setattr(store, "get_many", counted)
+        vector = (await FakeEmbedder().embed(["whales book"], kind="query"))[0]
+        request = SearchRequest("ns", Scope(user_id="alice"), None, Visibility(), "whales book", 5)
+        hits = await hybrid_search(store, request, vector, RetrievalConfig())
+        assert len(asked) == 1 and len(hits) == 5
+        assert all(hit.record.id in asked[0] and hit.record.text for hit in hits)

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict
 from engram.derived import EntityLink, EntityMention, StoredProfile
 from engram.errors import ConfigError, ConflictError
 from engram.filters import FilterNode
+from engram.ranking import Neighbour
 from engram.types import (
     Candidate,
     ChangeEvent,
@@ -475,6 +476,10 @@ class HybridCandidates:
     vector: list[Candidate]  # best first
     keyword: list[Candidate]  # best first
     extra_cosines: dict[str, float]  # exact cosine of keyword candidates the vector side did not bring
+    # A store that read the candidates' timeline on the way (saving :meth:`Store.memory_context`):
+    # each candidate's (observed_at as unix seconds, previous, next scope neighbour as (id, observed))
+    timeline: dict[str, tuple[float, Neighbour | None, Neighbour | None]] | None = None
+    neighbour_cosines: dict[str, float] = field(default_factory=dict)  # the neighbours' cosines, then
 
 
 def keyword_only(vector_hits: list[Candidate], keyword_hits: list[Candidate]) -> list[str]:

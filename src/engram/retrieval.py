@@ -24,8 +24,9 @@ from engram.config import RetrievalConfig
 from engram.errors import ConfigError, EngramError
 from engram.filters import FilterNode
 from engram.fusion import best_of, contextual_scores
-from engram.interfaces import LLM, Embedder, ListwiseReranker, Reranker, Store
+from engram.interfaces import LLM, Embedder, HybridCandidates, ListwiseReranker, Reranker, Store
 from engram.llms._retry import short_message
+from engram.ranking import memory_context
 from engram.rewrite import rewrite_query
 from engram.types import MemoryContext, MemoryRecord, Scope, Vector, Visibility
 
@@ -70,6 +71,7 @@ class Ranking:
     ranked: list[str]
     scores: dict[str, float]
     explain: dict[str, dict[str, Any]] = field(default_factory=dict)  # per memory, when asked
+    records: dict[str, MemoryRecord] = field(default_factory=dict)  # read so far (read once per search)
 
 
 @dataclass(slots=True)
@@ -141,16 +143,16 @@ async def rank_candidates(
     cosine.update(found.extra_cosines)
     bm25 = {c.memory_id: c.score for c in found.keyword}
     pool = list(cosine.keys() | bm25.keys())
-    gap_s = config.session_gap_minutes * 60
-    contexts = await store.memory_context(request.namespace, request.scope, pool, gap_s)
+    contexts = await _contexts(store, request, found, pool, config.session_gap_minutes * 60)
     if use_vector:
-        await _neighbour_cosines(store, request.namespace, contexts, cosine, query_vector)
+        await _neighbour_cosines(store, request.namespace, contexts, cosine, query_vector, found)
     # without filters the vector side brings the whole scope when it is smaller than ``n``
     scope_size = len(found.vector) if use_vector and len(found.vector) < n else None
     fused, parts = contextual_scores(pool, cosine, bm25, contexts, request.query, config, scope_size)
     ranked = sorted(fused, key=lambda mid: (-fused[mid], mid))
+    records: dict[str, MemoryRecord] = {}
     if config.question_penalty > 0:
-        ranked = await _question_penalty(store, request, ranked, fused, config)
+        ranked = await _question_penalty(store, request, ranked, fused, config, records)
     explain: dict[str, dict[str, Any]] = {}
     if request.explain:
         vector_rank = {c.memory_id: i + 1 for i, c in enumerate(found.vector)}
@@ -166,7 +168,7 @@ async def rank_candidates(
             }
             for mid in ranked
         }
-    return Ranking(ranked, fused, explain)
+    return Ranking(ranked, fused, explain, records)
 
 
 async def collect_hits(store: Store, request: SearchRequest, ranking: Ranking) -> list[Hit]:
@@ -175,12 +177,22 @@ async def collect_hits(store: Store, request: SearchRequest, ranking: Ranking) -
     if request.threshold is not None:
         ranked = [mid for mid in ranked if ranking.scores[mid] >= request.threshold]
     ranked = ranked[: request.top_k]
-    records = {r.id: r for r in await store.get_many(request.namespace, ranked)}
+    records = await _records_of(store, request.namespace, ranking, ranked)
     return [
         Hit(records[mid], ranking.scores[mid], ranking.explain.get(mid, {}))
         for mid in ranked
         if mid in records  # a memory deleted between the candidate query and now is skipped
     ]
+
+
+async def _contexts(
+    store: Store, request: SearchRequest, found: HybridCandidates, pool: list[str], gap_s: float
+) -> dict[str, MemoryContext]:
+    """Each candidate's timeline context: from what the candidate call read, else asked for."""
+    if found.timeline is None:
+        return await store.memory_context(request.namespace, request.scope, pool, gap_s)
+    timeline = found.timeline
+    return {mid: memory_context(*timeline[mid], gap_s) for mid in pool if mid in timeline}
 
 
 async def _neighbour_cosines(
@@ -189,23 +201,45 @@ async def _neighbour_cosines(
     contexts: Mapping[str, MemoryContext],
     cosine: dict[str, float],
     query_vector: Vector,
+    found: HybridCandidates,
 ) -> None:
-    """Add to ``cosine`` the query's cosine with each context neighbour not scored yet."""
+    """Add to ``cosine`` the query's cosine with each context neighbour not scored yet (those the
+    candidate call did not score come from their vectors)."""
     neighbours = {
         n for c in contexts.values() for n in (c.prev_id, c.next_id) if n is not None and n not in cosine
     }
+    for mid in [n for n in neighbours if n in found.neighbour_cosines]:
+        cosine[mid] = found.neighbour_cosines[mid]
+        neighbours.discard(mid)
     if neighbours:
         for mid, vec in (await store.vectors_for(namespace, list(neighbours))).items():
             cosine[mid] = float(np.dot(vec, query_vector))
 
 
+async def _records_of(
+    store: Store, namespace: str, ranking: Ranking, ids: list[str]
+) -> dict[str, MemoryRecord]:
+    """The records of ``ids`` that exist: those the search read already, the rest read now (and kept)."""
+    missing = [mid for mid in ids if mid not in ranking.records]
+    if missing:
+        ranking.records.update((r.id, r) for r in await store.get_many(namespace, missing))
+    return {mid: ranking.records[mid] for mid in ids if mid in ranking.records}
+
+
 async def _question_penalty(
-    store: Store, request: SearchRequest, ranked: list[str], fused: dict[str, float], config: RetrievalConfig
+    store: Store,
+    request: SearchRequest,
+    ranked: list[str],
+    fused: dict[str, float],
+    config: RetrievalConfig,
+    records: dict[str, MemoryRecord],
 ) -> list[str]:
     """Among the leading results, memories that ask rather than tell (their text ends with "?") lose
-    ``question_penalty`` in logit space: a question shares the topic's words but holds no answer."""
+    ``question_penalty`` in logit space: a question shares the topic's words but holds no answer.
+    The records read are added to ``records``."""
     head = ranked[: max(request.top_k, config.rerank_candidates)]
     for record in await store.get_many(request.namespace, head):
+        records[record.id] = record
         if record.text.rstrip().endswith("?"):
             s = min(max(fused[record.id], 1e-9), 1 - 1e-9)
             raw = math.log(s / (1 - s)) - config.question_penalty
@@ -224,7 +258,7 @@ def _merge(runs: list[Ranking]) -> Ranking:
         for mid in ranked:
             base = next(run.explain[mid] for run in runs if mid in run.explain)
             explain[mid] = {**base, "fused": scores[mid], "variants": [run.scores.get(mid) for run in runs]}
-    return Ranking(ranked, scores, explain)
+    return Ranking(ranked, scores, explain, {k: v for run in runs for k, v in run.records.items()})
 
 
 async def _query_variants(llm: LLM, query: str, config: RetrievalConfig) -> tuple[list[str], dict[str, Any]]:
@@ -244,7 +278,7 @@ async def rerank(
     """Reorder the best ``max(rerank_candidates, top_k)`` candidates with ``reranker``; when it fails
     the fused order stays and the note (``{"used", "ok", "candidates", "error"}``) says why."""
     head = ranking.ranked[: max(config.rerank_candidates, request.top_k)]
-    records = {r.id: r for r in await store.get_many(request.namespace, head)}
+    records = await _records_of(store, request.namespace, ranking, head)
     head = [mid for mid in head if mid in records]
     note: dict[str, Any] = {"used": reranker.name, "ok": True, "candidates": len(head)}
     if len(head) < 2:
@@ -258,7 +292,8 @@ async def rerank(
         if mid in ranking.explain:
             ranking.explain[mid]["rerank"] = {"position": position, "fused": ranking.scores[mid]}
     rest = [mid for mid in ranking.ranked if mid not in scores]
-    return Ranking(order + rest, {**ranking.scores, **scores}, ranking.explain), {**note, "reordered": moved}
+    reordered = Ranking(order + rest, {**ranking.scores, **scores}, ranking.explain, ranking.records)
+    return reordered, {**note, "reordered": moved}
 
 
 async def _reorder(

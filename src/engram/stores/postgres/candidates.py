@@ -25,39 +25,38 @@ from engram.ranking import MAX_TERM_SHARE, MIN_SCOPE_FOR_DF, informative_terms
 from engram.stores.postgres import tokens
 from engram.stores.postgres.reads import PostgresReads, full_where
 from engram.stores.postgres.sql_filters import compile_filter
+from engram.stores.postgres.timeline import Found, Wrap, in_context_sql, rows_found
 from engram.stores.sql.dialect import Neighbours, Query, scope_clauses, visibility_clauses
 from engram.types import Candidate, Scope, Vector
 
 K1 = 1.2
 B = 0.75
-_EPOCH = "extract(epoch FROM {}.observed_at)::float8"
 
 
 def exact_vector_sql(schema: str, where: str) -> str:
-    """Params: query vector, *where params, limit. Scores every row of the scope."""
+    """Params: query vector, *where params, limit. Scores every row of the scope (id, score, seq)."""
     return (
-        f"SELECT m.id, -(m.embedding <#> %s) AS score FROM {schema}.memories m WHERE {where} "
+        f"SELECT m.id, -(m.embedding <#> %s) AS score, m.seq FROM {schema}.memories m WHERE {where} "
         "ORDER BY score DESC, m.seq LIMIT %s"
     )
 
 
-def sized_exact_vector_sql(schema: str, where: str) -> str:
-    """Params: *where params, bound + 1, query vector, *where params, bound, limit.
+def sized_exact_vector_sql(schema: str, where: str, wrap: Wrap) -> tuple[str, list[Any]]:
+    """Params: *where params, bound + 1, query vector, *where params, bound, limit, then the
+    returned ones (``wrap``'s, see :meth:`PostgresCandidates._wrap`).
 
-    Rows of (scope size counted up to bound + 1, id, score): the exact top rows when the scope has
-    at most ``bound`` rows, else one row with no id (the caller then asks the index).
+    Rows of (scope size counted up to bound + 1, then ``wrap``'s columns): the exact top rows when
+    the scope has at most ``bound`` rows, else one row with no id (the caller then asks the index).
     """
     count = f"SELECT count(*) FROM (SELECT 1 FROM {schema}.memories m WHERE {where} LIMIT %s) t"
-    return (
-        f"WITH size AS ({count}) SELECT size.count, c.id, c.score FROM size "
-        f"LEFT JOIN LATERAL ({exact_vector_sql(schema, where + ' AND size.count <= %s')}) c ON true"
-    )
+    inner, params = wrap(exact_vector_sql(schema, where + " AND size.count <= %s"))
+    return f"size AS ({count}) SELECT size.count, c.* FROM size LEFT JOIN LATERAL ({inner}) c ON true", params
 
 
 def hnsw_vector_sql(schema: str, where: str) -> str:
     """Params: query vector, *where params, query vector, limit. Ordered the way the index walks."""
     return (
-        f"SELECT m.id, -(m.embedding <#> %s) AS score FROM {schema}.memories m WHERE {where} "
+        f"SELECT m.id, -(m.embedding <#> %s) AS score, m.seq FROM {schema}.memories m WHERE {where} "
         "ORDER BY m.embedding <#> %s LIMIT %s"
     )
 
@@ -125,7 +124,7 @@ tf AS (
     FROM matched mt CROSS JOIN LATERAL unnest(mt.tsv) AS u JOIN lex ON lex.lexeme = u.lexeme
 ),
 df AS (SELECT i, count(DISTINCT id)::float8 AS df FROM tf GROUP BY i)
-SELECT tf.id, {_bm25_sum("%s::float8", "df.df", "%s::float8")} AS score
+SELECT tf.id, {_bm25_sum("%s::float8", "df.df", "%s::float8")} AS score, tf.seq
 FROM tf JOIN df USING (i)
 WHERE tf.ok
 GROUP BY tf.id, tf.seq
@@ -166,7 +165,7 @@ rule AS (
     FROM df CROSS JOIN st GROUP BY st.n
 ),
 kept AS (SELECT df.i, df.df FROM df CROSS JOIN st CROSS JOIN rule WHERE NOT rule.active OR df.df <= {cap})
-SELECT tf.id, {_bm25_sum("st.n", "kept.df", "GREATEST(st.avgdl, 1e-9)")} AS score
+SELECT tf.id, {_bm25_sum("st.n", "kept.df", "GREATEST(st.avgdl, 1e-9)")} AS score, tf.seq
 FROM tf JOIN kept USING (i) CROSS JOIN st
 WHERE tf.ok
 GROUP BY tf.id, tf.seq
@@ -179,63 +178,78 @@ LIMIT %s"""
     return sql, params
 
 
-def neighbours_sql(schema: str, namespace: str, scope: Scope) -> tuple[str, list[Any]]:
-    """Params then: memory ids. Each memory's observation time and its scope neighbours by seq."""
-    m_clauses, m_params = scope_clauses(namespace, scope, "%s", "m")
-    p_clauses, p_params = scope_clauses(namespace, scope, "%s", "p")
-    n_clauses, n_params = scope_clauses(namespace, scope, "%s", "n")
-    sql = (
-        f"SELECT m.id, {_EPOCH.format('m')}, p.id, {_EPOCH.format('p')}, n.id, {_EPOCH.format('n')} "
-        f"FROM {schema}.memories m "
-        f"LEFT JOIN LATERAL (SELECT p.id, p.observed_at FROM {schema}.memories p "
-        f"WHERE {' AND '.join(p_clauses)} AND p.seq < m.seq ORDER BY p.seq DESC LIMIT 1) p ON true "
-        f"LEFT JOIN LATERAL (SELECT n.id, n.observed_at FROM {schema}.memories n "
-        f"WHERE {' AND '.join(n_clauses)} AND n.seq > m.seq ORDER BY n.seq LIMIT 1) n ON true "
-        f"WHERE {' AND '.join(m_clauses)} AND m.id = ANY(%s::text[])"
-    )
-    return sql, [*p_params, *n_params, *m_params]
-
-
 class PostgresCandidates(PostgresReads):
     async def vector_candidates(self, q: Query, query_vector: Vector) -> list[Candidate]:
+        return (await self.vector_found(q, query_vector, context=False)).candidates
+
+    async def keyword_candidates(self, q: Query, terms: list[str]) -> list[Candidate]:
+        return (await self.keyword_found(q, terms, None, context=False)).candidates
+
+    def _wrap(self, q: Query, context: bool) -> Wrap:
+        """How a candidate statement's SQL is wrapped: as it is, or in context (:mod:`.timeline`)."""
+        if context:
+            return lambda inner: in_context_sql(self.s, q.namespace, q.scope, inner)
+        return lambda inner: (inner, [])
+
+    async def _found(
+        self, sql: str, params: list[Any], vector: Vector | None, context: bool, sized: bool = False
+    ) -> Found:
+        """Run a candidate statement (``vector``: the query's, bound as ``qv`` in context; ``sized``:
+        ``sql`` starts with the ``size`` CTE of :func:`sized_exact_vector_sql`)."""
+        if context:
+            sql = f"WITH qv AS (SELECT %s::vector AS v){', ' if sized else ' '}{sql}"
+            params = [vector, *params]
+        elif sized:
+            sql = f"WITH {sql}"
+        rows = await (await self.conn.execute(sql, params)).fetchall()
+        return rows_found(rows, context, sized)
+
+    async def vector_found(self, q: Query, query_vector: Vector, *, context: bool) -> Found:
+        """The scope's best rows by cosine: exactly when the scope is small enough, else by HNSW."""
         where, params = full_where(q, self.s)
         vector = np.asarray(query_vector, dtype=np.float32)
-        if not self.store._has_hnsw:
-            cur = await self.conn.execute(exact_vector_sql(self.s, where), [vector, *params, q.limit])
-            return [Candidate(str(r[0]), float(r[1])) for r in await cur.fetchall()]
+        wrap = self._wrap(q, context)
+        rows_key = f"{where} {params!r}"
+        if not self.store._has_hnsw or self.store._exact_known(rows_key):
+            sql, more = wrap(exact_vector_sql(self.s, where))
+            return await self._found(sql, [vector, *params, q.limit, *more], vector, context)
         # One statement tells the scope's size and, when it is small enough, scores every row.
         bound = self.store.settings.exact_search_max_rows
-        sized = sized_exact_vector_sql(self.s, where)
-        cur = await self.conn.execute(sized, [*params, bound + 1, vector, *params, bound, q.limit])
-        rows = await cur.fetchall()
-        if int(rows[0][0]) <= bound:
-            self.store._note_scope_size(q.namespace, q.scope, float(rows[0][0]))
-            return [Candidate(str(r[1]), float(r[2])) for r in rows if r[1] is not None]
+        sized, more = sized_exact_vector_sql(self.s, where, wrap)
+        done = await self._found(
+            sized, [*params, bound + 1, vector, *params, bound, q.limit, *more], vector, context, sized=True
+        )
+        if done.size is not None and done.size <= bound:
+            self.store._note_scope_size(q.namespace, q.scope, float(done.size))
+            self.store._note_exact(rows_key)
+            return done
         ef = max(self.store.settings.hnsw_ef_search, min(q.limit, 1000))
+        sql, more = wrap(hnsw_vector_sql(self.s, where))
         async with self.conn.pipeline(), self.conn.transaction():  # the settings travel with the query
             await self.conn.execute(f"SET LOCAL hnsw.ef_search = {int(ef)}")
             await self.conn.execute("SET LOCAL hnsw.iterative_scan = strict_order")
-            cur = await self.conn.execute(hnsw_vector_sql(self.s, where), [vector, *params, vector, q.limit])
-            hits = await cur.fetchall()
-        return [Candidate(str(r[0]), float(r[1])) for r in hits]
+            return await self._found(sql, [vector, *params, vector, q.limit, *more], vector, context)
 
-    async def keyword_candidates(self, q: Query, terms: list[str]) -> list[Candidate]:
+    async def keyword_found(
+        self, q: Query, terms: list[str], query_vector: Vector | None, *, context: bool
+    ) -> Found:
+        """BM25 over the informative ones of ``terms`` (see :meth:`keyword_candidates`)."""
         lexemes = tokens.query_lexemes(terms)
         if not lexemes:
-            return []
+            return Found()
         if self.store._small_scope(q.namespace, q.scope):
             sql, params = bm25_scope_first_sql(self.s, q, lexemes)
-            cur = await self.conn.execute(sql, params)
-            return [Candidate(str(r[0]), float(r[1])) for r in await cur.fetchall()]
-        # No shared snapshot needed: BM25 clamps N to each term's document frequency.
-        n_docs, avgdl, counts = await self._stats_and_counts(q.namespace, q.scope, lexemes)
-        self.store._note_scope_size(q.namespace, q.scope, n_docs)
-        if n_docs == 0:
-            return []
-        lexemes = informative_terms(lexemes, n_docs, counts)
-        sql, params = bm25_sql(self.s, q, lexemes, n_docs, avgdl)
-        cur = await self.conn.execute(sql, params)
-        return [Candidate(str(r[0]), float(r[1])) for r in await cur.fetchall()]
+        else:
+            # No shared snapshot needed: BM25 clamps N to each term's document frequency.
+            n_docs, avgdl, counts = await self._stats_and_counts(q.namespace, q.scope, lexemes)
+            self.store._note_scope_size(q.namespace, q.scope, n_docs)
+            if n_docs == 0:
+                return Found()
+            lexemes = informative_terms(lexemes, n_docs, counts)
+            sql, params = bm25_sql(self.s, q, lexemes, n_docs, avgdl)
+        sql, more = self._wrap(q, context)(sql)
+        vector = np.asarray(query_vector, dtype=np.float32) if query_vector is not None else None
+        return await self._found(sql, [*params, *more], vector, context)
 
     async def _stats_and_counts(
         self, namespace: str, scope: Scope, lexemes: list[str]
@@ -253,6 +267,8 @@ class PostgresCandidates(PostgresReads):
             if hit is not None and now - hit[1] < ttl:
                 counts[lexeme] = hit[0]
         todo = [lexeme for lexeme in counted if lexeme not in counts]
+        if stats is not None and not todo:  # all known: no statement
+            return stats[0], stats[1], counts
         sql, params = stats_and_term_counts_sql(self.s, namespace, scope, stats)
         cur = await self.conn.execute(sql, [*params, [tokens.tsquery_literal([lexeme]) for lexeme in todo]])
         n_docs, avgdl, fresh = await cur.fetchone()
@@ -269,13 +285,10 @@ class PostgresCandidates(PostgresReads):
         return n_docs, avgdl, counts
 
     async def neighbours(self, namespace: str, scope: Scope, memory_ids: list[str]) -> Neighbours:
-        sql, params = neighbours_sql(self.s, namespace, scope)
-        cur = await self.conn.execute(sql, [*params, memory_ids])
-        return {
-            str(mid): (
-                float(ts),
-                (str(prev_id), float(prev_ts)) if prev_id is not None else None,
-                (str(next_id), float(next_ts)) if next_id is not None else None,
-            )
-            for mid, ts, prev_id, prev_ts, next_id, next_ts in await cur.fetchall()
-        }
+        clauses, params = scope_clauses(namespace, scope, "%s")
+        inner = (
+            f"SELECT m.id, 0 AS score, m.seq FROM {self.s}.memories m "
+            f"WHERE {' AND '.join(clauses)} AND m.id = ANY(%s::text[])"
+        )
+        sql, more = in_context_sql(self.s, namespace, scope, inner)
+        return (await self._found(sql, [*params, memory_ids, *more], None, context=True)).timeline

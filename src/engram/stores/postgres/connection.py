@@ -139,6 +139,21 @@ class PostgresConnection(PostgresPool):
         self._term_cache: dict[tuple[str, tuple[str | None, ...], str], tuple[int, float]] = {}
         # Whether a scope was small (keyword search from its rows), and when that was seen.
         self._scope_sizes: dict[tuple[str, tuple[str | None, ...]], tuple[bool, float]] = {}
+        # Row sets (a vector search's condition and its params) last counted within the exact bound.
+        self._exact_sets: dict[str, float] = {}
+
+    def _note_exact(self, key: str) -> None:
+        """Remember that the rows of ``key`` were few enough to be searched exactly."""
+        if len(self._exact_sets) > 100_000:
+            self._exact_sets.clear()
+        self._exact_sets[key] = time.monotonic()
+
+    def _exact_known(self, key: str) -> bool:
+        """Whether the rows of ``key`` were counted within the exact bound in the last
+        ``stats_cache_seconds``: they are then scored exactly without counting them again (a set
+        that grew past the bound meanwhile is still searched exactly, only slower)."""
+        seen = self._exact_sets.get(key)
+        return seen is not None and time.monotonic() - seen < self.settings.stats_cache_seconds
 
     def _note_scope_size(self, namespace: str, scope: Scope, rows: float) -> None:
         """Remember whether the scope is small (see :meth:`_small_scope`)."""

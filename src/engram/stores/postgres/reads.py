@@ -16,6 +16,21 @@ if TYPE_CHECKING:
     from engram.stores.postgres.store import PostgresStore
 
 
+def with_sources(schema: str) -> str:
+    """The memory columns plus, last, the ids of the memory's source messages in message order."""
+    return (
+        f"{MEMORY_COLUMNS}, ARRAY(SELECT s.message_id FROM {schema}.memory_sources s "
+        f"JOIN {schema}.messages g ON g.id = s.message_id WHERE s.memory_id = m.id ORDER BY g.seq)"
+    )
+
+
+def sourced_record(row: tuple[Any, ...]) -> MemoryRecord:
+    """A record from a row of :func:`with_sources`."""
+    rec = record(row[:-1])
+    rec.source_message_ids.extend(row[-1])
+    return rec
+
+
 def full_where(q: Query, schema: str) -> tuple[str, list[Any]]:
     """Scope, visibility and filters as one SQL condition over alias ``m``."""
     clauses, params = scope_clauses(q.namespace, q.scope, "%s")
@@ -43,26 +58,12 @@ class PostgresReads:
 
     async def records(self, namespace: str, memory_ids: list[str]) -> list[MemoryRecord]:
         cur = await self.conn.execute(
-            f"SELECT {MEMORY_COLUMNS} FROM {self.s}.memories m "
+            f"SELECT {with_sources(self.s)} FROM {self.s}.memories m "
             "WHERE m.namespace = %s AND m.deleted_at IS NULL AND m.id = ANY(%s::text[])",
             (namespace, memory_ids),
         )
-        by_id = {row[0]: record(row) for row in await cur.fetchall()}
-        await self._attach_sources(list(by_id.values()))
+        by_id = {row[0]: sourced_record(row) for row in await cur.fetchall()}
         return [by_id[i] for i in memory_ids if i in by_id]
-
-    async def _attach_sources(self, records: list[MemoryRecord]) -> None:
-        if not records:
-            return
-        index = {r.id: r for r in records}
-        cur = await self.conn.execute(
-            f"SELECT s.memory_id, s.message_id FROM {self.s}.memory_sources s "
-            f"JOIN {self.s}.messages g ON g.id = s.message_id "
-            "WHERE s.memory_id = ANY(%s::text[]) ORDER BY g.seq",
-            (list(index),),
-        )
-        for memory_id, message_id in await cur.fetchall():
-            index[memory_id].source_message_ids.append(message_id)
 
     async def list_page(self, q: Query, offset: int) -> ListPage:
         where, params = full_where(q, self.s)
@@ -71,12 +72,11 @@ class PostgresReads:
             cur = await self.conn.execute(f"SELECT count(*) FROM {self.s}.memories m WHERE {where}", params)
             total = int((await cur.fetchone())[0])
             cur = await self.conn.execute(
-                f"SELECT {MEMORY_COLUMNS} FROM {self.s}.memories m WHERE {where} "
+                f"SELECT {with_sources(self.s)} FROM {self.s}.memories m WHERE {where} "
                 "ORDER BY m.observed_at DESC, m.seq DESC LIMIT %s OFFSET %s",
                 [*params, q.limit, offset],
             )
-            records = [record(r) for r in await cur.fetchall()]
-            await self._attach_sources(records)
+            records = [sourced_record(r) for r in await cur.fetchall()]
         return ListPage(records, total)
 
     async def history(self, namespace: str, memory_id: str) -> list[HistoryEntry]:

@@ -9,20 +9,22 @@ this class opens the pools and runs reads and write transactions on a
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 from engram.errors import MissingDependencyError
-from engram.interfaces import Restored
+from engram.interfaces import HybridCandidates, Restored
 from engram.stores.postgres import restore, shutdown
 from engram.stores.postgres.connection import PostgresConnection
 from engram.stores.postgres.rows import PostgresSettings
 from engram.stores.postgres.schema import HNSW_INDEX, MIGRATION_LOCK_KEY, hnsw_index_sql, migrate
 from engram.stores.postgres.session import PostgresSession
-from engram.stores.sql.dialect import Session
+from engram.stores.postgres.timeline import Found
+from engram.stores.sql.dialect import Query, Session
 from engram.stores.sql.reembed import META_KEYS
 from engram.stores.sql.store import SQLStore
-from engram.types import EmbedderInfo, RestoredMemory
+from engram.types import EmbedderInfo, RestoredMemory, Vector
 
 T = TypeVar("T")
 _HNSW_MAX_DIM = 2000  # pgvector indexes vectors of up to 2,000 dimensions
@@ -40,6 +42,11 @@ class PostgresStore(PostgresConnection, SQLStore):
 
     async def _read(
         self, namespace: str, fn: Callable[[Session], Awaitable[T]], *, primary: bool = False
+    ) -> T:
+        return await self._pg_read(namespace, fn, primary=primary)
+
+    async def _pg_read(
+        self, namespace: str, fn: Callable[[PostgresSession], Awaitable[T]], *, primary: bool = False
     ) -> T:
         async with self._conn() if primary else self._read_conn(namespace) as conn:
             return await fn(PostgresSession(self, conn))
@@ -109,3 +116,31 @@ class PostgresStore(PostgresConnection, SQLStore):
     async def close(self) -> None:
         await self._close_pools()
         self._stats_cache.clear()
+
+    # -- search: fewer statements than the generic path (see docs/deploy.md, "Search profile") -----
+    async def _hybrid(self, q: Query, query_vector: Vector | None, terms: list[str]) -> HybridCandidates:
+        """Both signals at once on two connections, each statement bringing its rows' cosines and
+        timeline (so the search reads no vectors and asks no :meth:`memory_context`)."""
+        vector = query_vector
+        by_vector, by_keyword = await asyncio.gather(
+            self._pg_read(q.namespace, lambda s: s.vector_found(q, vector, context=True))
+            if vector is not None
+            else _nothing(),
+            self._pg_read(q.namespace, lambda s: s.keyword_found(q, terms, vector, context=True))
+            if terms
+            else _nothing(),
+        )
+        seen = {c.memory_id for c in by_vector.candidates}
+        keyword_only = {c.memory_id for c in by_keyword.candidates} - seen
+        cosines = {**by_keyword.cosines, **by_vector.cosines}
+        return HybridCandidates(
+            by_vector.candidates,
+            by_keyword.candidates,
+            {mid: cosines[mid] for mid in keyword_only if mid in cosines},
+            {**by_keyword.timeline, **by_vector.timeline},
+            cosines,
+        )
+
+
+async def _nothing() -> Found:
+    return Found()

@@ -18,11 +18,20 @@ import numpy as np
 from engram.derived import EntityLink, StoredProfile
 from engram.errors import NotFoundError, StoreError
 from engram.filters import FilterNode
-from engram.interfaces import EmbedTexts, EntityLinker, ListPage, Reembed, Store
+from engram.interfaces import (
+    EmbedTexts,
+    EntityLinker,
+    HybridCandidates,
+    ListPage,
+    Reembed,
+    Store,
+    cosines_of,
+    keyword_only,
+)
 from engram.keywords import query_terms
 from engram.ranking import memory_context
 from engram.stores.sql import changes, derived, reembed, writes
-from engram.stores.sql.dialect import Query, Session, check_dim, check_embedder
+from engram.stores.sql.dialect import Neighbours, Query, Session, check_dim, check_embedder
 from engram.types import (
     Candidate,
     ChangeEvent,
@@ -270,6 +279,31 @@ class SQLStore(Store):
         vector = np.ascontiguousarray(query_vector, dtype=np.float32)
         return await self._read(namespace, lambda s: s.vector_candidates(q, vector))
 
+    async def hybrid_candidates(
+        self,
+        namespace: str,
+        scope: Scope,
+        filters: FilterNode | None,
+        visibility: Visibility,
+        query_vector: Vector | None,
+        query_text: str | None,
+        limit: int,
+    ) -> HybridCandidates:
+        """Both signals' candidates through :meth:`_hybrid` (the input checked here, once)."""
+        vector = None
+        if query_vector is not None:
+            self._check_dim(query_vector, "query_vector")
+            vector = np.ascontiguousarray(query_vector, dtype=np.float32)
+        terms = query_terms(query_text) if query_text is not None else []
+        if limit <= 0:
+            return HybridCandidates([], [], {})
+        return await self._hybrid(Query(namespace, scope, filters, visibility, limit), vector, terms)
+
+    async def _hybrid(self, q: Query, query_vector: Vector | None, terms: list[str]) -> HybridCandidates:
+        """Both generators on one session (for SQLite: one trip to the worker thread); a dialect
+        may override it to save round trips."""
+        return await self._read(q.namespace, lambda s: both_candidates(s, q, query_vector, terms))
+
     async def keyword_candidates(
         self,
         namespace: str,
@@ -291,6 +325,20 @@ class SQLStore(Store):
         if not memory_ids:
             return {}
         found = await self._read(namespace, lambda s: s.neighbours(namespace, scope, list(memory_ids)))
-        return {
-            mid: memory_context(ts, prev, next_, session_gap_s) for mid, (ts, prev, next_) in found.items()
-        }
+        return timeline_contexts(found, session_gap_s)
+
+
+async def both_candidates(
+    s: Session, q: Query, query_vector: Vector | None, terms: list[str]
+) -> HybridCandidates:
+    """Vector and keyword candidates, and the cosine of the keyword-only ones, on one session."""
+    vector = await s.vector_candidates(q, query_vector) if query_vector is not None else []
+    keyword = await s.keyword_candidates(q, terms) if terms else []
+    missing = keyword_only(vector, keyword)
+    vectors = await s.vectors(q.namespace, missing) if missing and query_vector is not None else {}
+    return HybridCandidates(vector, keyword, cosines_of(vectors, query_vector))
+
+
+def timeline_contexts(found: Neighbours, session_gap_s: float) -> dict[str, MemoryContext]:
+    """Each memory's context from its scope neighbours (those observed within the gap count)."""
+    return {mid: memory_context(ts, prev, next_, session_gap_s) for mid, (ts, prev, next_) in found.items()}

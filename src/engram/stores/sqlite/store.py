@@ -15,22 +15,19 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-import numpy as np
 from pydantic import Field
 
 from engram.config import default_home
 from engram.errors import StoreError
-from engram.filters import FilterNode
-from engram.interfaces import BackendSettings, HybridCandidates, cosines_of, keyword_only
-from engram.keywords import query_terms
-from engram.stores.sql.dialect import Query, Session, run_inline
+from engram.interfaces import BackendSettings
+from engram.stores.sql.dialect import Session, run_inline
 from engram.stores.sql.reembed import META_KEYS
 from engram.stores.sql.store import SQLStore
 from engram.stores.sqlite.connection import connect, immediate, translated
 from engram.stores.sqlite.schema import migrate
 from engram.stores.sqlite.session import SQLiteSession, generation
 from engram.stores.sqlite.vector_cache import VectorCache
-from engram.types import EmbedderInfo, Scope, Vector, Visibility
+from engram.types import EmbedderInfo
 
 T = TypeVar("T")
 
@@ -151,33 +148,6 @@ class SQLiteStore(SQLStore):
         self._cache.clear()
         self._opened = False
 
-    # -- both candidate generators in one worker-thread hop ---------------------------------------
-    async def hybrid_candidates(
-        self,
-        namespace: str,
-        scope: Scope,
-        filters: FilterNode | None,
-        visibility: Visibility,
-        query_vector: Vector | None,
-        query_text: str | None,
-        limit: int,
-    ) -> HybridCandidates:
-        """Both signals in one trip to the worker thread (fewer hand-offs per search)."""
-        if query_vector is not None:
-            self._check_dim(query_vector, "query_vector")
-            query_vector = np.ascontiguousarray(query_vector, dtype=np.float32)
-        terms = query_terms(query_text) if query_text is not None else []
-        q = Query(namespace, scope, filters, visibility, limit)
-        return await self._read(namespace, lambda s: _hybrid(s, q, query_vector, terms))
-
 
 def _stored_embedder(conn: sqlite3.Connection) -> dict[str, str]:
     return dict(conn.execute(f"SELECT key, value FROM meta WHERE key IN {META_KEYS}"))
-
-
-async def _hybrid(s: Session, q: Query, query_vector: Vector | None, terms: list[str]) -> HybridCandidates:
-    vector = await s.vector_candidates(q, query_vector) if query_vector is not None else []
-    keyword = await s.keyword_candidates(q, terms) if terms else []
-    missing = keyword_only(vector, keyword)
-    vectors = await s.vectors(q.namespace, missing) if missing and query_vector is not None else {}
-    return HybridCandidates(vector, keyword, cosines_of(vectors, query_vector))
