@@ -233,6 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     for case in [c for c in args.load.split(",") if c]:
         result.setdefault("load", {})[case] = asyncio.run(load(url, datadir, Synth(turns, tv), case))
         print(f"[profile] load {case}: {json.dumps(result['load'][case])}", file=sys.stderr)
+        out_path.write_text(json.dumps(result, indent=1) + "\n")  # a long load is kept if a later step fails
     plans_text = []
     for case in [c for c in args.cases.split(",") if c]:
         prof = profile(url, datadir, case, queries, qv)

@@ -237,6 +237,8 @@ class PostgresCandidates(PostgresReads):
         lexemes = tokens.query_lexemes(terms)
         if not lexemes:
             return Found()
+        if not self.store._scope_size_seen(q.namespace, q.scope):
+            await self._probe_scope_size(q.namespace, q.scope)
         if self.store._small_scope(q.namespace, q.scope):
             sql, params = bm25_scope_first_sql(self.s, q, lexemes)
         else:
@@ -250,6 +252,19 @@ class PostgresCandidates(PostgresReads):
         sql, more = self._wrap(q, context)(sql)
         vector = np.asarray(query_vector, dtype=np.float32) if query_vector is not None else None
         return await self._found(sql, [*params, *more], vector, context)
+
+    async def _probe_scope_size(self, namespace: str, scope: Scope) -> None:
+        """Count the scope's rows up to the small-scope bound (an index-only scan of a few pages), so
+        that a small scope's first search in this process starts from its rows too: the statistics
+        statement would count each term through the table-wide GIN index (0.3-0.5 s at 10M rows)."""
+        clauses, params = scope_clauses(namespace, scope, "%s")
+        bound = max(self.store.settings.stats_cache_min_rows, MIN_SCOPE_FOR_DF)
+        cur = await self.conn.execute(
+            f"SELECT count(*) FROM (SELECT 1 FROM {self.s}.memories m WHERE {' AND '.join(clauses)} "
+            "LIMIT %s) t",
+            [*params, bound],
+        )
+        self.store._note_scope_size(namespace, scope, float((await cur.fetchone())[0]))
 
     async def _stats_and_counts(
         self, namespace: str, scope: Scope, lexemes: list[str]

@@ -162,12 +162,17 @@ class PostgresConnection(PostgresPool):
         small = rows < max(self.settings.stats_cache_min_rows, MIN_SCOPE_FOR_DF)
         self._scope_sizes[(namespace, scope.as_tuple())] = (small, time.monotonic())
 
+    def _scope_size_seen(self, namespace: str, scope: Scope) -> bool:
+        """Whether the scope's size was seen within ``stats_cache_seconds``."""
+        seen = self._scope_sizes.get((namespace, scope.as_tuple()))
+        return seen is not None and time.monotonic() - seen[1] < self.settings.stats_cache_seconds
+
     def _small_scope(self, namespace: str, scope: Scope) -> bool:
         """Whether the scope was smaller than ``stats_cache_min_rows`` when last seen (within
         ``stats_cache_seconds``): its keyword search then runs in one statement from the scope's
         rows. Only the plan depends on this: both plans give the same results."""
-        seen = self._scope_sizes.get((namespace, scope.as_tuple()))
-        return seen is not None and seen[0] and time.monotonic() - seen[1] < self.settings.stats_cache_seconds
+        small, _ = self._scope_sizes.get((namespace, scope.as_tuple()), (False, 0.0))
+        return small and self._scope_size_seen(namespace, scope)
 
     def _read_url(self) -> str | None:
         if self.settings.read_url is not None:
