@@ -52,3 +52,14 @@ def memory_context(
         prev[0] if prev is not None and abs(observed_ts - prev[1]) <= session_gap_s else None,
         next_[0] if next_ is not None and abs(next_[1] - observed_ts) <= session_gap_s else None,
     )
+
+
+Timeline = Mapping[str, tuple[float, Neighbour | None, Neighbour | None]]  # id -> (observed, prev, next)
+
+
+def timeline_contexts(
+    timeline: Timeline, session_gap_s: float, ids: Sequence[str] | None = None
+) -> dict[str, MemoryContext]:
+    """The :func:`memory_context` of each memory of ``timeline`` (of those among ``ids``, if given)."""
+    wanted = timeline.keys() if ids is None else [mid for mid in ids if mid in timeline]
+    return {mid: memory_context(*timeline[mid], session_gap_s) for mid in wanted}

@@ -26,7 +26,7 @@ from engram.filters import FilterNode
 from engram.fusion import best_of, contextual_scores
 from engram.interfaces import LLM, Embedder, HybridCandidates, ListwiseReranker, Reranker, Store
 from engram.llms._retry import short_message
-from engram.ranking import memory_context
+from engram.ranking import timeline_contexts
 from engram.rewrite import rewrite_query
 from engram.types import MemoryContext, MemoryRecord, Scope, Vector, Visibility
 
@@ -191,8 +191,7 @@ async def _contexts(
     """Each candidate's timeline context: from what the candidate call read, else asked for."""
     if found.timeline is None:
         return await store.memory_context(request.namespace, request.scope, pool, gap_s)
-    timeline = found.timeline
-    return {mid: memory_context(*timeline[mid], gap_s) for mid in pool if mid in timeline}
+    return timeline_contexts(found.timeline, gap_s, pool)
 
 
 async def _neighbour_cosines(

@@ -54,38 +54,19 @@ class PostgresWrites(PostgresReads):
     async def current_memory(
         self, namespace: str, scope_key: str, hash_: str, *, exclude: str | None = None, lock: bool = False
     ) -> tuple[str, date | None] | None:
-        cur = await self._send_current(namespace, scope_key, hash_, exclude, lock)
-        row = await cur.fetchone()
-        return (str(row[0]), row[1]) if row else None
-
-    async def _send_current(
-        self, namespace: str, scope_key: str, hash_: str, exclude: str | None, lock: bool
-    ) -> Any:
-        return await self.conn.execute(
+        cur = await self.conn.execute(
             f"SELECT id, expires_at FROM {self.s}.memories WHERE namespace = %s AND scope_key = %s "
             f"AND hash = %s AND id IS DISTINCT FROM %s AND {_CURRENT}" + (" FOR UPDATE" if lock else ""),
             (namespace, scope_key, hash_, exclude),
         )
-
-    async def twin_and_derived(
-        self, namespace: str, mem: NewMemory, batch_ids: list[str], today: date, *, derived: bool
-    ) -> tuple[tuple[str, date | None] | None, str | None]:
-        """Both statements sent before either is read: one round trip in the write pipeline."""
-        twin = await self._send_current(namespace, mem.scope.key(), mem.hash, None, True)
-        found = await self._send_derived(namespace, mem, batch_ids, today) if derived else None
-        row = await twin.fetchone()
-        first = await found.fetchone() if found is not None else None
-        return (str(row[0]), row[1]) if row else None, str(first[0]) if first else None
+        row = await cur.fetchone()
+        return (str(row[0]), row[1]) if row else None
 
     async def derived_memory(
         self, namespace: str, mem: NewMemory, batch_ids: list[str], today: date
     ) -> str | None:
-        row = await (await self._send_derived(namespace, mem, batch_ids, today)).fetchone()
-        return str(row[0]) if row else None
-
-    async def _send_derived(self, namespace: str, mem: NewMemory, batch_ids: list[str], today: date) -> Any:
         s = self.s
-        return await self.conn.execute(
+        cur = await self.conn.execute(
             # The earlier messages first, whatever the planner's statistics say (fresh tables have
             # none): they are found by an index and are usually none at all.
             f"WITH g AS MATERIALIZED (SELECT id FROM {s}.messages WHERE namespace = %s AND scope_key = %s "
@@ -99,6 +80,8 @@ class PostgresWrites(PostgresReads):
             "ORDER BY m.seq LIMIT 1",
             (namespace, mem.scope.key(), content_digest(mem.text), mem.text, batch_ids, today),
         )
+        row = await cur.fetchone()
+        return str(row[0]) if row else None
 
     async def insert_memory(self, namespace: str, mem: NewMemory, now: datetime) -> bool:
         on_conflict = f"ON CONFLICT (namespace, scope_key, hash) WHERE {_CURRENT} DO NOTHING RETURNING id"

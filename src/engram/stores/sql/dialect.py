@@ -58,7 +58,6 @@ class Locked:
 
 
 Deleted = tuple[str, str, str | None, str | None]  # (id, text, actor_id, role)
-CurrentRow = tuple[str, date | None]  # a current memory's (id, expires_at)
 Neighbours = dict[str, tuple[float, Neighbour | None, Neighbour | None]]  # id -> (observed, prev, next)
 
 
@@ -114,13 +113,6 @@ class Session(Protocol):
     ) -> str | None:
         """A current, unedited, unexpired memory extracted from an earlier message (not one of
         ``batch_ids``) of exactly this scope whose content is exactly ``mem.text``."""
-
-    async def twin_and_derived(
-        self, namespace: str, mem: NewMemory, batch_ids: list[str], today: date, *, derived: bool
-    ) -> tuple[tuple[str, date | None] | None, str | None]:
-        """:meth:`current_memory` of ``mem`` (locked) and, when ``derived`` and there is none,
-        :meth:`derived_memory`; a dialect may read both at once (one round trip) and return the
-        second whatever the first (the rules then use it only when the first is None)."""
 
     async def insert_memory(self, namespace: str, mem: NewMemory, now: datetime) -> bool:
         """Insert the row, vector and keyword index; False when another writer's current memory

@@ -29,9 +29,9 @@ from engram.interfaces import (
     keyword_only,
 )
 from engram.keywords import query_terms
-from engram.ranking import memory_context
+from engram.ranking import timeline_contexts
 from engram.stores.sql import changes, derived, reembed, writes
-from engram.stores.sql.dialect import Neighbours, Query, Session, check_dim, check_embedder
+from engram.stores.sql.dialect import Query, Session, check_dim, check_embedder
 from engram.types import (
     Candidate,
     ChangeEvent,
@@ -337,8 +337,3 @@ async def both_candidates(
     missing = keyword_only(vector, keyword)
     vectors = await s.vectors(q.namespace, missing) if missing and query_vector is not None else {}
     return HybridCandidates(vector, keyword, cosines_of(vectors, query_vector))
-
-
-def timeline_contexts(found: Neighbours, session_gap_s: float) -> dict[str, MemoryContext]:
-    """Each memory's context from its scope neighbours (those observed within the gap count)."""
-    return {mid: memory_context(ts, prev, next_, session_gap_s) for mid, (ts, prev, next_) in found.items()}

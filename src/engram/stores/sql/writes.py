@@ -18,7 +18,7 @@ from typing import Any
 
 from engram.errors import ConflictError, NotFoundError, StoreError
 from engram.stores.sql import changes
-from engram.stores.sql.dialect import CurrentRow, Session
+from engram.stores.sql.dialect import Session
 from engram.types import (
     HistoryEntry,
     HistoryEvent,
@@ -67,12 +67,9 @@ async def add(s: Session, namespace: str, messages: list[StoredMessage], memorie
     batch_ids = [m.id for m in messages]
     done = Added()
     for mem in memories:
-        row, derived = await s.twin_and_derived(namespace, mem, batch_ids, now.date(), derived=mem.raw)
-        existing = await _current_twin(s, namespace, mem, row, now, done)
-        if existing is None and mem.raw and row is not None:  # an expired twin was superseded: look again
-            derived = await s.derived_memory(namespace, mem, batch_ids, now.date())
+        existing = await _current_twin(s, namespace, mem, now, done)
         if existing is None and mem.raw:
-            existing = derived
+            existing = await s.derived_memory(namespace, mem, batch_ids, now.date())
         if existing is None:
             existing = await _insert(s, namespace, mem, now)
         if existing is not None:
@@ -88,11 +85,10 @@ async def add(s: Session, namespace: str, messages: list[StoredMessage], memorie
     return done
 
 
-async def _current_twin(
-    s: Session, namespace: str, mem: NewMemory, row: CurrentRow | None, now: datetime, done: Added
-) -> str | None:
-    """The current memory saying the same in exactly this scope (``row``, locked); an expired one is
-    superseded by ``mem`` instead (the fact is true again), and then there is none."""
+async def _current_twin(s: Session, namespace: str, mem: NewMemory, now: datetime, done: Added) -> str | None:
+    """The current memory saying the same in exactly this scope; an expired one is superseded by
+    ``mem`` instead (the fact is true again), and then there is none."""
+    row = await s.current_memory(namespace, mem.scope.key(), mem.hash, lock=True)
     if row is None:
         return None
     if row[1] is not None and row[1] < now.date():

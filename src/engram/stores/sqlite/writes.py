@@ -61,14 +61,6 @@ class SQLiteWrites(SQLiteReads):
         ).fetchone()
         return (row[0], date.fromisoformat(row[1]) if row[1] else None) if row else None
 
-    async def twin_and_derived(
-        self, namespace: str, mem: NewMemory, batch_ids: list[str], today: date, *, derived: bool
-    ) -> tuple[tuple[str, date | None] | None, str | None]:
-        row = await self.current_memory(namespace, mem.scope.key(), mem.hash, lock=True)
-        if not derived or row is not None:
-            return row, None
-        return row, await self.derived_memory(namespace, mem, batch_ids, today)
-
     async def derived_memory(
         self, namespace: str, mem: NewMemory, batch_ids: list[str], today: date
     ) -> str | None:
